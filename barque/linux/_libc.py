@@ -1,0 +1,115 @@
+"""Raw syscalls Python 3.11 has no binding for, through ctypes. Nothing else in barque uses ctypes.
+
+Every function raises OSError with errno and a message naming the call and its arguments.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+
+# umount2(2) flags
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+# unshare(2)/setns(2) flags
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# new mount API (fsopen/fsconfig/fsmount/move_mount), x86_64 and aarch64 share these numbers
+_SYS_move_mount = 429
+_SYS_fsopen = 430
+_SYS_fsconfig = 431
+_SYS_fsmount = 432
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def _b(s: str | bytes | None) -> bytes | None:
+    if s is None:
+        return None
+    return s if isinstance(s, bytes) else os.fsencode(s)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    _check(
+        _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+        f"mount {source!r} on {target!r} ({fstype}, flags={flags:#x}, data={data!r})",
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target!r}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({fd}, {nstype:#x})")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(155 if os.uname().machine == "x86_64" else 41), _b(new_root), _b(put_old)),
+           f"pivot_root({new_root!r}, {put_old!r})")
+
+
+def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_SYS_fsopen), _b(fstype), ctypes.c_uint(flags)), f"fsopen({fstype!r})")
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None, aux: int = 0) -> None:
+    _check(
+        _libc.syscall(ctypes.c_long(_SYS_fsconfig), ctypes.c_int(fd), ctypes.c_uint(cmd), _b(key), _b(value),
+                      ctypes.c_int(aux)),
+        f"fsconfig({key!r}={value!r})",
+    )
+
+
+def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_SYS_fsmount), ctypes.c_int(fd), ctypes.c_uint(flags),
+                                ctypes.c_uint(attr_flags)), "fsmount")
+
+
+def move_mount(from_fd: int, to_path: str) -> None:
+    _check(
+        _libc.syscall(ctypes.c_long(_SYS_move_mount), ctypes.c_int(from_fd), b"", ctypes.c_int(AT_FDCWD),
+                      _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+        f"move_mount to {to_path!r}",
+    )
