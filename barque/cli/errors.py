@@ -1,0 +1,46 @@
+"""The one place the CLI turns barque's error categories into messages and exit codes.
+
+Docker's CLI exits 125 for its own usage errors (unknown flag, wrong argument count) and 1 when the engine refuses
+an operation ("Error response from daemon: …"); `run`-like commands use 125/126/127 and pass the container's own
+status through — those commands raise `ExitStatus` themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from barque import errors
+
+EXIT_USAGE = 125
+EXIT_ERROR = 1
+
+
+class ExitStatus(Exception):
+    """Leave with this status after printing nothing more (the command already spoke)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def report(exc: BaseException) -> int:
+    """Print `exc` the way Docker's CLI would and return the exit status to use."""
+    if isinstance(exc, ExitStatus):
+        return exc.status
+    if isinstance(exc, errors.BarqueError):
+        print(f"Error response from daemon: {exc.message}" if _daemonish(exc) else f"Error: {exc.message}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_ERROR
+    if isinstance(exc, OSError):
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    raise exc
+
+
+def _daemonish(exc: errors.BarqueError) -> bool:
+    # Docker words engine-side refusals as "Error response from daemon"; barque has no daemon, so it says "Error".
+    return False

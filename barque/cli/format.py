@@ -1,0 +1,240 @@
+"""Output helpers shared by every listing: Docker's human sizes and times, tables, `--format` (json or a Go-template
+subset: ``{{.Field}}``, ``{{.A.B}}``, ``{{json .}}``, ``{{json .Field}}``, ``{{index .Map "key"}}``, ``{{join .List ","}}``,
+``{{upper …}}``/``{{lower …}}``, ``{{println …}}``, and a ``table`` prefix)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import click
+
+
+def human_size(n: float, precision: int = 3) -> str:
+    """Docker's units.HumanSizeWithPrecision: decimal units (kB, MB, GB) and Go's %.{precision}g, e.g. 4.26MB, 0B.
+
+    `docker images` uses precision 3; `system df` and most others use units.HumanSize (precision 4).
+    """
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    n = float(n)
+    while n >= 1000.0 and i < len(units) - 1:
+        n /= 1000.0
+        i += 1
+    s = f"{n:.{precision}g}"
+    if "e" in s:  # Go's %g switches to exponent only past the precision; 100-999 with precision 2 is rare here
+        s = f"{n:.0f}"
+    return f"{s}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def parse_time(created: str) -> float | None:
+    """RFC 3339 (with nanoseconds, as Go writes) to a POSIX time."""
+    if not created:
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", created)
+    if not m:
+        return None
+    base = datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    frac = float(m.group(2)) if m.group(2) else 0.0
+    return base.timestamp() + frac
+
+
+def since(created: str, now: float | None = None) -> str:
+    t = parse_time(created)
+    if t is None:
+        return "N/A"
+    return human_duration((now or time.time()) - t) + " ago"
+
+
+def created_at(created: str) -> str:
+    """Docker's CreatedAt column: '2026-11-28 01:02:03 +0000 UTC'."""
+    t = parse_time(created)
+    if t is None:
+        return ""
+    return datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def rfc3339(t: float) -> str:
+    """Go's RFC3339Nano in UTC."""
+    dt = datetime.fromtimestamp(t, timezone.utc)
+    frac = f"{t % 1:.9f}"[1:].rstrip("0").rstrip(".") if t % 1 else ""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Docker's tabwriter layout: columns padded to the widest cell plus three spaces."""
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    lines = []
+    for r in [list(headers)] + rows:
+        cells = [c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+# ---- Go-template subset -----------------------------------------------------------------------------------------
+
+_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
+
+
+class TemplateError(click.UsageError):
+    pass
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    if path == ".":
+        return obj
+    cur = obj
+    for part in path.lstrip(".").split("."):
+        if part == "":
+            continue
+        if isinstance(cur, Mapping):
+            if part not in cur:
+                raise TemplateError(f'template: :1: executing "" at <.{part}>: map has no entry for key "{part}"')
+            cur = cur[part]
+        else:
+            cur = getattr(cur, part, None)
+    return cur
+
+
+def _go_str(v: Any) -> str:
+    if v is None:
+        return "<no value>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Mapping):
+        return "map[" + " ".join(f"{k}:{_go_str(x)}" for k, x in sorted(v.items())) + "]"
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(_go_str(x) for x in v) + "]"
+    return str(v)
+
+
+def _tokens(expr: str) -> list[str]:
+    return re.findall(r'"(?:[^"\\]|\\.)*"|\S+', expr)
+
+
+def _eval(expr: str, data: Any) -> Any:
+    expr = expr.strip()
+    if expr.startswith("(") and expr.endswith(")"):
+        return _eval(expr[1:-1], data)
+    toks = _tokens(expr)
+    if not toks:
+        return ""
+    head, args = toks[0], toks[1:]
+
+    def arg(t: str) -> Any:
+        if t.startswith('"'):
+            return json.loads(t)
+        if t.startswith("."):
+            return _lookup(data, t)
+        return t
+
+    if head.startswith(".") and not args:
+        return _lookup(data, head)
+    if head.startswith('"') and not args:
+        return json.loads(head)
+    if head == "json":
+        return json.dumps(arg(args[0]) if args else data, separators=(",", ":"))
+    if head == "index":
+        cur = arg(args[0])
+        for a in args[1:]:
+            k = arg(a)
+            cur = cur.get(k) if isinstance(cur, Mapping) else cur[int(k)]
+        return cur
+    if head == "join":
+        return str(arg(args[1])).join(_go_str(x) for x in (arg(args[0]) or []))
+    if head in ("upper", "lower", "title"):
+        s = _go_str(arg(args[0]))
+        return {"upper": s.upper(), "lower": s.lower(), "title": s.title()}[head]
+    if head == "println":
+        return " ".join(_go_str(arg(a)) for a in args) + "\n"
+    if head == "len":
+        return len(arg(args[0]) or [])
+    if head == "truncate":
+        return _go_str(arg(args[0]))[: int(args[1])]
+    raise TemplateError(f'template: :1: function "{head}" not defined')
+
+
+def render_template(template: str, data: Any) -> str:
+    out = []
+    pos = 0
+    for m in _ACTION.finditer(template):
+        out.append(template[pos : m.start()])
+        value = _eval(m.group(1), data)
+        out.append(value if isinstance(value, str) else _go_str(value))
+        pos = m.end()
+    out.append(template[pos:])
+    return "".join(out).replace("\\t", "\t").replace("\\n", "\n")
+
+
+def print_listing(
+    rows: Sequence[Mapping[str, Any]],
+    fmt: str | None,
+    default_columns: Sequence[tuple[str, str]],
+    echo: Callable[[str], None] = click.echo,
+) -> None:
+    """Render a listing as Docker does: table (default), `json` (one object a line), `table TEMPLATE` or TEMPLATE."""
+    if fmt == "json":
+        for r in rows:
+            echo(json.dumps(r, separators=(",", ":")))
+        return
+    if fmt and fmt != "table":
+        if fmt.startswith("table"):
+            tmpl = fmt[5:].strip()
+            fields = [f.strip() for f in tmpl.split("\\t")]
+            headers = [_header_for(f) for f in fields]
+            body = [[render_template(f, r) for f in fields] for r in rows]
+            echo(table(headers, body))
+        else:
+            for r in rows:
+                echo(render_template(fmt, r))
+        return
+    headers = [h for h, _ in default_columns]
+    echo(table(headers, [[r.get(k, "") for _, k in default_columns] for r in rows]))
+
+
+def _header_for(field: str) -> str:
+    m = re.fullmatch(r"{{\s*\.(\w+)\s*}}", field)
+    if not m:
+        return field.upper()
+    name = m.group(1)
+    special = {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Repository": "REPOSITORY"}
+    if name in special:
+        return special[name]
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).upper()

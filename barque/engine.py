@@ -1,0 +1,90 @@
+"""The composition root: settings in, concrete stores and drivers out. Both the CLI and the API build one Engine.
+
+Kept thin on purpose: it wires, it does not decide. Every component is built lazily so a command pays only for
+what it touches (the CLI's start-up is on the path of every `run`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from barque.config import Settings
+
+log = logging.getLogger(__name__)
+
+DRIVER_FILE = "storage-driver"
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.root
+        self.run_root = settings.run_root
+
+    @functools.cached_property
+    def db(self):
+        from barque.metadata import Database
+
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o710)
+        return Database(self.root / "barque.db")
+
+    @functools.cached_property
+    def lock(self):
+        from barque.metadata import StoreLock
+
+        return StoreLock(self.root / "store.lock")
+
+    @functools.cached_property
+    def content(self):
+        from barque.content import ContentStore
+
+        return ContentStore(self.root / "content")
+
+    @functools.cached_property
+    def images(self):
+        from barque.images.store import ImageStore
+
+        return ImageStore(self.db)
+
+    @functools.cached_property
+    def driver_name(self) -> str:
+        return choose_driver(self.root, self.settings.storage_driver)
+
+    @functools.cached_property
+    def snapshotter(self):
+        from barque.snapshot import get_snapshotter
+
+        name = self.driver_name
+        snap = get_snapshotter(name, self.root / "snapshots" / name)
+        remember_driver(self.root, name)
+        return snap
+
+
+def choose_driver(root: Path, requested: str | None) -> str:
+    """An explicit choice wins; otherwise the driver this root used last; otherwise btrfs on btrfs, else overlay."""
+    if requested:
+        return requested
+    try:
+        remembered = (root / DRIVER_FILE).read_text().strip()
+        if remembered:
+            return remembered
+    except FileNotFoundError:
+        pass
+    from barque.linux.mountinfo import fs_type
+
+    return "btrfs" if fs_type(root) == "btrfs" else "overlay"
+
+
+def remember_driver(root: Path, name: str) -> None:
+    path = root / DRIVER_FILE
+    try:
+        if path.read_text().strip() == name:
+            return
+    except FileNotFoundError:
+        pass
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(name + "\n")
+    tmp.replace(path)

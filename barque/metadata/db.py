@@ -1,0 +1,112 @@
+"""One SQLite database (WAL) for images, layers and containers of a barque root.
+
+Several barque processes share a root: every write runs in a ``BEGIN IMMEDIATE`` transaction with a generous busy
+timeout, so writers queue instead of failing. The schema grows through numbered migrations recorded in
+``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from barque.errors import Unavailable
+
+BUSY_TIMEOUT_S = 60.0
+
+MIGRATIONS: list[str] = [
+    # 1: images, their names, and unpacked layers
+    """
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,              -- config digest = Docker's image ID
+        target_digest TEXT NOT NULL,      -- the manifest the image was stored with
+        target_media_type TEXT NOT NULL,
+        target_size INTEGER NOT NULL,
+        created TEXT NOT NULL,            -- config.created (RFC 3339) or ''
+        size INTEGER NOT NULL,            -- unpacked size of all layers, as Docker reports Size
+        parent TEXT NOT NULL DEFAULT '',  -- the image a commit/build started from (Docker's Parent)
+        added REAL NOT NULL
+    );
+    CREATE TABLE tags (
+        name TEXT PRIMARY KEY,            -- normalised reference with tag: docker.io/library/busybox:latest
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE INDEX tags_image ON tags(image_id);
+    CREATE TABLE digests (
+        name TEXT PRIMARY KEY,            -- repository@digest: docker.io/library/busybox@sha256:...
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE INDEX digests_image ON digests(image_id);
+    CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT NOT NULL DEFAULT '',  -- parent chain id
+        size INTEGER NOT NULL,            -- bytes of file content the layer unpacks to
+        tar_size INTEGER NOT NULL         -- length of the uncompressed tar
+    );
+    CREATE TABLE containers (
+        id TEXT PRIMARY KEY,
+        name TEXT UNIQUE NOT NULL,
+        image_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        record TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    """,
+]
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def _migrate(self) -> None:
+        with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {n}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: BEGIN IMMEDIATE takes the write lock up front, so it never deadlocks on upgrade."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise Unavailable(f"metadata database {self.path} is busy: {e}") from e
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self._connect().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
