@@ -67,10 +67,14 @@ class ImageStore:
 
     def resolve(self, text: str) -> Image:
         """Find an image by full ID, reference (tag or digest) or unique ID prefix, in Docker's order."""
+        return self.lookup(text)[0]
+
+    def lookup(self, text: str) -> tuple[Image, Reference | None]:
+        """Like `resolve`, also saying which name matched (None when it matched by ID)."""
         if not text:
             raise InvalidArgument("image name or ID must not be empty")
         if text.startswith("sha256:") and len(text) == 71:
-            return self.by_id(Digest.parse(text))
+            return self.by_id(Digest.parse(text)), None
         ref: Reference | None = None
         try:
             ref = parse_reference(text)
@@ -80,12 +84,12 @@ class ImageStore:
         if ref is not None:
             found = self._by_reference(ref)
             if found is not None:
-                return found
+                return found, ref
         if _HEX.match(text):
             prefix = text.removeprefix("sha256:")
             rows = self.db.query("SELECT * FROM images WHERE id LIKE ?", (f"sha256:{prefix}%",))
             if len(rows) == 1:
-                return self._build(rows[0])
+                return self._build(rows[0]), None
             if len(rows) > 1:
                 raise Conflict(f"multiple IDs found with provided prefix: {prefix}")
         raise NotFound(f"No such image: {_missing_name(text, ref)}")

@@ -1,0 +1,175 @@
+"""info, version, system df, system prune."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+
+import click
+
+from barque import __version__
+from barque.cli.format import human_size, print_listing
+from barque.cli.main import CONTEXT, engine_from
+
+
+def _info(engine) -> dict:
+    from barque.linux.mountinfo import fs_type
+
+    images = engine.images.list()
+    containers = engine.db.query("SELECT COUNT(*) AS n FROM containers")[0]["n"]
+    return {
+        "ID": "",
+        "Containers": containers,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": containers,
+        "Images": len(images),
+        "Driver": engine.driver_name,
+        "DriverStatus": [["Backing Filesystem", fs_type(engine.root)]],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file", "local"]},
+        "MemoryLimit": True,
+        "SwapLimit": True,
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+        "KernelVersion": platform.release(),
+        "OperatingSystem": _os_name(),
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "NCPU": os.cpu_count(),
+        "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "DockerRootDir": str(engine.root),
+        "Name": platform.node(),
+        "ServerVersion": __version__,
+        "DefaultRuntime": "barque-runtime",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+    }
+
+
+def _os_name() -> str:
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+@click.command("info", context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt", default=None, help="Format output using a custom template.")
+@click.pass_context
+def info(ctx, fmt):
+    """Display system-wide information."""
+    from barque.cli.format import render_template
+
+    data = _info(engine_from(ctx))
+    if fmt:
+        click.echo(json.dumps(data) if fmt == "json" else render_template(fmt, data))
+        return
+    lines = [
+        "Server:",
+        f" Containers: {data['Containers']}",
+        f"  Running: {data['ContainersRunning']}",
+        f"  Paused: {data['ContainersPaused']}",
+        f"  Stopped: {data['ContainersStopped']}",
+        f" Images: {data['Images']}",
+        f" Server Version: {data['ServerVersion']}",
+        f" Storage Driver: {data['Driver']}",
+    ]
+    lines += [f"  {k}: {v}" for k, v in data["DriverStatus"]]
+    lines += [
+        f" Cgroup Driver: {data['CgroupDriver']}",
+        f" Cgroup Version: {data['CgroupVersion']}",
+        f" Default Runtime: {data['DefaultRuntime']}",
+        f" Kernel Version: {data['KernelVersion']}",
+        f" Operating System: {data['OperatingSystem']}",
+        f" OSType: {data['OSType']}",
+        f" Architecture: {data['Architecture']}",
+        f" CPUs: {data['NCPU']}",
+        f" Total Memory: {data['MemTotal'] / (1 << 30):.2f}GiB",
+        f" Name: {data['Name']}",
+        f" Docker Root Dir: {data['DockerRootDir']}",
+    ]
+    click.echo("\n".join(lines))
+
+
+@click.command("version", context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt", default=None, help="Format output using a custom template.")
+def version(fmt):
+    """Show the barque version information."""
+    data = {"Client": {"Version": __version__, "Os": "linux", "Arch": platform.machine()},
+            "Server": {"Version": __version__, "ApiVersion": "1.43", "MinAPIVersion": "1.24"}}
+    if fmt:
+        from barque.cli.format import render_template
+
+        click.echo(json.dumps(data) if fmt == "json" else render_template(fmt, data))
+        return
+    click.echo(f"Version:    {__version__}\nOS/Arch:    linux/{platform.machine()}")
+
+
+def _df(engine) -> dict:
+    from barque.images.gc import used_chains
+
+    images = engine.images.list()
+    in_use = {r["image_id"] for r in engine.db.query("SELECT image_id FROM containers")}
+    layers = {r["chain_id"]: r["size"] for r in engine.db.query("SELECT chain_id, size FROM layers")}
+    used = used_chains(engine)
+    total = sum(layers.get(c, 0) for c in used)
+    active_images = [i for i in images if str(i.id) in in_use]
+    active_chains: set[str] = set()
+    if active_images:
+        from barque.images.unpack import chain_ids
+        from barque.oci.digest import Digest
+
+        for img in active_images:
+            config = json.loads(engine.content.read(img.id))
+            active_chains.update(str(c) for c in chain_ids([Digest.parse(d) for d in config["rootfs"]["diff_ids"]]))
+    reclaimable = total - sum(layers.get(c, 0) for c in active_chains)
+    return {
+        "Images": {"TotalCount": len(images), "Active": len(active_images), "Size": total,
+                   "Reclaimable": reclaimable},
+        "Containers": {"TotalCount": len(in_use), "Active": 0, "Size": 0, "Reclaimable": 0},
+        "Volumes": {"TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
+        "BuildCache": {"TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
+    }
+
+
+@click.command("df", context_settings=CONTEXT)
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
+@click.option("--format", "fmt", default=None, help="Format output using a custom template.")
+@click.pass_context
+def df(ctx, verbose, fmt):
+    """Show barque disk usage."""
+    data = _df(engine_from(ctx))
+    rows = []
+    for kind, label in (("Images", "Images"), ("Containers", "Containers"), ("Volumes", "Local Volumes"),
+                        ("BuildCache", "Build Cache")):
+        d = data[kind]
+        pct = f" ({d['Reclaimable'] * 100 // d['Size']}%)" if d["Size"] else ""
+        rows.append({"Type": label, "TotalCount": str(d["TotalCount"]), "Active": str(d["Active"]),
+                     "Size": human_size(d["Size"], 4), "Reclaimable": human_size(d["Reclaimable"], 4) + pct})
+    print_listing(rows, fmt, [("TYPE", "Type"), ("TOTAL", "TotalCount"), ("ACTIVE", "Active"), ("SIZE", "Size"),
+                              ("RECLAIMABLE", "Reclaimable")])
+
+
+@click.command("prune", context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images not just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def system_prune(ctx, all_, force):
+    """Remove unused data."""
+    from barque.images.remove import prune_images
+
+    if not force and not click.confirm("WARNING! This will remove all dangling images and unreferenced content.\n"
+                                       "Are you sure you want to continue?", default=False):
+        return
+    report, gc = prune_images(engine_from(ctx), all_images=all_)
+    if report.deleted:
+        click.echo("Deleted Images:")
+        for n in report.untagged:
+            click.echo(f"untagged: {n}")
+        for d in report.deleted:
+            click.echo(f"deleted: {d}")
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(report.reclaimed + gc.bytes_removed, 4)}")

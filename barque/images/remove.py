@@ -1,0 +1,101 @@
+"""`rmi` and `image prune`, with Docker's rules for untagging versus deleting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from barque.errors import Conflict
+from barque.images.gc import GCResult, collect
+from barque.images.store import Image
+from barque.oci.reference import parse_reference
+
+
+@dataclass
+class RemoveReport:
+    untagged: list[str] = field(default_factory=list)   # familiar names, as Docker prints them
+    deleted: list[str] = field(default_factory=list)    # image IDs, then removed layer chain IDs
+    reclaimed: int = 0
+
+    def lines(self) -> list[str]:
+        return [f"Untagged: {n}" for n in self.untagged] + [f"Deleted: {d}" for d in self.deleted]
+
+
+def _familiar(name: str) -> str:
+    return parse_reference(name).familiar()
+
+
+def _repos(image: Image) -> set[str]:
+    names = [n.rsplit(":", 1)[0] for n in image.tags] + [n.split("@", 1)[0] for n in image.digests]
+    return set(names)
+
+
+def remove_image(engine, text: str, force: bool = False, prune_layers: bool = True) -> RemoveReport:
+    """Docker's image delete: a reference untags, and deletes the image once no name is left; an ID deletes."""
+    image, ref = engine.images.lookup(text)
+    report = RemoveReport()
+    users = engine.images.containers_using(image.id)
+
+    if ref is not None:
+        name = f"{ref.name}@{ref.digest}" if ref.digest else str(ref.tag_or_latest())
+        remaining = [n for n in image.tags + image.digests if n != name]
+        if remaining or not users or force:
+            with engine.db.transaction() as conn:
+                engine.images.remove_name(conn, name)
+            report.untagged.append(_familiar(name))
+            if remaining or users:
+                return report
+        else:
+            raise Conflict(f'conflict: unable to remove repository reference "{text}" (must force) - container '
+                           f"{users[0][:12]} is using its referenced image {image.short_id}")
+    else:
+        if len(_repos(image)) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - image is referenced in "
+                           "multiple repositories")
+        if users and not force:
+            raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - image is being used by "
+                           f"stopped container {users[0][:12]}")
+        if users:
+            # forced while a container uses it: Docker drops the names but keeps the image for the container
+            with engine.db.transaction() as conn:
+                for n in image.tags + image.digests:
+                    engine.images.remove_name(conn, n)
+            report.untagged.extend(_familiar(n) for n in image.tags + image.digests)
+            return report
+        report.untagged.extend(_familiar(n) for n in image.tags + image.digests)
+
+    if engine.images.children(image.id):
+        raise Conflict(f"conflict: unable to delete {image.short_id} (cannot be forced) - image has dependent child "
+                       "images")
+    with engine.db.transaction() as conn:
+        engine.images.delete(conn, image.id)
+    report.deleted.append(str(image.id))
+    if prune_layers:
+        gc = collect(engine)
+        report.deleted.extend(gc.layers_removed)
+        report.reclaimed = gc.layer_bytes_removed
+    return report
+
+
+def prune_images(engine, all_images: bool = False, label_filters: Sequence[str] = ()) -> tuple[RemoveReport, GCResult]:
+    """`image prune`: dangling images (or, with -a, every image no container uses)."""
+    from barque.images.filters import label_matches, load_labels
+
+    report = RemoveReport()
+    for image in engine.images.list():
+        if engine.images.containers_using(image.id):
+            continue
+        if not all_images and image.tags:
+            continue
+        if label_filters and not label_matches(load_labels(engine, image), label_filters):
+            continue
+        if engine.images.children(image.id):
+            continue
+        with engine.db.transaction() as conn:
+            engine.images.delete(conn, image.id)
+        report.untagged.extend(_familiar(n) for n in image.tags + image.digests)
+        report.deleted.append(str(image.id))
+    gc = collect(engine)
+    report.deleted.extend(gc.layers_removed)
+    report.reclaimed = gc.layer_bytes_removed
+    return report, gc

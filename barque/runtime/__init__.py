@@ -1,0 +1,1 @@
+"""barque's OCI runtime (filled in by the runtime issue)."""
