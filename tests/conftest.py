@@ -1,0 +1,138 @@
+"""Shared fixtures: every test gets its own barque roots; the session ends with a leak check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = (REPO.parent / "shared" / "fixtures" / "docker-made").resolve()
+BARQUE = [sys.executable, "-m", "barque.cli.main"]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes
+
+
+class Barque:
+    """Runs the real `barque` command line against one test's own roots."""
+
+    def __init__(self, root: Path, run_root: Path, driver: str | None = None) -> None:
+        self.root = root
+        self.run_root = run_root
+        self.driver = driver
+
+    def args(self) -> list[str]:
+        a = ["--root", str(self.root), "--run-root", str(self.run_root)]
+        if self.driver:
+            a += ["--storage-driver", self.driver]
+        return a
+
+    def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
+                 timeout: float = 600, env: dict | None = None) -> Result:
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(
+            BARQUE + self.args() + [str(a) for a in args],
+            input=data, capture_output=True, timeout=timeout,
+            env={**os.environ, **(env or {})}, stdin=None if data is not None else subprocess.DEVNULL,
+        )
+        result = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
+                        proc.stdout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"barque {' '.join(map(str, args))} exited {proc.returncode}\nstdout: {result.stdout}\n"
+                f"stderr: {result.stderr}"
+            )
+        return result
+
+    def engine(self):
+        from barque.config import Settings
+        from barque.engine import Engine
+
+        return Engine(Settings.from_env(str(self.root), str(self.run_root), self.driver))
+
+
+def _cleanup_root(root: Path) -> None:
+    """Unmount anything a failed test left under its root, then remove it."""
+    from barque.linux.mountinfo import mounted_under
+
+    for mp in sorted(mounted_under(root), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(root)], capture_output=True)
+
+
+@pytest.fixture
+def barque(tmp_path: Path):
+    root = tmp_path / "root"
+    b = Barque(root, tmp_path / "run")
+    yield b
+    _cleanup_root(root)
+
+
+@pytest.fixture(params=["overlay", "vfs"])
+def barque_driver(request, tmp_path: Path):
+    """The same test on each storage driver that works on any filesystem (btrfs has its own fixture)."""
+    root = tmp_path / "root"
+    b = Barque(root, tmp_path / "run", driver=request.param)
+    yield b
+    _cleanup_root(root)
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory) -> Path:
+    """A busybox image made once per session by `bootstrap busybox`, saved as a docker archive."""
+    base = tmp_path_factory.mktemp("busybox")
+    b = Barque(base / "root", base / "run")
+    b("bootstrap", "busybox", "--tag", "busybox:latest")
+    out = base / "busybox.tar"
+    b("save", "-o", str(out), "busybox:latest")
+    _cleanup_root(base / "root")
+    return out
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+# ---- leak check ---------------------------------------------------------------------------------------------------
+
+def _snapshot_system() -> dict[str, set[str]]:
+    def lines(cmd: list[str]) -> set[str]:
+        try:
+            return set(subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.splitlines())
+        except (OSError, subprocess.TimeoutExpired):
+            return set()
+
+    mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    return {
+        "mounts": mounts,
+        "loop devices": {line.split(":")[0] for line in lines(["losetup", "-a"])},
+        "network namespaces": {line.split()[0] for line in lines(["ip", "netns", "list"]) if line.strip()},
+        "links": {line.split(":")[1].strip().split("@")[0] for line in lines(["ip", "-o", "link", "show"])
+                  if ":" in line},
+        "nft tables": {line for line in lines(["nft", "list", "tables"]) if line.strip()},
+        "cgroups": {str(p) for p in Path("/sys/fs/cgroup").glob("*/barque*")}
+        | {str(p) for p in Path("/sys/fs/cgroup").glob("*/*/barque*")},
+        "processes": {line for line in lines(["pgrep", "-f", "barque[.-]"])} - {str(os.getpid())},
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leak_check():
+    before = _snapshot_system()
+    yield
+    after = _snapshot_system()
+    leaks = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+    # our own process tree's children are gone by now; anything left is a leak
+    if leaks:
+        pytest.fail(f"the suite leaked: {leaks}", pytrace=False)
