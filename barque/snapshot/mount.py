@@ -6,7 +6,7 @@ Overlay mounts with deep layer chains are the hard part: mount(2) takes its opti
 * kernels with the new mount API and overlayfs' ``lowerdir+`` key (Linux 6.8+): build the superblock with
   fsopen/fsconfig, one ``lowerdir+`` call per layer, then fsmount/move_mount. No string length limit at all.
 * older kernels: when the option string does not fit a page, make a throw-away directory of short symlinks
-  (``0``, ``1``… -> each layer; ``u``/``w`` -> upper/work, like Docker's overlay2 ``l/`` links), and mount from a
+  (``0``, ``1``… ``z``, ``10``… -> each layer; ``U``/``W`` -> upper/work, like Docker's overlay2 ``l/`` links), and mount from a
   forked child whose working directory is that directory, with relative option paths. overlayfs resolves the links
   at mount time and holds the real directories, so the links are deleted right after. The child keeps the caller's
   working directory (shared by all its threads) untouched.
@@ -243,9 +243,9 @@ def _mount_overlay_legacy(ov: OverlayOptions, target: str) -> None:
             names.append(name)
         upper = work = None
         if ov.upper is not None:
-            os.symlink(ov.upper, os.path.join(links, "u"))
-            os.symlink(ov.work, os.path.join(links, "w"))  # type: ignore[arg-type]
-            upper, work = "u", "w"
+            os.symlink(ov.upper, os.path.join(links, "U"))
+            os.symlink(ov.work, os.path.join(links, "W"))  # type: ignore[arg-type]
+            upper, work = "U", "W"  # not base-36 digits: cannot clash with layer names
         short = ov.legacy_data(names, upper, work)
         if len(short.encode()) >= PAGE_SIZE:
             raise InvalidArgument(f"overlay options do not fit a page even with short links ({len(short)} bytes)")
