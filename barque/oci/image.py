@@ -411,7 +411,8 @@ def _detect(doc: dict[str, Any], declared: str | None) -> str:
     field_type = doc.get("mediaType")
     if field_type is not None and not isinstance(field_type, str):
         raise InvalidArgument("manifest: mediaType must be a string")
-    if declared in _SCHEMA1 or field_type in _SCHEMA1 or doc.get("schemaVersion") == 1:
+    schema_version = doc.get("schemaVersion")
+    if declared in _SCHEMA1 or field_type in _SCHEMA1 or (type(schema_version) is int and schema_version == 1):
         raise InvalidArgument(_SCHEMA1_MESSAGE)
     if declared and field_type and declared != field_type:
         raise InvalidArgument(f"manifest media type mismatch: expected {declared}, the manifest says {field_type}")
@@ -437,7 +438,6 @@ def _detect(doc: dict[str, Any], declared: str | None) -> str:
         raise InvalidArgument(f"manifest of type {kind} has a manifests field, as an index would")
     if kind in mt.INDEXES and ("config" in doc or "layers" in doc):
         raise InvalidArgument(f"index of type {kind} has config or layers, as a manifest would")
-    schema_version = doc.get("schemaVersion")
     if type(schema_version) is not int or schema_version != 2:
         raise InvalidArgument(f"unsupported manifest schemaVersion {schema_version!r}: expected 2")
     return kind
@@ -856,7 +856,7 @@ ImageConfig._FIELDS = (
     ("os_version", "os.version", _check_str("os.version")),
     ("os_features", "os.features", _check_str_list("os.features")),
     ("variant", "variant", _check_str("variant")),
-    ("config", "config", _Codec(ContainerConfig.from_dict, _render_container_config)),
+    ("config", "config", _Codec(lambda v, where: ContainerConfig.from_dict(v, f"{where}: config"), _render_container_config)),
     ("diff_ids", "rootfs", _Codec(_parse_diff_ids, lambda v: {"type": "layers", "diff_ids": [str(d) for d in v]})),
     ("history", "history", _Codec(_parse_history, lambda v: [h.to_dict() for h in v] if v else None)),
 )

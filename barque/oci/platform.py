@@ -11,6 +11,9 @@ architecture (``386`` on an ``amd64`` host, 32-bit ``arm`` on an ``arm64`` host)
 kernel options and the CPU, and pulling a foreign-architecture image silently is worse than a clear "no
 matching manifest". `only` gives containerd's full behaviour for callers that want it.
 
+Matching is for Linux: ``os.version`` is kept and printed but not compared (containerd compares it only
+for Windows hosts, which barque does not run on).
+
 Pure data apart from `host_platform`, which asks the kernel for the machine name (``uname``) and otherwise
 takes the text of ``/proc/cpuinfo`` from its caller.
 """
@@ -115,8 +118,8 @@ class Platform:
         """From the OCI JSON object (``architecture``, ``os``, ``os.version``, ``os.features``, ``variant``)."""
         if not isinstance(d, Mapping):
             raise InvalidArgument(f"{where}: expected an object")
-        for key in ("architecture", "os"):
-            if not isinstance(d.get(key), str) or not d[key]:
+        for key in ("architecture", "os"):  # required by the OCI schema; empty is odd but not refused
+            if not isinstance(d.get(key), str):
                 raise InvalidArgument(f"{where}: {key} is required and must be a string")
         for key in ("variant", "os.version"):
             if d.get(key) is not None and not isinstance(d[key], str):
