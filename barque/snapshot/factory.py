@@ -48,7 +48,7 @@ def get_snapshotter(driver: str, root: Path) -> Snapshotter:
         if _device_mapper_present():
             why = "barque does not implement it (Docker removed it in v25); use overlay"
         else:
-            why = "this kernel has no device-mapper support (no /dev/mapper/control; CONFIG_BLK_DEV_DM is off)"
+            why = "this kernel has no device-mapper support (no /dev/mapper/control, none in /proc/misc)"
         raise FailedPrecondition(f"storage driver {driver} is not available: {why}")
     if name == "aufs":
         raise FailedPrecondition(
