@@ -277,7 +277,11 @@ class _RawDocument:
     def descriptor(self, platform: Platform | None = None, annotations: Mapping[str, str] | None = None) -> Descriptor:
         """A descriptor pointing at this document (for an index entry or an ``index.json``)."""
         return Descriptor(
-            self.media_type, self.digest, self.size, annotations=MappingProxyType(dict(annotations or {})), platform=platform
+            self.media_type,
+            self.digest,
+            self.size,
+            annotations=MappingProxyType(dict(annotations or {})),
+            platform=platform,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -856,7 +860,11 @@ ImageConfig._FIELDS = (
     ("os_version", "os.version", _check_str("os.version")),
     ("os_features", "os.features", _check_str_list("os.features")),
     ("variant", "variant", _check_str("variant")),
-    ("config", "config", _Codec(lambda v, where: ContainerConfig.from_dict(v, f"{where}: config"), _render_container_config)),
+    (
+        "config",
+        "config",
+        _Codec(lambda v, where: ContainerConfig.from_dict(v, f"{where}: config"), _render_container_config),
+    ),
     ("diff_ids", "rootfs", _Codec(_parse_diff_ids, lambda v: {"type": "layers", "diff_ids": [str(d) for d in v]})),
     ("history", "history", _Codec(_parse_history, lambda v: [h.to_dict() for h in v] if v else None)),
 )
