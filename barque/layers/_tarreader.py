@@ -1,0 +1,212 @@
+"""A one-pass, streaming tar reader that digests every byte it reads.
+
+The digest covers the whole stream, end-of-archive blocks and any padding after them included, which is what
+a layer's diff ID is. Content is handed out as views of one reusable buffer, so a file's bytes are copied once
+from the source into the buffer and then written straight to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from barque.errors import DataCorruption, InvalidArgument
+from barque.layers import _tarformat as tf
+from barque.oci.digest import Digest
+
+log = logging.getLogger(__name__)
+
+_BUFSIZE = 1 << 20
+_MAX_META = 16 << 20  # largest PAX / GNU long-name payload accepted (names are at most a few KiB in practice)
+
+
+class TarReader:
+    """Iterate over entries with :meth:`entries`; read the current entry's data with :meth:`chunks`.
+
+    Data left unread when the next entry is requested is skipped (and still digested).
+    """
+
+    def __init__(self, stream: BinaryIO, *, bufsize: int = _BUFSIZE) -> None:
+        self._src = stream
+        self._readinto = getattr(stream, "readinto", None)
+        self._buf = bytearray(bufsize)
+        self._mv = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._src_eof = False
+        self._hash = hashlib.sha256()
+        self.size = 0  # bytes read from the stream
+        self.offset = 0  # bytes consumed by the parser
+        self._remaining = 0  # data bytes of the current entry not consumed
+        self._pad = 0  # padding after the current entry's data
+        self._current = ""
+        self._last = ""  # name of the last complete entry, for messages
+        self._finished = False
+
+    # ------------------------------------------------------------------------------------------ buffer
+
+    def _fill(self) -> int:
+        """Read more bytes after the buffered ones; returns how many (0 at end of stream)."""
+        if self._src_eof:
+            return 0
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == len(self._buf):
+            n = self._end - self._start
+            self._buf[0:n] = self._mv[self._start : self._end]
+            self._start, self._end = 0, n
+        target = self._mv[self._end :]
+        if self._readinto is not None:
+            got = self._readinto(target) or 0
+        else:
+            data = self._src.read(len(target))
+            got = len(data)
+            target[:got] = data
+        if got == 0:
+            self._src_eof = True
+            return 0
+        self._hash.update(target[:got])
+        self._end += got
+        self.size += got
+        return got
+
+    def _take(self, n: int) -> memoryview | None:
+        """Exactly ``n`` (<= buffer size) contiguous bytes; None at a clean end of stream, error if cut short."""
+        while self._end - self._start < n:
+            if self._start + n > len(self._buf):  # make room at the end
+                m = self._end - self._start
+                self._buf[0:m] = self._mv[self._start : self._end]
+                self._start, self._end = 0, m
+            if not self._fill():
+                if self._end == self._start:
+                    return None
+                raise self._truncated("a header")
+        view = self._mv[self._start : self._start + n]
+        self._start += n
+        self.offset += n
+        return view
+
+    def _skip(self, n: int) -> None:
+        while n:
+            if self._start == self._end and not self._fill():
+                raise self._truncated(f"the data of {self._current!r}")
+            k = min(n, self._end - self._start)
+            self._start += k
+            self.offset += k
+            n -= k
+
+    def _truncated(self, where: str) -> DataCorruption:
+        after = f" (after entry {self._last!r})" if self._last and where == "a header" else ""
+        return DataCorruption(f"tar stream is truncated: it ends inside {where}{after} at offset {self.offset}")
+
+    # ------------------------------------------------------------------------------------------ data
+
+    def chunks(self) -> Iterator[memoryview]:
+        """The current entry's data, as views valid only until the next chunk is requested."""
+        while self._remaining:
+            if self._start == self._end and not self._fill():
+                raise self._truncated(f"the data of {self._current!r} ({self._remaining} bytes missing)")
+            k = min(self._remaining, self._end - self._start)
+            view = self._mv[self._start : self._start + k]
+            self._start += k
+            self.offset += k
+            self._remaining -= k
+            yield view
+
+    def read_all(self, limit: int = _MAX_META) -> bytes:
+        if self._remaining > limit:
+            raise InvalidArgument(f"tar entry {self._current!r} is too large to hold in memory ({self._remaining} bytes)")
+        return b"".join(bytes(c) for c in self.chunks())
+
+    # ------------------------------------------------------------------------------------------ entries
+
+    def _next_raw(self) -> tf.RawHeader | None:
+        if self._remaining:
+            self._skip(self._remaining)
+            self._remaining = 0
+        if self._pad:
+            self._skip(self._pad)
+            self._pad = 0
+        block = self._take(tf.BLOCK)
+        if block is None:  # the stream ended at an entry boundary: accepted like Go's reader does
+            return None
+        if block == tf.ZERO_BLOCK:
+            second = self._take(tf.BLOCK)
+            if second is None or second == tf.ZERO_BLOCK:
+                return None
+            raise DataCorruption(f"invalid tar header at offset {self.offset - tf.BLOCK}"
+                                 f"{f' (after entry {self._last!r})' if self._last else ''}: a lone zero block")
+        try:
+            raw = tf.parse_header(block)
+        except DataCorruption as e:
+            raise DataCorruption(f"{e} at offset {self.offset - tf.BLOCK}"
+                                 f"{f' (after entry {self._last!r})' if self._last else ''}") from None
+        if raw.size < 0:
+            raise DataCorruption(f"invalid tar header for {tf.fsdecode(raw.name)!r}: negative size")
+        self._remaining = 0 if raw.typeflag in tf.HEADER_ONLY else raw.size
+        self._pad = -self._remaining % tf.BLOCK
+        self._current = tf.fsdecode(raw.name)
+        return raw
+
+    def entries(self) -> Iterator[tf.TarEntry]:
+        pax: dict[str, bytes] = {}
+        long_name: bytes | None = None
+        long_link: bytes | None = None
+        while True:
+            raw = self._next_raw()
+            if raw is None:
+                if pax or long_name is not None or long_link is not None:
+                    raise DataCorruption("tar stream ends after an extended header without its entry")
+                self._finish()
+                return
+            if raw.typeflag == tf.PAX:
+                pax.update(tf.parse_pax(self.read_all()))
+                continue
+            if raw.typeflag == tf.PAX_GLOBAL:
+                log.debug("ignoring PAX global header %r", tf.parse_pax(self.read_all()))
+                continue
+            if raw.typeflag == tf.GNU_LONGNAME:
+                long_name = tf._cstr(self.read_all())
+                continue
+            if raw.typeflag == tf.GNU_LONGLINK:
+                long_link = tf._cstr(self.read_all())
+                continue
+            entry = tf.TarEntry(
+                name=tf.fsdecode(long_name if long_name is not None else raw.name),
+                typeflag=raw.typeflag,
+                mode=raw.mode,
+                uid=raw.uid,
+                gid=raw.gid,
+                size=raw.size,
+                mtime_ns=raw.mtime * 1_000_000_000,
+                linkname=tf.fsdecode(long_link if long_link is not None else raw.linkname),
+                devmajor=raw.devmajor,
+                devminor=raw.devminor,
+            )
+            if pax:
+                tf.apply_pax(entry, pax)
+                if "size" in pax and entry.typeflag not in tf.HEADER_ONLY:
+                    self._remaining = entry.size
+                    self._pad = -entry.size % tf.BLOCK
+            if entry.typeflag == tf.AREG and entry.name.endswith("/"):
+                entry.typeflag = tf.DIR
+            if entry.typeflag in tf.HEADER_ONLY:
+                entry.size = 0
+            pax, long_name, long_link = {}, None, None
+            self._current = entry.name
+            yield entry
+            self._last = entry.name
+
+    def _finish(self) -> None:
+        """Digest whatever follows the end-of-archive marker (record padding) so the digest covers the blob."""
+        self._start = self._end = 0
+        while self._fill():
+            self._start = self._end = 0
+        self._finished = True
+
+    def digest(self) -> Digest:
+        if not self._finished:
+            raise RuntimeError("the tar stream was not read to its end")
+        return Digest("sha256", self._hash.hexdigest())
