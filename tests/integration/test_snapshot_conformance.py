@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -21,10 +22,10 @@ from barque.linux.mountinfo import mounts as read_mounts
 from barque.snapshot import Kind, Mount, Snapshotter, get_snapshotter, mounted
 from barque.snapshot import mount as mount_mod
 
-try:  # plain test directory (pytest's default rootdir-relative import) or a package, whichever this tree uses
-    from btrfs_fixture import btrfs_mount  # noqa: F401  (a fixture)
+try:  # tests/ is a package; fall back to a plain directory on sys.path
+    from tests.integration.btrfs_fixture import btrfs_mount  # noqa: F401  (a fixture)
 except ImportError:  # pragma: no cover
-    from tests.integration.btrfs_fixture import btrfs_mount  # type: ignore[no-redef]  # noqa: F401
+    from btrfs_fixture import btrfs_mount  # type: ignore[no-redef]  # noqa: F401
 
 pytestmark = [
     pytest.mark.root,
@@ -66,11 +67,12 @@ def snap(driver: str, root: Path) -> Iterator[Snapshotter]:
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_mounts(tmp_path: Path) -> Iterator[None]:
+def no_leaked_mounts(tmp_path: Path, monkeypatch) -> Iterator[None]:
+    """Temporary mount points (and overlay link dirs) go under this test's tmp_path, so that whatever is still
+    mounted there afterwards is this test's leak — also when tests run in parallel (pytest -n)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     yield
-    leaked = [m.mount_point for m in read_mounts()
-              if m.mount_point.startswith(str(tmp_path)) or "/barque-mnt-" in m.mount_point
-              or "/barque-ovl-links-" in m.mount_point]
+    leaked = [m.mount_point for m in read_mounts() if m.mount_point.startswith(str(tmp_path))]
     assert not leaked, f"test left mounts behind: {leaked}"
 
 
@@ -435,7 +437,10 @@ def test_crash_leftovers_are_swept_on_open(driver: str, root: Path, snap: Snapsh
         assert [i.name for i in s.walk()] == ["L1"]
 
 
-def test_failed_create_leaves_nothing(driver: str, root: Path, snap: Snapshotter, monkeypatch) -> None:
+@pytest.mark.parametrize("kind", ["prepare", "view"])
+def test_failed_create_leaves_nothing(driver: str, root: Path, snap: Snapshotter, monkeypatch, kind: str) -> None:
+    """A failure after the directory is renamed into place (btrfs: after a view is made read-only) but before the
+    transaction commits leaves neither a record nor a directory."""
     write_layer(snap, "k1", None, {"a": b"1"}, "L1")
 
     def boom(*a, **kw):
@@ -443,7 +448,7 @@ def test_failed_create_leaves_nothing(driver: str, root: Path, snap: Snapshotter
 
     monkeypatch.setattr("barque.snapshot._driver.fsync_dir", boom)
     with pytest.raises(OSError):
-        snap.prepare("doomed", "L1")
+        getattr(snap, kind)("doomed", "L1")
     monkeypatch.undo()
     assert not snap.exists("doomed")
     assert snapshot_dirs(root) == ["1"]
