@@ -131,6 +131,10 @@ class Snapshotter(ABC):
         vfs/btrfs: ``("dirs", parent_dir or None, snapshot_dir)`` for `barque.layers.diff_dirs(lower, upper)`.
         """
 
+    def describe(self, key: str) -> dict[str, str] | None:
+        """Driver details for Docker's ``GraphDriver.Data`` (``docker inspect``); None where Docker shows null."""
+        return None
+
     @abstractmethod
     def close(self) -> None: ...
 

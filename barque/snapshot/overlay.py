@@ -145,3 +145,13 @@ class OverlaySnapshotter(DirectorySnapshotter):
 
     def _diff_source(self, rec: Record) -> tuple[str, Path, list[Path]]:
         return "overlay", self.upper_dir(rec.id), self._lowers(rec)
+
+    def describe(self, key: str) -> dict[str, str]:
+        """Docker overlay2's GraphDriver.Data: the snapshot's upper (diff) and work dirs and its lower layers."""
+        rec = self._get(key)
+        data = {"UpperDir": str(self.upper_dir(rec.id))}
+        if self.work_dir(rec.id).is_dir():
+            data["WorkDir"] = str(self.work_dir(rec.id))
+        if rec.parent_ids:
+            data["LowerDir"] = ":".join(map(str, self._lowers(rec)))
+        return data

@@ -49,6 +49,9 @@ def test_overlay_plans(overlay: OverlaySnapshotter) -> None:
     [m] = overlay.view("empty")
     assert (m.type, m.options) == ("bind", ("ro", "rbind"))
     assert sorted(os.listdir(root / "3")) == ["fs", "work"] and os.listdir(root / "4") == ["fs"]
+    assert overlay.describe("L2") == {"UpperDir": f"{root}/3/fs", "WorkDir": f"{root}/3/work",
+                                      "LowerDir": f"{root}/1/fs"}
+    assert overlay.describe("L1") == {"UpperDir": f"{root}/1/fs", "WorkDir": f"{root}/1/work"}
 
 
 def test_overlay_default_options_follow_module_defaults(tmp_path: Path) -> None:
@@ -92,6 +95,7 @@ def test_vfs_copies_the_parent_and_views_bind_it(tmp_path: Path) -> None:
         [m] = s.view("v", "A")
         assert (m.source, m.options) == (f"{root}/1", ("ro", "rbind"))     # a view is the parent itself, ro
         assert s.diff_source("b") == ("dirs", root / "1", b)
+        assert s.describe("A") is None      # Docker's vfs shows GraphDriver.Data null
 
 
 def test_disk_usage_counts_hard_links_once(tmp_path: Path) -> None:
