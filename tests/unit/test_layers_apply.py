@@ -1,0 +1,412 @@
+"""apply_layer on hand-made tars: entry types, metadata, whiteouts, and every way a tar could try to escape."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from barque.errors import DataCorruption, InvalidArgument
+from barque.layers import ApplyResult, apply_layer
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root (chown, mknod, trusted.* xattrs)")
+MTIME = 1_600_000_000
+
+
+class TarBuilder:
+    """Crafts layer tars with the standard library, as a foreign tool would."""
+
+    def __init__(self, fmt: int = tarfile.PAX_FORMAT) -> None:
+        self._buf = io.BytesIO()
+        self._tar = tarfile.open(fileobj=self._buf, mode="w", format=fmt)
+
+    def _add(self, info: tarfile.TarInfo, data: bytes | None = None, **meta) -> "TarBuilder":
+        info.mtime = meta.get("mtime", MTIME)
+        info.mode = meta.get("mode", info.mode)
+        info.uid = meta.get("uid", 0)
+        info.gid = meta.get("gid", 0)
+        if meta.get("xattrs"):
+            info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in meta["xattrs"].items()}
+        self._tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        return self
+
+    def file(self, name: str, data: bytes = b"", mode: int = 0o644, **meta) -> "TarBuilder":
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        return self._add(info, data, mode=mode, **meta)
+
+    def dir(self, name: str, mode: int = 0o755, **meta) -> "TarBuilder":
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        return self._add(info, mode=mode, **meta)
+
+    def symlink(self, name: str, target: str, **meta) -> "TarBuilder":
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        return self._add(info, mode=0o777, **meta)
+
+    def hardlink(self, name: str, target: str, **meta) -> "TarBuilder":
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.LNKTYPE, target
+        return self._add(info, **meta)
+
+    def device(self, name: str, kind: bytes, major: int = 0, minor: int = 0, mode: int = 0o600, **meta) -> "TarBuilder":
+        info = tarfile.TarInfo(name)
+        info.type, info.devmajor, info.devminor = kind, major, minor
+        return self._add(info, mode=mode, **meta)
+
+    def whiteout(self, path: str) -> "TarBuilder":
+        head, _, base = path.rpartition("/")
+        return self.file(f"{head}/.wh.{base}" if head else f".wh.{base}", mode=0)
+
+    def opaque(self, dir_path: str) -> "TarBuilder":
+        return self.file(f"{dir_path}/.wh..wh..opq", mode=0)
+
+    def bytes(self) -> bytes:
+        self._tar.close()
+        return self._buf.getvalue()
+
+
+def apply_bytes(data: bytes, root: Path, **kw) -> ApplyResult:
+    return apply_layer(io.BytesIO(data), root, **kw)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory next to the root that no tar may touch."""
+    o = tmp_path / "outside"
+    o.mkdir()
+    (o / "secret").write_text("keep me")
+    (o / "dir").mkdir()
+    (o / "dir" / "inner").write_text("inner")
+    os.chmod(o, 0o755)
+    return o
+
+
+def snapshot(path: Path) -> dict[str, tuple]:
+    """Everything observable about a tree (that is not a time it cannot control)."""
+    out = {}
+    for p in sorted([path, *path.rglob("*")]):
+        st = p.lstat()
+        content = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
+        link = os.readlink(p) if p.is_symlink() else None
+        out[str(p.relative_to(path))] = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_nlink, content, link)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ basics
+
+
+def test_files_dirs_and_metadata_land_as_the_tar_says(root: Path) -> None:
+    data = (TarBuilder()
+            .dir("etc", mode=0o755)
+            .file("etc/hostname", b"box\n", mode=0o640, mtime=1_500_000_000)
+            .dir("empty", mode=0o750, mtime=1_400_000_000)
+            .file("usr/bin/tool", b"#!/bin/sh\n", mode=0o4755)  # parents not listed: implied
+            .bytes())
+    result = apply_bytes(data, root)
+    assert (root / "etc/hostname").read_bytes() == b"box\n"
+    assert stat.S_IMODE((root / "etc/hostname").stat().st_mode) == 0o640
+    assert (root / "etc/hostname").stat().st_mtime == 1_500_000_000
+    assert stat.S_IMODE((root / "empty").stat().st_mode) == 0o750
+    assert (root / "empty").stat().st_mtime == 1_400_000_000  # set after its (no) content, not bumped
+    assert stat.S_IMODE((root / "usr").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "usr/bin/tool").stat().st_mode) == 0o4755
+    assert result.size == len(b"box\n") + len(b"#!/bin/sh\n")
+    # the diff ID is the digest of every byte of the stream, record padding after the end marker included
+    assert len(data) % 10240 == 0
+    assert str(result.diff_id) == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_directory_mtime_survives_content_written_later(root: Path) -> None:
+    data = TarBuilder().dir("d", mtime=1_000_000_000).file("d/a", b"x").file("d/b", b"y").bytes()
+    apply_bytes(data, root)
+    assert (root / "d").stat().st_mtime == 1_000_000_000
+
+
+def test_nanosecond_mtimes_from_pax(root: Path) -> None:
+    b = TarBuilder()
+    info = tarfile.TarInfo("f")
+    info.mtime = 1_600_000_000.25
+    b._tar.addfile(info, io.BytesIO(b""))
+    apply_bytes(b.bytes(), root)
+    assert (root / "f").stat().st_mtime_ns == 1_600_000_000_250_000_000
+
+
+@needs_root
+def test_ownership_and_id_map(root: Path) -> None:
+    data = TarBuilder().dir("home", uid=1000, gid=1000).file("home/f", b"x", uid=1000, gid=50).bytes()
+    apply_bytes(data, root, id_map=lambda uid, gid: (uid + 100000, gid + 200000))
+    st = (root / "home/f").stat()
+    assert (st.st_uid, st.st_gid) == (101000, 200050)
+    st = (root / "home").stat()
+    assert (st.st_uid, st.st_gid) == (101000, 201000)
+
+
+def test_symlinks_keep_their_target_and_times(root: Path) -> None:
+    data = TarBuilder().file("a.txt", b"alpha").symlink("link-a", "/a.txt", mtime=1_234_567_890).bytes()
+    apply_bytes(data, root)
+    assert os.readlink(root / "link-a") == "/a.txt"
+    assert (root / "link-a").lstat().st_mtime == 1_234_567_890
+
+
+def test_hard_links_share_the_inode(root: Path) -> None:
+    data = TarBuilder().file("a", b"alpha").hardlink("b", "a").hardlink("sub/c", "/a").bytes()
+    apply_bytes(data, root)
+    assert (root / "a").stat().st_nlink == 3
+    assert (root / "a").stat().st_ino == (root / "b").stat().st_ino == (root / "sub/c").stat().st_ino
+
+
+def test_hard_link_to_missing_target_is_refused(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="'b'.*'nope'.*does not exist"):
+        apply_bytes(TarBuilder().hardlink("b", "nope").bytes(), root)
+
+
+def test_user_xattrs_are_applied(root: Path) -> None:
+    data = TarBuilder().file("f", b"x", xattrs={"user.mime": "text/plain"}).dir("d", xattrs={"user.k": "v"}).bytes()
+    apply_bytes(data, root)
+    assert os.getxattr(root / "f", "user.mime") == b"text/plain"
+    assert os.getxattr(root / "d", "user.k") == b"v"
+
+
+@needs_root
+def test_security_capability_applied_and_overlay_xattrs_refused(root: Path, caplog) -> None:
+    cap = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"  # cap_net_raw+p
+    data = (TarBuilder()
+            .file("ping", b"x", mode=0o755, xattrs={"security.capability": cap})
+            .dir("d", xattrs={"trusted.overlay.opaque": "y", "trusted.overlay.redirect": "/etc"})
+            .bytes())
+    apply_bytes(data, root)
+    assert os.getxattr(root / "ping", "security.capability") == cap.encode("utf-8")
+    assert os.listxattr(root / "d") == [] or not any(x.startswith("trusted.overlay.") for x in os.listxattr(root / "d"))
+    assert "trusted.overlay.opaque" in caplog.text
+
+
+@needs_root
+def test_device_nodes_and_fifos(root: Path) -> None:
+    data = (TarBuilder()
+            .device("dev/null", tarfile.CHRTYPE, 1, 3, mode=0o666)
+            .device("dev/loop9", tarfile.BLKTYPE, 7, 9, mode=0o660, gid=6)
+            .device("run/fifo", tarfile.FIFOTYPE, mode=0o620)
+            .bytes())
+    apply_bytes(data, root)
+    st = (root / "dev/null").lstat()
+    assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+    assert stat.S_IMODE(st.st_mode) == 0o666
+    st = (root / "dev/loop9").lstat()
+    assert stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (7, 9) and st.st_gid == 6
+    st = (root / "run/fifo").lstat()
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o620
+
+
+def test_long_and_non_ascii_names(root: Path) -> None:
+    long = "/".join(["d" * 60] * 4) + "/" + "f" * 120
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        target = root / str(fmt)
+        target.mkdir()
+        data = TarBuilder(fmt).file(long, b"deep").file("café/naïve.txt", b"utf8").symlink("l", "x" * 150).bytes()
+        apply_bytes(data, target)
+        assert (target / long).read_bytes() == b"deep"
+        assert (target / "café/naïve.txt").read_bytes() == b"utf8"
+        assert os.readlink(target / "l") == "x" * 150
+
+
+# ------------------------------------------------------------------------------------------------ replacing
+
+
+def test_entries_replace_what_is_there(root: Path) -> None:
+    (root / "was-dir").mkdir()
+    (root / "was-dir/child").write_text("old")
+    (root / "was-file").write_text("old")
+    (root / "merged").mkdir(mode=0o700)
+    (root / "merged/old").write_text("kept")
+    data = (TarBuilder()
+            .file("was-dir", b"now a file")
+            .dir("was-file", mode=0o711)
+            .dir("merged", mode=0o755)
+            .file("merged/new", b"added")
+            .bytes())
+    apply_bytes(data, root)
+    assert (root / "was-dir").read_bytes() == b"now a file"
+    assert (root / "was-file").is_dir() and stat.S_IMODE((root / "was-file").stat().st_mode) == 0o711
+    assert (root / "merged/old").read_text() == "kept"
+    assert (root / "merged/new").read_text() == "added"
+    assert stat.S_IMODE((root / "merged").stat().st_mode) == 0o755
+
+
+# ------------------------------------------------------------------------------------------------ whiteouts
+
+
+def test_whiteouts_delete_files_and_whole_directories(root: Path) -> None:
+    apply_bytes(TarBuilder().file("a/keep", b"1").file("a/gone", b"2").file("b/deep/x", b"3").file("c", b"").bytes(),
+                root)
+    result = apply_bytes(TarBuilder().dir("a").whiteout("a/gone").whiteout("b").whiteout("nothing/here").bytes(), root)
+    assert (root / "a/keep").exists()
+    assert not (root / "a/gone").exists()
+    assert not (root / "b").exists()
+    assert not (root / "nothing").exists()  # a whiteout of something absent creates nothing
+    assert result.size == 0
+    assert sorted(p.name for p in root.iterdir()) == ["a", "c"]
+
+
+@pytest.mark.parametrize("marker_first", [True, False])
+def test_opaque_directory_keeps_only_this_layers_content(root: Path, marker_first: bool) -> None:
+    apply_bytes(TarBuilder().file("d/old", b"old").file("d/sub/old", b"old").file("d/sub2/x", b"x")
+                .file("other", b"o").bytes(), root)
+    b = TarBuilder().dir("d")
+    if marker_first:
+        b.opaque("d").file("d/new", b"new").dir("d/sub").file("d/sub/fresh", b"f")
+    else:  # a tar that puts siblings before the marker (byte order: "-" < ".")
+        b.file("d/-early", b"e").dir("d/sub").file("d/sub/fresh", b"f").opaque("d").file("d/new", b"new")
+    apply_bytes(b.bytes(), root)
+    names = sorted(str(p.relative_to(root / "d")) for p in (root / "d").rglob("*"))
+    expected = ["new", "sub", "sub/fresh"] + ([] if marker_first else ["-early"])
+    assert names == sorted(expected)
+    assert (root / "other").exists()
+    assert not (root / "d" / ".wh..wh..opq").exists()
+
+
+def test_invalid_whiteout_names_are_refused(root: Path) -> None:
+    (root / "d").mkdir()
+    for bad in ("d/.wh..", "d/.wh."):
+        with pytest.raises(InvalidArgument, match="invalid whiteout"):
+            apply_bytes(TarBuilder().file(bad).bytes(), root)
+    assert (root / "d").is_dir()
+
+
+# ------------------------------------------------------------------------------------------------ hostile tars
+
+
+def _escape_tar(kind: str, outside: Path) -> bytes:
+    o = str(outside)
+    b = TarBuilder()
+    if kind == "dotdot":
+        b.file("../outside/secret", b"pwned")
+    elif kind == "dotdot-inner":
+        b.file("a/../../outside/secret", b"pwned")
+    elif kind == "symlink-abs-parent":
+        b.symlink("evil", o).file("evil/secret", b"pwned").file("evil/new", b"pwned")
+    elif kind == "symlink-rel-parent":
+        b.symlink("evil", "../../../../../../../../" + o.lstrip("/")).file("evil/secret", b"pwned")
+    elif kind == "symlink-chain":
+        b.dir("x").symlink("x/up", "..").symlink("x/up2", "up/..").file("x/up2/outside/secret", b"pwned")
+    elif kind == "symlink-final":
+        b.symlink("s", o + "/secret").file("s", b"pwned")
+    elif kind == "symlink-dir-entry":
+        b.symlink("d", o + "/dir").dir("d", mode=0o777).file("d/inner", b"pwned")
+    elif kind == "hardlink-dotdot":
+        b.hardlink("h", "../outside/secret")
+    elif kind == "hardlink-through-symlink":
+        b.symlink("evil", o).hardlink("h", "evil/secret")
+    elif kind == "whiteout-through-symlink":
+        b.symlink("evil", o).file("evil/.wh.secret")
+    elif kind == "opaque-through-symlink":
+        b.symlink("evil", o + "/dir").opaque("evil")
+    elif kind == "symlink-then-write-link-target":
+        b.symlink("cfg", o + "/secret").hardlink("h", "cfg").file("h", b"pwned")
+    return b.bytes()
+
+
+ESCAPES = ["dotdot", "dotdot-inner", "symlink-abs-parent", "symlink-rel-parent", "symlink-chain", "symlink-final",
+           "symlink-dir-entry", "hardlink-dotdot", "hardlink-through-symlink", "whiteout-through-symlink",
+           "opaque-through-symlink", "symlink-then-write-link-target"]
+
+
+@pytest.mark.parametrize("kind", ESCAPES)
+def test_nothing_is_written_outside_the_root(root: Path, outside: Path, kind: str) -> None:
+    before = snapshot(outside)
+    mode_before = stat.S_IMODE((outside / "dir").stat().st_mode)
+    try:
+        apply_bytes(_escape_tar(kind, outside), root)
+    except InvalidArgument as e:
+        # refusals name the offending entry
+        assert any(word in str(e) for word in ("outside", "secret", "'h'")), str(e)
+    assert snapshot(outside) == before
+    assert stat.S_IMODE((outside / "dir").stat().st_mode) == mode_before
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "dotdot-inner", "hardlink-dotdot"])
+def test_climbing_out_is_refused_with_the_entry_named(root: Path, outside: Path, kind: str) -> None:
+    with pytest.raises(InvalidArgument, match="outside the root"):
+        apply_bytes(_escape_tar(kind, outside), root)
+
+
+def test_symlinked_parents_resolve_inside_the_root_like_a_chroot(root: Path, outside: Path) -> None:
+    apply_bytes(_escape_tar("symlink-abs-parent", outside), root)
+    # 'evil' -> /…/outside is followed as if root were '/': the files land under root/…/outside
+    assert (root / str(outside).lstrip("/") / "new").read_bytes() == b"pwned"
+    apply_bytes(_escape_tar("symlink-chain", outside), root)
+    assert (root / "outside/secret").read_bytes() == b"pwned"
+
+
+def test_absolute_names_are_taken_relative_to_the_root(root: Path) -> None:
+    apply_bytes(TarBuilder().file("/etc/x", b"abs").file("./etc/y", b"dot").bytes(), root)
+    assert (root / "etc/x").read_bytes() == b"abs"
+    assert (root / "etc/y").read_bytes() == b"dot"
+
+
+def test_symlink_loops_are_refused(root: Path) -> None:
+    data = TarBuilder().symlink("a", "b").symlink("b", "a").file("a/x", b"x").bytes()
+    with pytest.raises(InvalidArgument, match="symbolic links"):
+        apply_bytes(data, root)
+
+
+def test_non_directory_parent_is_refused(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="'f' is not a directory"):
+        apply_bytes(TarBuilder().file("f", b"x").file("f/child", b"y").bytes(), root)
+
+
+# ------------------------------------------------------------------------------------------------ broken streams
+
+
+def _two_files() -> bytes:
+    return TarBuilder().file("first", b"1" * 1000).file("second", b"2" * 5000).bytes()
+
+
+def test_truncated_data_names_the_entry(root: Path) -> None:
+    data = _two_files()
+    with pytest.raises(DataCorruption, match=r"truncated.*'second'"):
+        apply_bytes(data[:3000], root)
+
+
+def test_truncated_header_is_an_error(root: Path) -> None:
+    data = _two_files()
+    with pytest.raises(DataCorruption, match=r"truncated.*header.*'first'"):
+        apply_bytes(data[: 512 + 1024 + 200], root)
+
+
+def test_corrupt_header_in_the_middle_is_an_error_not_an_early_end(root: Path) -> None:
+    data = bytearray(_two_files())
+    data[512 + 1024 + 10] ^= 0x55  # inside the second header's name: checksum no longer matches
+    with pytest.raises(DataCorruption, match=r"checksum.*after entry 'first'"):
+        apply_bytes(bytes(data), root)
+
+
+def test_missing_end_of_archive_marker_is_accepted_like_go(root: Path) -> None:
+    data = _two_files()
+    end = 512 + 1024 + 512 + 5120
+    apply_bytes(data[:end], root)
+    assert (root / "second").stat().st_size == 5000
+
+
+def test_non_tar_input_is_an_error(root: Path) -> None:
+    with pytest.raises(DataCorruption):
+        apply_bytes(b"this is not a tar archive at all" * 40, root)
+
+
+def test_unknown_whiteout_mode(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="whiteout mode"):
+        apply_bytes(_two_files(), root, whiteouts="aufs")
