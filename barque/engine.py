@@ -22,6 +22,8 @@ class Engine:
         self.settings = settings
         self.root = settings.root
         self.run_root = settings.run_root
+        if settings.storage_driver:
+            _check_driver_name(settings.storage_driver)
 
     @functools.cached_property
     def db(self):
@@ -62,10 +64,20 @@ class Engine:
         return snap
 
 
+def _check_driver_name(name: str) -> None:
+    """Refuse an unknown or unavailable driver up front, whatever the command (as dockerd refuses to start)."""
+    from barque.snapshot import DRIVERS, canonical_driver_name, get_snapshotter
+
+    if canonical_driver_name(name) not in DRIVERS:
+        get_snapshotter(name, Path("/nonexistent"))  # raises the driver's own explanation
+
+
 def choose_driver(root: Path, requested: str | None) -> str:
     """An explicit choice wins; otherwise the driver this root used last; otherwise btrfs on btrfs, else overlay."""
     if requested:
-        return requested
+        from barque.snapshot import canonical_driver_name
+
+        return canonical_driver_name(requested)
     try:
         remembered = (root / DRIVER_FILE).read_text().strip()
         if remembered:

@@ -123,7 +123,8 @@ def _snapshot_system() -> dict[str, set[str]]:
         "nft tables": {line for line in lines(["nft", "list", "tables"]) if line.strip()},
         "cgroups": {str(p) for p in Path("/sys/fs/cgroup").glob("*/barque*")}
         | {str(p) for p in Path("/sys/fs/cgroup").glob("*/*/barque*")},
-        "processes": {line for line in lines(["pgrep", "-f", "barque[.-]"])} - {str(os.getpid())},
+        # processes started by tests carry their temporary roots on the command line
+        "processes": {line for line in lines(["pgrep", "-f", "pytest-of-"])} - {str(os.getpid())},
     }
 
 

@@ -103,7 +103,7 @@ def test_image_prune_dangling_and_all(loaded):
     out = loaded("image", "prune", "-f").stdout
     assert "Total reclaimed space" in out
     assert len(loaded("images", "-q").stdout.split()) == 2
-    loaded("load", "-i", FIXTURES / "oci-layout-layers")  # same ID as fixture/layers:1: stays tagged
+    loaded("load", "-i", FIXTURES / "oci-layout-layers")  # skopeo's copy: an untagged image of its own
     out = loaded("image", "prune", "-a", "-f").stdout
     assert out.count("deleted: sha256:") >= 2
     assert loaded("images", "-q").stdout.split() == []
