@@ -11,7 +11,7 @@ from typing import BinaryIO
 from barque.errors import DataCorruption, InvalidArgument
 from barque.images.archive import ArchiveContents
 from barque.images.register import NewImage, Registered, layer_refs, oci_manifest, register
-from barque.images.unpack import LayerRef
+from barque.images.unpack import LayerRef, stored_compression
 from barque.oci import mediatypes as mt
 from barque.oci.digest import Digest
 from barque.oci.reference import Reference, parse_reference
@@ -122,11 +122,7 @@ def _docker_images(contents: ArchiveContents) -> list[NewImage]:
 
 
 def _layer_media_type(contents: ArchiveContents, digest: Digest) -> str:
-    from barque.layers import detect_compression
-
-    with contents.content.open(digest) as f:
-        head = f.read(16)
-    return mt.OCI_LAYER_FOR[detect_compression(head)]
+    return mt.OCI_LAYER_FOR[stored_compression(contents.content, digest)]
 
 
 def _config(contents: ArchiveContents, name: str) -> dict:

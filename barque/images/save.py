@@ -14,7 +14,7 @@ from typing import BinaryIO, Sequence
 from barque.errors import InvalidArgument
 from barque.images.store import Image
 from barque.images.tarout import TarOut
-from barque.images.unpack import chain_ids, layer_records
+from barque.images.unpack import chain_ids, layer_records, stored_compression
 from barque.oci import mediatypes as mt
 from barque.oci.digest import Digest
 from barque.oci.reference import Reference, parse_reference
@@ -101,7 +101,7 @@ def save(engine, selected: Sequence[Selected], out: BinaryIO, fmt: str = "docker
         records = layer_records(engine.db, chain_ids(diff_ids))
         layer_names, layer_descs = [], []
         for layer, diff_id, chain in zip(manifest.get("layers") or [], diff_ids, chain_ids(diff_ids)):
-            compression = mt.LAYERS.get(layer["mediaType"], "")
+            compression = stored_compression(engine.content, Digest.parse(layer["digest"]))
             if compression == "":
                 size = layer["size"]
             else:

@@ -12,7 +12,6 @@ from barque.content.reader import DigestingReader
 from barque.errors import AlreadyExists, DataCorruption
 from barque.metadata import Database
 from barque.oci.digest import Digest
-from barque.oci.mediatypes import LAYERS
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +31,14 @@ class LayerRecord:
     diff_id: Digest
     size: int
     tar_size: int
+
+
+def stored_compression(content: ContentStore, digest: Digest) -> str:
+    """How a stored layer blob is really compressed ("", "gzip" or "zstd"), from its first bytes."""
+    from barque.layers import detect_compression
+
+    with content.open(digest) as f:
+        return detect_compression(f.read(16))
 
 
 def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
@@ -91,7 +98,9 @@ def _apply(content: ContentStore, snapshotter, layer: LayerRef, chain: Digest, p
     try:
         with snapshotter.apply_target(key) as (target, whiteouts, lowers):
             with content.open(layer.digest) as raw:
-                stream = DigestingReader(open_decompressed(raw, LAYERS.get(layer.media_type)))
+                # sniffed, not taken from the media type: docker-archive sources (and skopeo copies of them)
+                # label uncompressed layers as gzip
+                stream = DigestingReader(open_decompressed(raw))
                 result = apply_layer(stream, target, whiteouts=whiteouts, lowers=lowers)
                 stream.drain()
         if stream.digest() != layer.diff_id:
@@ -117,7 +126,7 @@ def _measure(content: ContentStore, layer: LayerRef, chain: Digest) -> LayerReco
     from barque.layers import open_decompressed
 
     with content.open(layer.digest) as raw:
-        stream = DigestingReader(open_decompressed(raw, LAYERS.get(layer.media_type)))
+        stream = DigestingReader(open_decompressed(raw))
         size = 0
         with tarfile.open(fileobj=stream, mode="r|") as tf:
             for member in tf:
