@@ -129,9 +129,6 @@ def test_skopeo_copy_to_oci_layout_loads_back(loaded, skopeo, other_barque, tmp_
     assert tree(other, new_id) == tree(loaded, name)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "barque bug: unpack (barque/images/unpack.py _apply/_measure) and save (barque/images/save.py blob/"
-    "_uncompressed_size) decompress by the layer's media type instead of by its bytes, as Docker and containerd do"))
 @pytest.mark.parametrize("name", IMAGES)
 def test_skopeo_copy_preserving_digests_loads_back_with_the_same_id(loaded, skopeo, other_barque, tmp_path, name):
     """With --preserve-digests skopeo keeps the Docker schema 2 manifest it builds for a docker-archive, inside an
