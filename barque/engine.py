@@ -64,6 +64,20 @@ class Engine:
         return snap
 
 
+    def close(self) -> None:
+        """Release open files (database connections, driver metadata); the engine is unusable afterwards."""
+        if "snapshotter" in self.__dict__:
+            self.snapshotter.close()
+        if "db" in self.__dict__:
+            self.db.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _check_driver_name(name: str) -> None:
     """Refuse an unknown or unavailable driver up front, whatever the command (as dockerd refuses to start)."""
     from barque.snapshot import DRIVERS, canonical_driver_name, get_snapshotter

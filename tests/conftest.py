@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.btrfs_fixture import btrfs_mount  # noqa: E402,F401  (a session fixture)
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = (REPO.parent / "shared" / "fixtures" / "docker-made").resolve()
 BARQUE = [sys.executable, "-m", "barque.cli.main"]
@@ -31,6 +33,7 @@ class Barque:
         self.root = root
         self.run_root = run_root
         self.driver = driver
+        self._engines: list = []
 
     def args(self) -> list[str]:
         a = ["--root", str(self.root), "--run-root", str(self.run_root)]
@@ -59,7 +62,14 @@ class Barque:
         from barque.config import Settings
         from barque.engine import Engine
 
-        return Engine(Settings.from_env(str(self.root), str(self.run_root), self.driver))
+        eng = Engine(Settings.from_env(str(self.root), str(self.run_root), self.driver))
+        self._engines.append(eng)
+        return eng
+
+    def close(self) -> None:
+        for eng in self._engines:
+            eng.close()
+        self._engines.clear()
 
 
 def _cleanup_root(root: Path) -> None:
@@ -76,15 +86,20 @@ def barque(tmp_path: Path):
     root = tmp_path / "root"
     b = Barque(root, tmp_path / "run")
     yield b
+    b.close()
     _cleanup_root(root)
 
 
-@pytest.fixture(params=["overlay", "vfs"])
+@pytest.fixture(params=["overlay", "vfs", "btrfs"])
 def barque_driver(request, tmp_path: Path):
-    """The same test on each storage driver that works on any filesystem (btrfs has its own fixture)."""
-    root = tmp_path / "root"
+    """The same test on every storage driver; btrfs roots live on a loop-mounted btrfs shared by the session."""
+    if request.param == "btrfs":
+        root = request.getfixturevalue("btrfs_mount") / unique("root-")
+    else:
+        root = tmp_path / "root"
     b = Barque(root, tmp_path / "run", driver=request.param)
     yield b
+    b.close()
     _cleanup_root(root)
 
 

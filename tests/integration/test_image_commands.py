@@ -123,9 +123,10 @@ def test_save_and_load_roundtrip_keeps_id_and_tree(barque_driver, busybox_tar, t
     with image_rootfs(barque_driver.engine(), "fixture/layers:1") as root:
         before = tree_listing(root)
 
-    from tests.conftest import Barque
+    from tests.conftest import Barque, unique
 
-    other = Barque(tmp_path / "root2", tmp_path / "run2", driver=barque_driver.driver)
+    root2 = barque_driver.root.parent / unique("root2-")  # same filesystem: btrfs roots must be on btrfs
+    other = Barque(root2, tmp_path / "run2", driver=barque_driver.driver)
     try:
         loaded = other("load", "-i", out).stdout.splitlines()
         assert sorted(loaded) == ["Loaded image: busybox:latest", "Loaded image: fixture/layers:1"]
@@ -135,7 +136,8 @@ def test_save_and_load_roundtrip_keeps_id_and_tree(barque_driver, busybox_tar, t
     finally:
         from tests.conftest import _cleanup_root
 
-        _cleanup_root(tmp_path / "root2")
+        other.close()
+        _cleanup_root(root2)
 
 
 def test_save_to_stdout_and_oci_archive(loaded, tmp_path):
