@@ -21,6 +21,7 @@ and are empty.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -277,18 +278,40 @@ def _kill_strays(base: Path, cgroup_parent: str) -> None:
     """Kill what outlived dockerd and containerd: shims (their command line names our socket) and container
     processes (they sit in our cgroups). Found by pid, never by a broad name."""
     me = os.getpid()
+    sockets: set[Path] = set()
     for _ in range(3):
         pids = _pids_naming(str(base)) | _pids_in_cgroups(cgroup_parent)
         pids.discard(me)
         if not pids:
-            return
+            break
         for pid in pids:
+            sockets |= _shim_socket(pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.5)
-    log.warning("processes of the private dockerd survived SIGKILL: %s", sorted(pids))
+    else:
+        log.warning("processes of the private dockerd survived SIGKILL: %s", sorted(pids))
+    for sock in sockets:  # a killed shim cannot remove its socket; these paths are ours alone (hashed from our id)
+        sock.unlink(missing_ok=True)
+
+
+def _shim_socket(pid: int) -> set[Path]:
+    """The socket a containerd-shim-runc-v2 listens on, /run/containerd/s/<sha256 of address/namespace/id>
+    (containerd 1.6 runtime/v2/shim SocketAddress); empty for any other process."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return set()
+    if not argv or not Path(argv[0]).name.startswith("containerd-shim"):
+        return set()
+    opts = dict(zip(argv[1::2], argv[2::2])) if len(argv) > 2 else {}
+    ns, cid, address = opts.get("-namespace"), opts.get("-id"), opts.get("-address")
+    if not (ns and cid and address):
+        return set()
+    digest = hashlib.sha256(f"{address}/{ns}/{cid}".encode()).hexdigest()
+    return {Path("/run/containerd/s") / digest}
 
 
 def _pids_naming(text: str) -> set[int]:

@@ -13,9 +13,6 @@ import pytest
 
 from tests.conftest import Barque, _cleanup_root, unique
 
-# Both files are also marked by the `interop` marker themselves; this is for anything else added here.
-pytestmark = pytest.mark.interop
-
 
 class Skopeo:
     """Runs skopeo with its own signature policy (accept anything: only local files are involved) and its own
@@ -28,7 +25,8 @@ class Skopeo:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
 
-    def __call__(self, *args: str | os.PathLike, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str | os.PathLike, check: bool = True,
+                 timeout: float = 300) -> subprocess.CompletedProcess:
         cmd = ["skopeo", "--policy", str(self.policy), *map(str, args)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                               env={**os.environ, "TMPDIR": str(self.tmp)})

@@ -46,7 +46,8 @@ def save(b, name: str, out: Path, fmt: str = "docker-archive") -> Path:
 def layout_manifest(layout: Path, ref: str) -> tuple[dict, dict]:
     """(index entry, manifest) for the manifest an OCI layout directory names `ref`."""
     index = json.loads((layout / "index.json").read_text())
-    [entry] = [m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref]
+    [entry] = [m for m in index["manifests"]
+               if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref]
     algo, hexd = entry["digest"].split(":")
     return entry, json.loads((layout / "blobs" / algo / hexd).read_bytes())
 
