@@ -10,6 +10,7 @@ filesystem holds survives a round trip.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from barque.errors import DataCorruption
@@ -108,48 +109,50 @@ def checksum_ok(block: bytes | memoryview) -> bool:
     return signed == want
 
 
-@dataclass(slots=True)
-class RawHeader:
-    name: bytes
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    mtime: int
-    typeflag: bytes
-    linkname: bytes
-    devmajor: int
-    devminor: int
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
 
 
-def parse_header(block: bytes | memoryview) -> RawHeader:
-    """Decode one 512-byte header; raises DataCorruption if it is not a valid tar header."""
+def _octal_fast(field: bytes, what: str) -> int:
+    """The common case (NUL/space padded octal) in one call; anything else through parse_number."""
+    try:
+        return int(field.rstrip(b"\0 ") or b"0", 8)
+    except ValueError:
+        return parse_number(field, what)
+
+
+def parse_header(block: bytes | memoryview) -> TarEntry:
+    """Decode one 512-byte header; raises DataCorruption if it is not a valid tar header.
+
+    For GNU long-name and PAX headers the entry's fields are the extension header's own; the reader folds them
+    into the entry that follows.
+    """
     block = bytes(block)
-    if not checksum_ok(block):
+    (name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, _uname, _gname, devmajor, devminor,
+     prefix) = _USTAR.unpack(block)
+    if sum(block) - sum(chksum) + 8 * 0x20 != _octal_fast(chksum, "checksum") and not checksum_ok(block):
         raise DataCorruption("invalid tar header: checksum mismatch")
-    magic = block[257:265]
-    name = _cstr(block[0:100])
-    if magic == _POSIX_MAGIC or (magic[:6] == b"ustar\x00" and magic != _GNU_MAGIC):
-        prefix = _cstr(block[345:500])
+    i = name.find(b"\0")
+    if i >= 0:
+        name = name[:i]
+    if magic[:6] == b"ustar\x00":  # POSIX ustar/pax; GNU's "ustar  " uses that area for other things
+        prefix = _cstr(prefix)
         if prefix:
             name = prefix + b"/" + name
-    typeflag = block[156:157]
-    devmajor = devminor = 0
-    if typeflag in (CHAR, BLOCKDEV):
-        devmajor = parse_number(block[329:337], "devmajor")
-        devminor = parse_number(block[337:345], "devminor")
-    return RawHeader(
-        name=name,
-        mode=parse_number(block[100:108], "mode"),
-        uid=parse_number(block[108:116], "uid"),
-        gid=parse_number(block[116:124], "gid"),
-        size=parse_number(block[124:136], "size"),
-        mtime=parse_number(block[136:148], "mtime"),
+    entry = TarEntry(
+        name=name.decode("utf-8", "surrogateescape"),
         typeflag=typeflag,
-        linkname=_cstr(block[157:257]),
-        devmajor=devmajor,
-        devminor=devminor,
+        mode=_octal_fast(mode, "mode"),
+        uid=_octal_fast(uid, "uid"),
+        gid=_octal_fast(gid, "gid"),
+        size=_octal_fast(size, "size"),
+        mtime_ns=_octal_fast(mtime, "mtime") * 1_000_000_000,
     )
+    if linkname[0]:
+        entry.linkname = _cstr(linkname).decode("utf-8", "surrogateescape")
+    if typeflag in (CHAR, BLOCKDEV):
+        entry.devmajor = _octal_fast(devmajor, "devmajor")
+        entry.devminor = _octal_fast(devminor, "devminor")
+    return entry
 
 
 def parse_pax(data: bytes) -> dict[str, bytes]:

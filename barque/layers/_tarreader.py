@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -20,6 +22,65 @@ log = logging.getLogger(__name__)
 
 _BUFSIZE = 1 << 20
 _MAX_META = 16 << 20  # largest PAX / GNU long-name payload accepted (names are at most a few KiB in practice)
+
+
+class _Hasher:
+    """SHA-256 of the stream, computed beside the unpacking.
+
+    hashlib releases the GIL on large updates, so digesting one chunk overlaps with writing the files of the
+    previous one. The chunks are views of the reader's buffer: :meth:`wait` must be called before the buffer
+    is overwritten. Small streams never start the thread.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[memoryview | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._updates = 0
+
+    def update(self, data: memoryview) -> None:
+        self._updates += 1
+        if self._updates == 1:
+            self._hash.update(data)  # a small stream: no thread
+            return
+        if self._thread is None:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._run, name="barque-layer-digest", daemon=True)
+            self._thread.start()
+        assert self._queue is not None
+        self._queue.put(data)
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            data = self._queue.get()
+            try:
+                if data is None:
+                    return
+                if self._error is None:
+                    self._hash.update(data)
+            except BaseException as e:  # handed to the reading thread in wait()
+                self._error = e
+            finally:
+                self._queue.task_done()
+
+    def wait(self) -> None:
+        """Block until every chunk handed over so far is digested."""
+        if self._queue is not None:
+            self._queue.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self) -> str:
+        self.wait()
+        return self._hash.hexdigest()
 
 
 class TarReader:
@@ -36,7 +97,7 @@ class TarReader:
         self._start = 0
         self._end = 0
         self._src_eof = False
-        self._hash = hashlib.sha256()
+        self._hash = _Hasher()
         self.size = 0  # bytes read from the stream
         self.offset = 0  # bytes consumed by the parser
         self._remaining = 0  # data bytes of the current entry not consumed
@@ -51,6 +112,7 @@ class TarReader:
         """Read more bytes after the buffered ones; returns how many (0 at end of stream)."""
         if self._src_eof:
             return 0
+        self._hash.wait()  # the buffer is about to be written: its previous bytes must have been digested
         if self._start == self._end:
             self._start = self._end = 0
         elif self._end == len(self._buf):
@@ -76,6 +138,7 @@ class TarReader:
         """Exactly ``n`` (<= buffer size) contiguous bytes; None at a clean end of stream, error if cut short."""
         while self._end - self._start < n:
             if self._start + n > len(self._buf):  # make room at the end
+                self._hash.wait()
                 m = self._end - self._start
                 self._buf[0:m] = self._mv[self._start : self._end]
                 self._start, self._end = 0, m
@@ -116,13 +179,21 @@ class TarReader:
             yield view
 
     def read_all(self, limit: int = _MAX_META) -> bytes:
+        """The rest of the current entry's data as bytes (for small payloads)."""
         if self._remaining > limit:
             raise InvalidArgument(f"tar entry {self._current!r} is too large to hold in memory ({self._remaining} bytes)")
-        return b"".join(bytes(c) for c in self.chunks())
+        n = self._remaining
+        if self._end - self._start >= n:  # all buffered: one copy, no generator
+            data = bytes(self._mv[self._start : self._start + n])
+            self._start += n
+            self.offset += n
+            self._remaining = 0
+            return data
+        return b"".join([bytes(c) for c in self.chunks()])
 
     # ------------------------------------------------------------------------------------------ entries
 
-    def _next_raw(self) -> tf.RawHeader | None:
+    def _next_header(self) -> tf.TarEntry | None:
         if self._remaining:
             self._skip(self._remaining)
             self._remaining = 0
@@ -144,10 +215,10 @@ class TarReader:
             raise DataCorruption(f"{e} at offset {self.offset - tf.BLOCK}"
                                  f"{f' (after entry {self._last!r})' if self._last else ''}") from None
         if raw.size < 0:
-            raise DataCorruption(f"invalid tar header for {tf.fsdecode(raw.name)!r}: negative size")
+            raise DataCorruption(f"invalid tar header for {raw.name!r}: negative size")
         self._remaining = 0 if raw.typeflag in tf.HEADER_ONLY else raw.size
         self._pad = -self._remaining % tf.BLOCK
-        self._current = tf.fsdecode(raw.name)
+        self._current = raw.name
         return raw
 
     def entries(self) -> Iterator[tf.TarEntry]:
@@ -155,46 +226,41 @@ class TarReader:
         long_name: bytes | None = None
         long_link: bytes | None = None
         while True:
-            raw = self._next_raw()
-            if raw is None:
+            entry = self._next_header()
+            if entry is None:
                 if pax or long_name is not None or long_link is not None:
                     raise DataCorruption("tar stream ends after an extended header without its entry")
                 self._finish()
                 return
-            if raw.typeflag == tf.PAX:
+            kind = entry.typeflag
+            if kind == tf.PAX:
                 pax.update(tf.parse_pax(self.read_all()))
                 continue
-            if raw.typeflag == tf.PAX_GLOBAL:
+            if kind == tf.PAX_GLOBAL:
                 log.debug("ignoring PAX global header %r", tf.parse_pax(self.read_all()))
                 continue
-            if raw.typeflag == tf.GNU_LONGNAME:
+            if kind == tf.GNU_LONGNAME:
                 long_name = tf._cstr(self.read_all())
                 continue
-            if raw.typeflag == tf.GNU_LONGLINK:
+            if kind == tf.GNU_LONGLINK:
                 long_link = tf._cstr(self.read_all())
                 continue
-            entry = tf.TarEntry(
-                name=tf.fsdecode(long_name if long_name is not None else raw.name),
-                typeflag=raw.typeflag,
-                mode=raw.mode,
-                uid=raw.uid,
-                gid=raw.gid,
-                size=raw.size,
-                mtime_ns=raw.mtime * 1_000_000_000,
-                linkname=tf.fsdecode(long_link if long_link is not None else raw.linkname),
-                devmajor=raw.devmajor,
-                devminor=raw.devminor,
-            )
+            if long_name is not None:
+                entry.name = tf.fsdecode(long_name)
+                long_name = None
+            if long_link is not None:
+                entry.linkname = tf.fsdecode(long_link)
+                long_link = None
             if pax:
                 tf.apply_pax(entry, pax)
                 if "size" in pax and entry.typeflag not in tf.HEADER_ONLY:
                     self._remaining = entry.size
                     self._pad = -entry.size % tf.BLOCK
+                pax = {}
             if entry.typeflag == tf.AREG and entry.name.endswith("/"):
                 entry.typeflag = tf.DIR
             if entry.typeflag in tf.HEADER_ONLY:
                 entry.size = 0
-            pax, long_name, long_link = {}, None, None
             self._current = entry.name
             yield entry
             self._last = entry.name
@@ -210,3 +276,13 @@ class TarReader:
         if not self._finished:
             raise RuntimeError("the tar stream was not read to its end")
         return Digest("sha256", self._hash.hexdigest())
+
+    def close(self) -> None:
+        """Stop the digest thread (if one was started); the reader is unusable afterwards."""
+        self._hash.close()
+
+    def __enter__(self) -> "TarReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -80,15 +80,14 @@ def apply_layer(
         raise InvalidArgument(f"unknown whiteout mode {whiteouts!r}: expected 'delete' or 'overlay'")
     if lowers and whiteouts != "overlay":
         raise InvalidArgument("lower directories only make sense with whiteouts='overlay'")
-    reader = TarReader(stream)
-    with _Applier(Path(root), whiteouts == "overlay", LowerStack(lowers), id_map) as applier:
+    with TarReader(stream) as reader, _Applier(Path(root), whiteouts == "overlay", LowerStack(lowers), id_map) as applier:
         for entry in reader.entries():
             try:
                 applier.apply(entry, reader)
             finally:
                 applier.root.collect()
         applier.finish()
-    return ApplyResult(diff_id=reader.digest(), size=applier.size)
+        return ApplyResult(diff_id=reader.digest(), size=applier.size)
 
 
 class _Applier:
@@ -103,6 +102,7 @@ class _Applier:
         self._dirs: list[_DirMeta] = []
         self._unpacked: set[Parts] = set()  # paths this layer wrote, and their ancestors
         self._warned: set[tuple[str, int]] = set()
+        self._umask = _current_umask()
 
     def __enter__(self) -> "_Applier":
         return self
@@ -228,8 +228,10 @@ class _Applier:
         self._dirs.append(_DirMeta(rel, uid, gid, entry.mode & 0o7777, entry.mtime_ns, entry.xattrs))
 
     def _file(self, dir_fd: int, name: str, entry: tf.TarEntry, reader: TarReader) -> None:
-        fd = self._create(dir_fd, name, lambda: os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd))
+        mode = entry.mode & 0o7777
+        fd = self._create(dir_fd, name, lambda: os.open(name, _FILE_FLAGS, mode & 0o777, dir_fd=dir_fd))
         assert isinstance(fd, int)
+        needs_chmod = bool(mode & ~0o777 or mode & self._umask)  # chown clears set-id bits; the umask masked some
         try:
             for chunk in reader.chunks():
                 while chunk:
@@ -237,7 +239,8 @@ class _Applier:
             self.size += entry.size
             uid, gid = self._ids(entry.uid, entry.gid)
             os.fchown(fd, uid, gid)
-            os.fchmod(fd, entry.mode & 0o7777)  # after chown, which clears set-id bits
+            if needs_chmod:
+                os.fchmod(fd, mode)
             if entry.xattrs:
                 self._set_xattrs(fd, entry.xattrs, entry.name)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -421,3 +424,14 @@ def _lexists(dir_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: always chmod

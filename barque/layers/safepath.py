@@ -31,6 +31,11 @@ def clean_parts(name: str, *, what: str = "tar entry") -> Parts:
 
     '/etc/x' and './etc/x' both give ('etc', 'x'); 'a/../../x' is refused; '' and '/' give () (the root).
     """
+    while name.startswith("./"):  # GNU tar's usual prefix
+        name = name[2:]
+    if name and ".." not in name and "//" not in name and "/./" not in name and name[0] != "/" \
+            and not name.endswith(("/.", "/")) and name != ".":
+        return tuple(name.split("/"))  # already clean: the common case
     parts: list[str] = []
     for comp in name.split("/"):
         if comp in ("", "."):
@@ -97,29 +102,42 @@ class RootDir:
         ``create``, with ``on_create`` told their path; otherwise None. ``follow=False`` answers None rather
         than cross a symlink. A non-directory in the way is an InvalidArgument when creating, else None.
         """
-        key = (parts, follow)
-        hit = self._cache.get(key)
+        hit = self._cache.get(parts)
         if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        found = self._walk(parts, create=create, follow=follow, on_create=on_create)
+            self._cache.move_to_end(parts)
+            # a path resolved without crossing a symlink resolves to itself
+            return hit if follow or hit[1] == parts else None
+        label = "/".join(parts)
+        found: object = _RESTART
+        # start from the deepest cached ancestor that is a real directory (the common case: a sibling's parent)
+        for k in range(len(parts) - 1, 0, -1):
+            base = self._cache.get(parts[:k])
+            if base is not None and base[1] == parts[:k]:
+                found = self._walk(parts[k:], base, label, create=create, follow=follow, on_create=on_create)
+                break
+        if found is _RESTART:
+            found = self._walk(parts, None, label, create=create, follow=follow, on_create=on_create)
         if found is None:
             return None
-        self._cache[key] = found
+        assert isinstance(found, tuple)
+        self._cache[parts] = found
         if len(self._cache) > self._cache_size:
             _, (old_fd, _) = self._cache.popitem(last=False)
             self._retired.append(old_fd)
         return found
 
-    def _walk(self, parts: Parts, *, create: bool, follow: bool,
-              on_create: Callable[[Parts], None] | None) -> tuple[int, Parts] | None:
+    def _walk(self, parts: Parts, base: tuple[int, Parts] | None, label: str, *, create: bool, follow: bool,
+              on_create: Callable[[Parts], None] | None) -> tuple[int, Parts] | None | object:
+        """Walk ``parts`` from the root, or from a cached real directory ``base``; from a base, anything that
+        needs the path above it (a symlink, "..") answers _RESTART."""
+        base_fd = base[0] if base is not None else self.fd
         todo = list(reversed(parts))  # a stack: next component last
-        stack: list[int] = []  # descriptors below the root, one per resolved component
-        resolved: list[str] = []
+        stack: list[int] = []  # descriptors below the base, one per resolved component
+        resolved: list[str] = list(base[1]) if base is not None else []
         links = 0
 
         def top() -> int:
-            return stack[-1] if stack else self.fd
+            return stack[-1] if stack else base_fd
 
         try:
             while todo:
@@ -130,6 +148,8 @@ class RootDir:
                     if stack:
                         os.close(stack.pop())
                         resolved.pop()
+                    elif base is not None:
+                        return _RESTART
                     continue
                 try:
                     stack.append(os.open(comp, _DIR_FLAGS, dir_fd=top()))
@@ -150,13 +170,15 @@ class RootDir:
                 if not stat.S_ISLNK(st.st_mode):
                     if create:
                         where = "/".join(resolved + [comp])
-                        raise InvalidArgument(f"cannot create {'/'.join(parts)!r}: {where!r} is not a directory")
+                        raise InvalidArgument(f"cannot create {label!r}: {where!r} is not a directory")
                     return None
                 if not follow:
                     return None
+                if base is not None:
+                    return _RESTART
                 links += 1
                 if links > _MAX_SYMLINKS:
-                    raise InvalidArgument(f"too many levels of symbolic links resolving {'/'.join(parts)!r}")
+                    raise InvalidArgument(f"too many levels of symbolic links resolving {label!r}")
                 target = os.readlink(comp, dir_fd=top())
                 if target.startswith("/"):
                     while stack:
@@ -168,6 +190,9 @@ class RootDir:
         finally:
             for fd in stack:
                 os.close(fd)
+
+
+_RESTART = object()
 
 
 def proc_path(dir_fd: int, name: str) -> str:
