@@ -126,7 +126,10 @@ def _write_entry(sink: _Sink, change: Change, name: bytes, source_date_epoch: in
                  seen_inodes: dict[tuple[int, int], bytes] | None) -> None:
     source = change.source
     assert source is not None
-    st = os.lstat(source)
+    try:
+        st = os.lstat(source)
+    except FileNotFoundError:
+        raise Conflict(f"cannot pack {change.path!r}: {str(source)!r} disappeared while the layer was written") from None
     mode = st.st_mode
     mtime = st.st_mtime_ns // 1_000_000_000
     if source_date_epoch is not None and mtime > source_date_epoch:

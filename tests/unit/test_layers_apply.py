@@ -410,3 +410,22 @@ def test_non_tar_input_is_an_error(root: Path) -> None:
 def test_unknown_whiteout_mode(root: Path) -> None:
     with pytest.raises(InvalidArgument, match="whiteout mode"):
         apply_bytes(_two_files(), root, whiteouts="aufs")
+
+
+def test_truncated_compressed_layer_is_data_corruption(root: Path) -> None:
+    from barque.layers import open_compressor, open_decompressed
+
+    blob = io.BytesIO()
+    w = open_compressor(blob, "gzip")
+    w.write(TarBuilder().file("big", os.urandom(2_000_000)).bytes())
+    w.close()
+    with pytest.raises(DataCorruption, match="gzip stream is truncated"):
+        apply_layer(open_decompressed(io.BytesIO(blob.getvalue()[:-100])), root)
+
+
+def test_root_entry_sets_the_roots_metadata(root: Path) -> None:
+    apply_bytes(TarBuilder().dir("./", mode=0o751, mtime=1_111_111_111).file("./x", b"x").bytes(), root)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o751
+    assert root.stat().st_mtime == 1_111_111_111
+    with pytest.raises(InvalidArgument, match="replace the root"):
+        apply_bytes(TarBuilder().file("./", b"x").bytes(), root)

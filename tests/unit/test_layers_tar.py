@@ -208,3 +208,10 @@ def test_diff_write_apply_round_trip(tmp_path: Path) -> None:
     subprocess.run(["cp", "-a", str(lower), str(applied)], check=True)
     apply_layer(io.BytesIO(layer), applied)
     assert tree_state(applied) == tree_state(upper)
+
+
+def test_a_source_that_vanished_is_a_clear_error(tmp_path: Path) -> None:
+    from barque.errors import Conflict
+
+    with pytest.raises(Conflict, match="'gone'.*disappeared"):
+        layer_bytes([Change("add", "gone", tmp_path / "nope")])
