@@ -35,3 +35,7 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Byte-compile barque and its dependencies: some environments set PYTHONDONTWRITEBYTECODE, and without .pyc files
+# every CLI start compiles its imports again (the CLI's start-up is on the path of every command).
+.venv/bin/python -m compileall -q -j 0 barque .venv/lib/python3*/site-packages >/dev/null 2>&1 || true

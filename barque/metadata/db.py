@@ -78,6 +78,8 @@ class Database:
         return conn
 
     def _migrate(self) -> None:
+        if self._connect().execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+            return  # the common case: no write transaction on a read-only command
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
