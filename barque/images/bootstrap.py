@@ -159,7 +159,8 @@ def debian(engine, ref: Reference, suite: str = "bookworm", mirror: str | None =
     work = _scratch(engine)
     try:
         tree = work / "rootfs"
-        cache = engine.root / "cache" / "debootstrap"
+        # downloaded .debs are kept host-wide, like apt's own cache, so a second bootstrap does not fetch again
+        cache = Path(os.environ.get("BARQUE_DEBOOTSTRAP_CACHE", "/var/cache/barque/debootstrap"))
         cache.mkdir(parents=True, exist_ok=True)
         cmd = ["debootstrap", f"--variant={variant}", f"--cache-dir={cache}", suite, str(tree), mirror]
         log.info("running %s", " ".join(cmd))
