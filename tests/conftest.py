@@ -143,12 +143,24 @@ def _snapshot_system() -> dict[str, set[str]]:
     }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def leak_check():
-    before = _snapshot_system()
-    yield
+_BASELINE: dict[str, set[str]] = {}
+
+
+def pytest_sessionstart(session):
+    _BASELINE.update(_snapshot_system())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After every fixture is torn down: anything new on the machine is a leak, and fails the run."""
+    if not _BASELINE or hasattr(session.config, "workerinput"):
+        return
     after = _snapshot_system()
-    leaks = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
-    # our own process tree's children are gone by now; anything left is a leak
+    leaks = {k: sorted(after[k] - _BASELINE[k]) for k in after if after[k] - _BASELINE[k]}
     if leaks:
-        pytest.fail(f"the suite leaked: {leaks}", pytrace=False)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"LEAK CHECK FAILED: the suite left behind {leaks}"
+        if reporter:
+            reporter.write_line(message, red=True)
+        else:
+            print(message)
+        session.exitstatus = 1
