@@ -14,6 +14,7 @@ from barque.images.register import NewImage, Registered, layer_refs, oci_manifes
 from barque.images.unpack import LayerRef, stored_compression
 from barque.oci import mediatypes as mt
 from barque.oci.digest import Digest
+from barque.oci.image import Manifest, parse_config, parse_manifest
 from barque.oci.reference import Reference, parse_reference
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,10 @@ def _layer_media_type(contents: ArchiveContents, digest: Digest) -> str:
 
 
 def _config(contents: ArchiveContents, name: str) -> dict:
+    try:
+        parse_config(contents.read(name))  # strict validation; the raw JSON is what barque keeps
+    except InvalidArgument as e:
+        raise InvalidArgument(f"invalid archive: image config {name}: {e}") from e
     config = _json(contents, name, "image config")
     if not isinstance(config, dict) or not isinstance(config.get("rootfs"), dict):
         raise InvalidArgument(f"invalid archive: image config {name} has no rootfs")
@@ -191,12 +196,13 @@ def _oci_image(contents: ArchiveContents, desc: dict, names: list[Reference]) ->
     digest, size = contents.blob(name)
     raw = contents.read(name)
     try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise InvalidArgument(f"invalid archive: manifest {digest} is not valid JSON: {e}") from e
-    media_type = manifest.get("mediaType") or desc.get("mediaType") or mt.OCI_MANIFEST
-    if media_type not in mt.MANIFESTS:
-        raise InvalidArgument(f"invalid archive: unsupported manifest media type {media_type!r}")
+        parsed = parse_manifest(raw, desc.get("mediaType"))
+    except InvalidArgument as e:
+        raise InvalidArgument(f"invalid archive: manifest {digest}: {e}") from e
+    if not isinstance(parsed, Manifest):
+        raise InvalidArgument(f"invalid archive: {digest} is an index where an image manifest was expected")
+    manifest = json.loads(raw)
+    media_type = parsed.media_type
     config_desc = manifest.get("config") or {}
     config_name = _blob_name(config_desc)
     if not contents.has(config_name):
