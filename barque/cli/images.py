@@ -229,6 +229,11 @@ def image_prune(ctx, all_, force, filters):
         if not click.confirm(f"{warning}\nAre you sure you want to continue?", default=False):
             return
     report, _ = prune_images(engine_from(ctx), all_images=all_, label_filters=labels)
+    print_prune_report(report, report.reclaimed)
+
+
+def print_prune_report(report, reclaimed: int) -> None:
+    """Docker's prune output: the untagged and deleted images, then the space reclaimed."""
     if report.untagged or report.deleted:
         click.echo("Deleted Images:")
         for n in report.untagged:
@@ -236,4 +241,4 @@ def image_prune(ctx, all_, force, filters):
         for d in report.deleted:
             click.echo(f"deleted: {d}")
         click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(report.reclaimed, 4)}")
+    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")

@@ -164,12 +164,7 @@ def system_prune(ctx, all_, force):
     if not force and not click.confirm("WARNING! This will remove all dangling images and unreferenced content.\n"
                                        "Are you sure you want to continue?", default=False):
         return
+    from barque.cli.images import print_prune_report
+
     report, gc = prune_images(engine_from(ctx), all_images=all_)
-    if report.deleted:
-        click.echo("Deleted Images:")
-        for n in report.untagged:
-            click.echo(f"untagged: {n}")
-        for d in report.deleted:
-            click.echo(f"deleted: {d}")
-        click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(report.reclaimed + gc.bytes_removed, 4)}")
+    print_prune_report(report, report.reclaimed + gc.bytes_removed)
