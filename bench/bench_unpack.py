@@ -5,7 +5,8 @@
     python bench/bench_unpack.py /path/to/rootfs  # or any existing tree (e.g. a debootstrap)
     python bench/bench_unpack.py --files 5000 --size-mb 50 --runs 3 --workdir /var/tmp
 
-Each case is timed best-of-N into a fresh directory (removed and synced outside the timing). The table shows
+Each case is timed best-of-N into a fresh directory, the two tools taking turns, with `sync` before every run
+and all the unpacked trees removed only at the end (outside any timing). The table shows
 MB/s of uncompressed tar and the ratio of barque's time to GNU tar's (below 1.0: barque is faster).
 """
 
@@ -66,17 +67,27 @@ def generate_tree(root: Path, files: int, size_mb: int, seed: int = 20240601) ->
             os.link(path, path.with_name(path.name + ".hard"))
 
 
-def best_of(runs: int, dest: Path, fn: Callable[[Path], None]) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir()
+def best_of(runs: int, work: Path, contenders: dict[str, Callable[[Path], None]]) -> dict[str, float]:
+    """Best time of each contender; runs are interleaved so that a change in machine load hits both alike.
+
+    Every run unpacks into a new directory and all are removed only at the end: deleting hundreds of MB
+    between runs makes the filesystem discard and journal in the background of the next timed run.
+    """
+    best = {name: float("inf") for name in contenders}
+    targets = work / "targets"
+    targets.mkdir()
+    try:
+        for i in range(runs):
+            for name, fn in contenders.items():
+                dest = targets / f"{name}-{i}"
+                dest.mkdir()
+                subprocess.run(["sync"], check=True)  # no writeback of the previous run inside this one's timing
+                start = time.perf_counter()
+                fn(dest)
+                best[name] = min(best[name], time.perf_counter() - start)
+    finally:
+        shutil.rmtree(targets)
         subprocess.run(["sync"], check=True)
-        start = time.perf_counter()
-        fn(dest)
-        best = min(best, time.perf_counter() - start)
-    shutil.rmtree(dest)
     return best
 
 
@@ -128,14 +139,16 @@ def main() -> int:
             cases.append(("tar.gz (gzip -1)", gz, True))
         log.info("layer: %d entries, %.1f MB uncompressed; best of %d runs each", entries, size / 1e6, args.runs)
 
-        dest = work / "dest"
+        subprocess.run(["sync"], check=True)
         rows = []
+        load_before = os.getloadavg()[0]
         for label, path, gzipped in cases:
-            t_tar = best_of(args.runs, dest, gnu_tar(path, gzipped))
-            t_barque = best_of(args.runs, dest, barque(path, gzipped))
-            rows.append((label, t_tar, t_barque))
+            best = best_of(args.runs, work, {"tar": gnu_tar(path, gzipped), "barque": barque(path, gzipped)})
+            rows.append((label, best["tar"], best["barque"]))
+        load_after = os.getloadavg()[0]
 
-        print(f"\nunpack of {entries} entries, {size / 1e6:.1f} MB (uncompressed tar), best of {args.runs}")
+        print(f"\nunpack of {entries} entries, {size / 1e6:.1f} MB (uncompressed tar) into {work}, best of "
+              f"{args.runs}; load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs")
         print(f"{'input':<18} {'GNU tar s':>10} {'MB/s':>8} {'barque s':>10} {'MB/s':>8} {'barque/tar':>11}")
         for label, t_tar, t_barque in rows:
             print(f"{label:<18} {t_tar:>10.3f} {size / 1e6 / t_tar:>8.0f} {t_barque:>10.3f} "
