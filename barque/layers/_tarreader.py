@@ -178,17 +178,24 @@ class TarReader:
             self._remaining -= k
             yield view
 
+    def buffered_data(self) -> memoryview | None:
+        """All of the current entry's remaining data if it is already in the buffer (valid until the next read)."""
+        n = self._remaining
+        if self._end - self._start < n:
+            return None
+        view = self._mv[self._start : self._start + n]
+        self._start += n
+        self.offset += n
+        self._remaining = 0
+        return view
+
     def read_all(self, limit: int = _MAX_META) -> bytes:
         """The rest of the current entry's data as bytes (for small payloads)."""
         if self._remaining > limit:
             raise InvalidArgument(f"tar entry {self._current!r} is too large to hold in memory ({self._remaining} bytes)")
-        n = self._remaining
-        if self._end - self._start >= n:  # all buffered: one copy, no generator
-            data = bytes(self._mv[self._start : self._start + n])
-            self._start += n
-            self.offset += n
-            self._remaining = 0
-            return data
+        view = self.buffered_data()
+        if view is not None:
+            return bytes(view)
         return b"".join([bytes(c) for c in self.chunks()])
 
     # ------------------------------------------------------------------------------------------ entries

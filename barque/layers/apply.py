@@ -233,7 +233,8 @@ class _Applier:
         assert isinstance(fd, int)
         needs_chmod = bool(mode & ~0o777 or mode & self._umask)  # chown clears set-id bits; the umask masked some
         try:
-            for chunk in reader.chunks():
+            view = reader.buffered_data()  # small files: no generator
+            for chunk in (view,) if view is not None else reader.chunks():
                 while chunk:
                     chunk = chunk[os.write(fd, chunk) :]
             self.size += entry.size

@@ -215,3 +215,15 @@ def test_a_source_that_vanished_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(Conflict, match="'gone'.*disappeared"):
         layer_bytes([Change("add", "gone", tmp_path / "nope")])
+
+
+def test_pack_layer_of_changes_applies_as_a_deletion(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc/old").write_text("old")
+    blob = io.BytesIO()
+    packed = pack_layer([Change("delete", "etc/old", None)], blob, "zstd")
+    assert packed.media_type == OCI_LAYER_ZSTD and packed.size == len(blob.getvalue())
+    result = apply_layer(open_decompressed(io.BytesIO(blob.getvalue())), lower)
+    assert result.diff_id == packed.diff_id
+    assert not (lower / "etc/old").exists() and (lower / "etc").is_dir()
