@@ -146,19 +146,21 @@ class _DecompressingReader(io.RawIOBase):
                 return out
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Fill ``b`` as far as the stream allows (one zstd call yields only ~64 KiB; callers read MiBs)."""
         want = len(b)
-        if want == 0:
-            return 0
-        if not self._out:
-            if self._done:
-                return 0
-            self._out = memoryview(self._produce(max(want, 64 << 10)))
+        got = 0
+        while got < want:
             if not self._out:
-                return 0
-        n = min(want, len(self._out))
-        b[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
+                if self._done:
+                    break
+                self._out = memoryview(self._produce(max(want - got, 64 << 10)))
+                if not self._out:
+                    break
+            n = min(want - got, len(self._out))
+            b[got : got + n] = self._out[:n]
+            self._out = self._out[n:]
+            got += n
+        return got
 
 
 def open_decompressed(f: BinaryIO, compression: str | None = None) -> BinaryIO:
