@@ -76,7 +76,7 @@ class TarEntry:
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def _cstr(b: bytes) -> bytes:
+def cstr(b: bytes) -> bytes:
     i = b.find(b"\0")
     return b if i < 0 else b[:i]
 
@@ -87,7 +87,7 @@ def parse_number(b: bytes, what: str) -> int:
         if b[0] == 0xFF:
             return value - (1 << (8 * len(b)))
         return value & ~(0x80 << (8 * (len(b) - 1)))
-    text = _cstr(b).strip(b" ")
+    text = cstr(b).strip(b" ")
     if not text:
         return 0
     try:
@@ -135,7 +135,7 @@ def parse_header(block: bytes | memoryview) -> TarEntry:
     if i >= 0:
         name = name[:i]
     if magic[:6] == b"ustar\x00":  # POSIX ustar/pax; GNU's "ustar  " uses that area for other things
-        prefix = _cstr(prefix)
+        prefix = cstr(prefix)
         if prefix:
             name = prefix + b"/" + name
     entry = TarEntry(
@@ -148,7 +148,7 @@ def parse_header(block: bytes | memoryview) -> TarEntry:
         mtime_ns=_octal_fast(mtime, "mtime") * 1_000_000_000,
     )
     if linkname[0]:
-        entry.linkname = _cstr(linkname).decode("utf-8", "surrogateescape")
+        entry.linkname = cstr(linkname).decode("utf-8", "surrogateescape")
     if typeflag in (CHAR, BLOCKDEV):
         entry.devmajor = _octal_fast(devmajor, "devmajor")
         entry.devminor = _octal_fast(devminor, "devminor")
@@ -308,6 +308,7 @@ def _ustar(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: in
 
 
 def padding(size: int) -> bytes:
+    """Zero bytes completing an entry's data to a whole block."""
     return _pad(size)
 
 

@@ -247,10 +247,10 @@ class TarReader:
                 log.debug("ignoring PAX global header %r", tf.parse_pax(self.read_all()))
                 continue
             if kind == tf.GNU_LONGNAME:
-                long_name = tf._cstr(self.read_all())
+                long_name = tf.cstr(self.read_all())
                 continue
             if kind == tf.GNU_LONGLINK:
-                long_link = tf._cstr(self.read_all())
+                long_link = tf.cstr(self.read_all())
                 continue
             if long_name is not None:
                 entry.name = tf.fsdecode(long_name)

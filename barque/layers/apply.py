@@ -27,7 +27,7 @@ from barque.layers._overlay import OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, LowerStac
 from barque.layers._tarreader import TarReader
 from barque.layers._xattrs import read_xattrs
 from barque.layers.safepath import Parts, RootDir, clean_parts, proc_path
-from barque.layers.whiteout import OPAQUE, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX
+from barque.layers.whiteout import OPAQUE, WHITEOUT_PREFIX, whiteout_target
 from barque.oci.digest import Digest
 
 __all__ = ["ApplyResult", "apply_layer", "IdMap", "WHITEOUT_MODES"]
@@ -331,10 +331,10 @@ class _Applier:
         if base == OPAQUE:
             self._opaque(parts[:-1])
             return
-        if base.startswith(WHITEOUT_META_PREFIX):
+        victim = whiteout_target(base)
+        if victim is None:  # ".wh..wh.*": AUFS bookkeeping (hard link dir, aufs metadata), not a deletion
             log.debug("skipping AUFS metadata entry %s", entry.name)
             return
-        victim = base[len(WHITEOUT_PREFIX) :]
         if victim in ("", ".", ".."):
             raise InvalidArgument(f"invalid whiteout entry {entry.name!r}")
         found = self.root.resolve_dir(parts[:-1])

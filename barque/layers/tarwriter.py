@@ -24,7 +24,7 @@ from barque.layers import _tarformat as tf
 from barque.layers._xattrs import read_xattrs
 from barque.layers.changes import Change, diff_dirs
 from barque.layers.compression import open_compressor
-from barque.layers.whiteout import OPAQUE, WHITEOUT_PREFIX
+from barque.layers.whiteout import OPAQUE, whiteout_name
 from barque.oci.digest import Digest
 from barque.oci.mediatypes import OCI_LAYER_FOR
 
@@ -114,7 +114,7 @@ def write_layer(
         previous = name
         if change.kind == "delete":
             head, base = _split(name)
-            sink.write(tf.build_header(head + WHITEOUT_PREFIX.encode() + base, tf.REG))
+            sink.write(tf.build_header(head + os.fsencode(whiteout_name(os.fsdecode(base))), tf.REG))
             continue
         assert change.source is not None
         _write_entry(sink, change, name, source_date_epoch, seen_inodes if hardlinks else None)
