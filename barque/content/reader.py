@@ -38,3 +38,33 @@ class DigestingReader:
 
     def digest(self) -> Digest:
         return self._d.digest()
+
+
+class CountingReader:
+    """Wraps a stream and counts the bytes read through it (cheaper than digesting when a digest is not needed)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.size += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        if hasattr(self._f, "readinto"):
+            n = self._f.readinto(buf)
+        else:
+            data = self._f.read(len(buf))
+            n = len(data)
+            buf[:n] = data
+        self.size += n or 0
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass

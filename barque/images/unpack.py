@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from barque.content import ContentStore
-from barque.content.reader import DigestingReader
+from barque.content.reader import CountingReader, DigestingReader
 from barque.errors import AlreadyExists, DataCorruption
 from barque.metadata import Database
 from barque.oci.digest import Digest
@@ -100,12 +100,12 @@ def _apply(content: ContentStore, snapshotter, layer: LayerRef, chain: Digest, p
             with content.open(layer.digest) as raw:
                 # sniffed, not taken from the media type: docker-archive sources (and skopeo copies of them)
                 # label uncompressed layers as gzip
-                stream = DigestingReader(open_decompressed(raw))
-                result = apply_layer(stream, target, whiteouts=whiteouts, lowers=lowers)
+                stream = CountingReader(open_decompressed(raw))
+                result = apply_layer(stream, target, whiteouts=whiteouts, lowers=lowers)  # digests all it reads
                 stream.drain()
-        if stream.digest() != layer.diff_id:
+        if result.diff_id != layer.diff_id:
             raise DataCorruption(
-                f"layer {index + 1} ({layer.digest}): content has diff ID {stream.digest()}, "
+                f"layer {index + 1} ({layer.digest}): content has diff ID {result.diff_id}, "
                 f"the image config says {layer.diff_id}"
             )
         try:

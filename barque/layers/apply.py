@@ -286,6 +286,15 @@ class _Applier:
             raise InvalidArgument(f"tar entry {entry.name!r} is a hard link to the directory {entry.linkname!r}")
         self._create(dir_fd, name, lambda: os.link(tname, name, src_dir_fd=tdir_fd, dst_dir_fd=dir_fd,
                                                    follow_symlinks=False))
+        # As Docker (pkg/archive createTarFile) and containerd do, the link entry's own header then applies to the
+        # shared inode: the last header for an inode wins.
+        uid, gid = self._ids(entry.uid, entry.gid)
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
+            os.chmod(name, entry.mode & 0o7777, dir_fd=dir_fd)  # a hard link we just made, not a symlink
+        if entry.xattrs:
+            self._set_xattrs(proc_path(dir_fd, name), entry.xattrs, entry.name)
+        os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         return True
 
     def _copy_up(self, target: Parts, entry: tf.TarEntry) -> tuple[int, Parts]:

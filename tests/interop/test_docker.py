@@ -148,9 +148,6 @@ def test_barque_loads_docker_build(loaded, docker, other_barque, tmp_path):
     assert run(docker, built) == "hi\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "barque differs from Docker: barque/layers/apply.py _hardlink ignores a hard link entry's own header; Docker "
-    "(moby pkg/archive createTarFile) and containerd apply its owner, mode and mtime to the shared inode"))
 def test_hard_link_header_metadata_applies_as_in_docker(docker, barque, tmp_path):
     """A tar whose hard link entry carries other metadata than its target (no tar tool writes one; a hand-made
     layer may): Docker's extraction chowns and chmods the link after making it, so the last header wins for the
