@@ -33,9 +33,11 @@ class ArchiveContents:
         self.links: dict[str, str] = {}
 
     # ---- reading ---------------------------------------------------------------------------------------------------
-    def read_tar(self, stream: BinaryIO) -> None:
+    def read_tar(self, stream: BinaryIO, seekable: bool = False) -> None:
+        """Read a tar; `seekable` (a plain file) lets tarfile read members straight from it, without its stream
+        layer's extra copy."""
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tf:
+            with tarfile.open(fileobj=stream, mode="r:" if seekable else "r|") as tf:
                 for member in tf:
                     name = _norm(member.name)
                     if member.issym():

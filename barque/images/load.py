@@ -47,6 +47,8 @@ def load(engine, source: BinaryIO | Path) -> LoadResult:
         contents = ArchiveContents(engine.content)
         if isinstance(source, Path) and source.is_dir():
             contents.read_dir(source)
+        elif _plain_file(source):
+            contents.read_tar(source, seekable=True)
         else:
             from barque.layers import open_decompressed
 
@@ -62,6 +64,24 @@ def load(engine, source: BinaryIO | Path) -> LoadResult:
         if not new:
             raise InvalidArgument("invalid archive: no images found in it")
         return LoadResult(register(engine, new))
+
+
+def _plain_file(f: BinaryIO) -> bool:
+    """An uncompressed regular file we can seek in (left at offset 0)."""
+    import os
+    import stat
+
+    from barque.layers import detect_compression
+
+    try:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return False
+        start = f.tell()
+        head = f.read(4)
+        f.seek(start)
+        return start == 0 and detect_compression(head) == ""
+    except (OSError, AttributeError, ValueError):
+        return False
 
 
 def _json(contents: ArchiveContents, name: str, what: str):
