@@ -16,6 +16,7 @@ from tests.integration.btrfs_fixture import btrfs_mount  # noqa: E402,F401  (a s
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = (REPO.parent / "shared" / "fixtures" / "docker-made").resolve()
 BARQUE = [sys.executable, "-m", "barque.cli.main"]
+FIXTURE_ID = "sha256:49995ae9fa9958dfc960ab51afde4a49a9d2aad9cc9a61d20dd14ea3512214b1"  # fixture/layers:1 by Docker
 
 
 @dataclass
@@ -113,6 +114,14 @@ def busybox_tar(tmp_path_factory) -> Path:
     b("save", "-o", str(out), "busybox:latest")
     _cleanup_root(base / "root")
     return out
+
+
+@pytest.fixture
+def loaded(barque, busybox_tar):
+    """A root holding the bootstrapped busybox and the Docker-made fixture/layers:1."""
+    barque("load", "-i", busybox_tar)
+    barque("load", "-i", FIXTURES / "docker-save-layers.tar")
+    return barque
 
 
 def unique(prefix: str = "t") -> str:

@@ -349,3 +349,17 @@ class DirectorySnapshotter(Snapshotter):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root}>"
 
+
+class FullTreeSnapshotter(DirectorySnapshotter):
+    """Drivers whose every snapshot is a whole tree (vfs copies, btrfs subvolumes): layers unpack straight into
+    the snapshot with whiteouts as deletions, and diffs compare a snapshot with its parent."""
+
+    def _usage_dir(self, rec: Record) -> Path:
+        return self.snapshot_dir(rec.id)
+
+    def _apply_target(self, rec: Record) -> tuple[Path, str, list[Path]]:
+        return self.snapshot_dir(rec.id), "delete", []
+
+    def _diff_source(self, rec: Record) -> tuple[str, Path | None, Path]:
+        parent = self.snapshot_dir(rec.parent_ids[0]) if rec.parent_ids else None
+        return "dirs", parent, self.snapshot_dir(rec.id)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from barque.errors import FailedPrecondition
 from barque.linux.mountinfo import fs_type
-from barque.snapshot._driver import DirectorySnapshotter, run_tool
+from barque.snapshot._driver import FullTreeSnapshotter, run_tool
 from barque.snapshot.base import Kind, Mount
 from barque.snapshot.metadata import Record
 
@@ -38,7 +38,7 @@ def is_subvolume(path: Path) -> bool:
     return st.st_ino == _BTRFS_FIRST_FREE_OBJECTID and os.path.isdir(path) and fs_type(path) == "btrfs"
 
 
-class BtrfsSnapshotter(DirectorySnapshotter):
+class BtrfsSnapshotter(FullTreeSnapshotter):
     name = "btrfs"
 
     def _check_root(self) -> None:
@@ -96,13 +96,3 @@ class BtrfsSnapshotter(DirectorySnapshotter):
     def _mounts(self, rec: Record) -> list[Mount]:
         mode = "rw" if rec.kind == Kind.ACTIVE else "ro"
         return [Mount("bind", str(self.snapshot_dir(rec.id)), (mode, "rbind"))]
-
-    def _usage_dir(self, rec: Record) -> Path:
-        return self.snapshot_dir(rec.id)
-
-    def _apply_target(self, rec: Record) -> tuple[Path, str, list[Path]]:
-        return self.snapshot_dir(rec.id), "delete", []
-
-    def _diff_source(self, rec: Record) -> tuple[str, Path | None, Path]:
-        parent = self.snapshot_dir(rec.parent_ids[0]) if rec.parent_ids else None
-        return "dirs", parent, self.snapshot_dir(rec.id)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from barque.snapshot._driver import DirectorySnapshotter, run_tool
+from barque.snapshot._driver import FullTreeSnapshotter, run_tool
 from barque.snapshot.base import Kind, Mount
 from barque.snapshot.metadata import Record
 
 __all__ = ["VfsSnapshotter"]
 
 
-class VfsSnapshotter(DirectorySnapshotter):
+class VfsSnapshotter(FullTreeSnapshotter):
     name = "vfs"
 
     def _build(self, staging: Path, kind: Kind, parent: Record | None) -> None:
@@ -37,13 +37,3 @@ class VfsSnapshotter(DirectorySnapshotter):
     def _mounts(self, rec: Record) -> list[Mount]:
         mode = "rw" if rec.kind == Kind.ACTIVE else "ro"
         return [Mount("bind", str(self._tree(rec)), (mode, "rbind"))]
-
-    def _usage_dir(self, rec: Record) -> Path:
-        return self.snapshot_dir(rec.id)
-
-    def _apply_target(self, rec: Record) -> tuple[Path, str, list[Path]]:
-        return self.snapshot_dir(rec.id), "delete", []
-
-    def _diff_source(self, rec: Record) -> tuple[str, Path | None, Path]:
-        parent = self.snapshot_dir(rec.parent_ids[0]) if rec.parent_ids else None
-        return "dirs", parent, self.snapshot_dir(rec.id)

@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 import tarfile
 
-import pytest
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, FIXTURE_ID
 from tests.integration.imagetree import image_rootfs, tree_listing
 
-FIXTURE_ID = "sha256:49995ae9fa9958dfc960ab51afde4a49a9d2aad9cc9a61d20dd14ea3512214b1"
 
-
-@pytest.fixture
-def loaded(barque, busybox_tar):
-    barque("load", "-i", busybox_tar)
-    barque("load", "-i", FIXTURES / "docker-save-layers.tar")
-    return barque
 
 
 def test_images_table_and_quiet(loaded):

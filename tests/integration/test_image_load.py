@@ -6,12 +6,10 @@ import json
 import os
 import stat
 
-import pytest
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, FIXTURE_ID
 from tests.integration.imagetree import image_rootfs
 
-FIXTURE_ID = "sha256:49995ae9fa9958dfc960ab51afde4a49a9d2aad9cc9a61d20dd14ea3512214b1"
 
 
 def check_fixture_tree(root) -> None:

@@ -12,20 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, unique
+from tests.conftest import FIXTURE_ID, unique
 from tests.integration.imagetree import image_rootfs
 from tests.interop.trees import DOCKER_INIT_PATHS, fs_listing, tar_listing, without
 
 pytestmark = pytest.mark.interop
 
-FIXTURE_ID = "sha256:49995ae9fa9958dfc960ab51afde4a49a9d2aad9cc9a61d20dd14ea3512214b1"
 
-
-@pytest.fixture
-def loaded(barque, busybox_tar):
-    barque("load", "-i", busybox_tar)
-    barque("load", "-i", FIXTURES / "docker-save-layers.tar")
-    return barque
 
 
 def barque_inspect(b, name: str) -> dict:

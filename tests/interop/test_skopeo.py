@@ -11,22 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURE_ID
 from tests.integration.imagetree import image_rootfs, tree_listing
 
 pytestmark = pytest.mark.interop
 
-FIXTURE_ID = "sha256:49995ae9fa9958dfc960ab51afde4a49a9d2aad9cc9a61d20dd14ea3512214b1"
 IMAGES = ["busybox:latest", "fixture/layers:1"]
 OCI_RUNTIME_CONFIG = {"User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
                       "StopSignal", "ArgsEscaped"}
 
-
-@pytest.fixture
-def loaded(barque, busybox_tar):
-    barque("load", "-i", busybox_tar)
-    barque("load", "-i", FIXTURES / "docker-save-layers.tar")
-    return barque
 
 
 def inspect(b, name: str) -> dict:
