@@ -1,0 +1,1 @@
+"""Data for the runtime security defaults (the default seccomp profile)."""
