@@ -10,8 +10,9 @@ from barque.errors import FailedPrecondition, InvalidArgument, NotFound, Unavail
 
 
 def write(path: Path, value: str) -> None:
-    """One write(2) of `value`: cgroup files act on each write, so no buffering and no truncation games."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    """One write(2) of `value`: cgroup files act on each write, so no buffering (O_TRUNC as runc does: the kernel
+    ignores it, and a fixture file then holds exactly the last value)."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
         os.write(fd, value.encode())
     finally:

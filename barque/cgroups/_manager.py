@@ -166,10 +166,18 @@ class CgroupManager:
     def _enable_controllers(d: Path, wanted: set[str]) -> None:
         try:
             available = set(_fs.read(d / "cgroup.controllers").split())
-            enabled = set(_fs.read(d / "cgroup.subtree_control").split())
+            enabled = {c.lstrip("+") for c in _fs.read(d / "cgroup.subtree_control").split()}
         except FileNotFoundError:
             return
-        for c in sorted((wanted & available) - enabled):
+        missing = sorted((wanted & available) - enabled)
+        if not missing:
+            return
+        try:  # one write for all (the kernel applies all or none)…
+            _fs.write(d / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+            return
+        except OSError:
+            pass
+        for c in missing:  # …and one by one when some controller cannot be enabled
             try:
                 _fs.write(d / "cgroup.subtree_control", f"+{c}")
             except OSError as e:
