@@ -204,9 +204,13 @@ def build_filter(spec_seccomp: Mapping) -> "pyseccomp.SyscallFilter":
 
     f = pyseccomp.SyscallFilter(default)
     f.set_attr(pyseccomp.Attr.CTL_NNP, 0)
-    for arch in arches:
+    for name, arch in zip(spec_seccomp.get("architectures") or [], arches):
         if not f.exist_arch(arch):
-            f.add_arch(arch)
+            try:
+                f.add_arch(arch)
+            except OSError as e:  # EDOM: an architecture of the other endianness than this host's
+                raise InvalidArgument(f"seccomp architecture \"{name}\" cannot be used on this host "
+                                      f"(libseccomp: {e.strerror})") from e
     for flag in flags:
         try:
             f.set_attr(getattr(pyseccomp.Attr, FLAGS[flag]), 1)
