@@ -26,6 +26,7 @@ __all__ = [
     "ALL_CAPABILITIES",
     "CAPABILITY_SETS",
     "validate_capabilities",
+    "available_capabilities",
     "keep_caps_across_setuid",
     "apply_capabilities",
     "capability_mask",
@@ -72,6 +73,20 @@ def capability_mask(names: Iterable[str]) -> int:
     for name in names:
         mask |= 1 << _CAP_NUMBER[name]
     return mask
+
+
+def available_capabilities(proc: Path = Path("/proc")) -> tuple[str, ...]:
+    """The capabilities this process may still grant: its bounding set (everything, on an unrestricted host).
+
+    What --privileged grants, as Docker does: inside a restricted environment (a container, a sandbox) a spec
+    asking for more could not be applied.
+    """
+    try:
+        status = (proc / "self/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd:")), 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return ALL_CAPABILITIES
+    return tuple(name for number, name in enumerate(ALL_CAPABILITIES) if mask & (1 << number))
 
 
 def validate_capabilities(caps: Mapping | None) -> None:
@@ -138,6 +153,13 @@ def apply_capabilities(caps: Mapping | None) -> None:
         if state.effective != state.permitted:
             state.effective = set(state.permitted)
             state.set_current()
+    except OSError as e:
+        raise FailedPrecondition(f"cannot set capabilities: {e.strerror or e}", cause=e) from e
+    missing = want["permitted"] - state.permitted
+    if missing:
+        names = ", ".join(sorted("CAP_" + c.name for c in missing))
+        raise FailedPrecondition(f"cannot grant capabilities this process does not hold: {names}")
+    try:
         if want["bounding"]:
             pyprctl.capbset.limit(*want["bounding"])
         else:

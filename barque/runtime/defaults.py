@@ -222,14 +222,15 @@ def base_spec(args: Sequence[str] = ("sh",), rootfs: str = "rootfs", terminal: b
 def privileged(spec: dict) -> dict:
     """A copy of `spec` with what --privileged lifts, as Docker does.
 
-    Every capability (bounding, effective, permitted), no seccomp filter, no masked or read-only paths, every
+    Every capability this process can grant (bounding, effective, permitted: Docker's "all capabilities available
+    in the current environment"), no seccomp filter, no masked or read-only paths, every
     device allowed in the device cgroup, sysfs and the cgroup filesystem writable; and no_new_privs off.
     Namespaces, mounts otherwise, and the user stay as they were. (Docker also adds the host's device nodes to
     the container; that needs a scan of the host's /dev, left to the engine.)
     """
     out = copy.deepcopy(spec)
     process = out.setdefault("process", {})
-    all_caps = list(_caps.ALL_CAPABILITIES)
+    all_caps = list(_caps.available_capabilities())
     process["capabilities"] = {"bounding": list(all_caps), "effective": list(all_caps),
                                "permitted": list(all_caps)}
     process["noNewPrivileges"] = False

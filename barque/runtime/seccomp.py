@@ -204,6 +204,10 @@ def build_filter(spec_seccomp: Mapping) -> "pyseccomp.SyscallFilter":
 
     f = pyseccomp.SyscallFilter(default)
     f.set_attr(pyseccomp.Attr.CTL_NNP, 0)
+    try:  # the kernel's own errno when loading fails, not libseccomp's ECANCELED (libseccomp >= 2.5)
+        f.set_attr(pyseccomp.Attr.API_SYSRAWRC, 1)
+    except OSError:
+        log.debug("libseccomp cannot report the kernel's errno on load")
     for name, arch in zip(spec_seccomp.get("architectures") or [], arches):
         if not f.exist_arch(arch):
             try:
@@ -249,7 +253,7 @@ def load_filter(f: "pyseccomp.SyscallFilter") -> None:
     try:
         f.load()
     except OSError as e:
-        if e.errno in (errno_mod.EACCES, errno_mod.EPERM):
+        if e.errno == errno_mod.EACCES:
             raise FailedPrecondition(
                 "cannot load the seccomp filter: the kernel requires no_new_privs or CAP_SYS_ADMIN "
                 "(with noNewPrivileges false, load it before dropping capabilities)", cause=e) from e

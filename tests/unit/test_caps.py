@@ -30,6 +30,15 @@ def test_last_cap_falls_back_when_proc_cannot_tell(tmp_path: Path):
     assert caps._kernel_last_cap(tmp_path) == len(caps._CAPABILITY_NAMES) - 1
 
 
+def test_available_capabilities_are_the_bounding_set(tmp_path: Path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self/status").write_text("Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n")
+    available = caps.available_capabilities(tmp_path)
+    assert "CAP_SYS_RESOURCE" not in available and "CAP_SYS_ADMIN" in available
+    assert len(available) == len(caps.ALL_CAPABILITIES) - 1
+    assert caps.available_capabilities(tmp_path / "none") == caps.ALL_CAPABILITIES
+
+
 def test_default_set_mask_is_dockers():
     # what `grep CapEff /proc/self/status` shows in a default Docker container
     assert caps.capability_mask(DEFAULT_CAPABILITIES) == 0x00000000A80425FB

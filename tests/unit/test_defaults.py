@@ -11,7 +11,7 @@ import pytest
 
 from barque.errors import InvalidArgument
 from barque.runtime import defaults
-from barque.runtime.caps import ALL_CAPABILITIES
+from barque.runtime.caps import ALL_CAPABILITIES, available_capabilities
 from barque.runtime.defaults import (DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, base_spec,
                                      default_device_rules, default_devices, default_mounts,
                                      default_seccomp_profile, privileged)
@@ -384,7 +384,8 @@ def test_privileged_lifts_the_restrictions():
     p = privileged(spec)
     assert spec == before  # the input is left alone
     caps = p["process"]["capabilities"]
-    assert all(caps[s] == list(ALL_CAPABILITIES) for s in ("bounding", "effective", "permitted"))
+    assert all(caps[s] == list(available_capabilities()) for s in ("bounding", "effective", "permitted"))
+    assert set(DEFAULT_CAPABILITIES) < set(caps["bounding"])
     assert "seccomp" not in p["linux"]
     assert p["linux"]["maskedPaths"] == [] and p["linux"]["readonlyPaths"] == []
     assert p["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
