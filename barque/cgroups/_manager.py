@@ -380,11 +380,15 @@ class CgroupManager:
         if sig == signal.SIGKILL and self._v2 is not None and (self._v2[2] / "cgroup.kill").exists():
             try:
                 _fs.write(self._v2[2] / "cgroup.kill", "1")
-                return
             except FileNotFoundError:
                 return
             except OSError as e:
                 log.debug("cgroup.kill in %s failed (%s): signalling one by one", self._v2[2], e)
+            else:
+                # cgroup.kill gets through v2's freezer but not v1's (hybrid): a v1-frozen task dies only once thawed
+                if self._v1_dir("freezer") is not None and self.frozen():
+                    self.thaw()
+                return
         try:
             kind, _ = self._freezer()
         except FailedPrecondition:
