@@ -10,15 +10,19 @@ The init process calls, in this order:
 Capabilities are per thread: all of this must run in the (single-threaded) init process, never in a process with
 other threads running.
 
-pyprctl is imported inside the functions, so that importing this module (for `validate_capabilities`, say, in the
-CLI) costs nothing.
+pyprctl is imported inside the functions (through `import_ffi`, which spares its ldconfig run), so that importing
+this module (for `validate_capabilities`, say, in the CLI) costs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 
 from barque.errors import FailedPrecondition, InvalidArgument
 
@@ -30,6 +34,7 @@ __all__ = [
     "keep_caps_across_setuid",
     "apply_capabilities",
     "capability_mask",
+    "import_ffi",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,47 @@ _CAPABILITY_NAMES: tuple[str, ...] = (
     "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
     "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
+
+# Libraries pyprctl and pyseccomp look up with ctypes.util.find_library when imported, by their sonames.
+_SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+
+@contextlib.contextmanager
+def _find_library_by_soname() -> Iterator[None]:
+    import ctypes
+    import ctypes.util
+
+    original = ctypes.util.find_library
+
+    def find_library(name: str) -> str | None:
+        soname = _SONAMES.get(name)
+        if soname:
+            try:
+                ctypes.CDLL(soname)
+                return soname
+            except OSError:
+                pass
+        return original(name)
+
+    ctypes.util.find_library = find_library
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = original
+
+
+def import_ffi(name: str) -> ModuleType:
+    """Import pyprctl or pyseccomp without the ldconfig runs their find_library calls cost (~13 ms together).
+
+    Both look libc (and libseccomp) up when imported; ctypes.util.find_library forks `ldconfig -p` for each.
+    The runtime's start-up time counts, so known sonames are tried first.
+    """
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    with _find_library_by_soname():
+        return importlib.import_module(name)
+
 
 CAPABILITY_SETS: tuple[str, ...] = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
@@ -117,13 +163,13 @@ def keep_caps_across_setuid() -> None:
     The kernel still clears the effective set on that change; `apply_capabilities` raises it again. The flag is
     cleared by `apply_capabilities` (and by execve in any case).
     """
-    import pyprctl
+    pyprctl = import_ffi("pyprctl")
 
     pyprctl.set_keepcaps(True)
 
 
 def _wanted(caps: Mapping | None) -> dict[str, set]:
-    import pyprctl
+    pyprctl = import_ffi("pyprctl")
 
     validate_capabilities(caps)
     caps = caps or {}
@@ -142,7 +188,7 @@ def apply_capabilities(caps: Mapping | None) -> None:
     4. raise the `ambient` capabilities — what lets a non-root process keep capabilities across execve.
        As runc does, one that cannot be raised (not in both permitted and inheritable) is logged and skipped.
     """
-    import pyprctl
+    pyprctl = import_ffi("pyprctl")
 
     want = _wanted(caps)
     if not want["effective"] <= want["permitted"]:

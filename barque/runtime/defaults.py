@@ -103,9 +103,9 @@ def default_seccomp_profile(capabilities: Sequence[str] = DEFAULT_CAPABILITIES, 
     profile's architectures are left out (they would be refused by `build_filter`); such syscalls then fail
     with EPERM, as under a Docker built against the same libseccomp.
     """
-    import pyseccomp
-
     from barque.runtime.seccomp import ARCHITECTURES, known_syscall
+
+    pyseccomp = _caps.import_ffi("pyseccomp")
 
     _caps.validate_capabilities({"bounding": list(capabilities)})
     family = _family(arch)

@@ -17,8 +17,8 @@ Choices, and where they differ from runc:
 - SCMP_ACT_NOTIFY needs `listenerPath`; it is refused as the default action and for ``write`` (the runtime
   needs write to hand the notify fd over), as runc does.
 
-pyseccomp is imported inside the functions: it looks libseccomp up when imported, which the CLI should not pay
-for on every start.
+pyseccomp is imported inside the functions (through `caps.import_ffi`, which spares its ldconfig runs): the
+CLI should not pay for it on every start.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from barque.errors import FailedPrecondition, InvalidArgument
+from barque.runtime.caps import import_ffi
 
 if TYPE_CHECKING:
     import pyseccomp
@@ -85,7 +86,7 @@ _PNR_NOT_HERE = -10000  # libseccomp's pseudo numbers for "no such syscall on th
 
 
 def _action(name: Any, errno_ret: Any, where: str) -> int:
-    import pyseccomp
+    pyseccomp = import_ffi("pyseccomp")
 
     if name not in ACTIONS:
         raise InvalidArgument(f"unknown seccomp action \"{name}\" in {where}")
@@ -109,7 +110,7 @@ def _action(name: Any, errno_ret: Any, where: str) -> int:
 
 
 def _arch(name: Any) -> int:
-    import pyseccomp
+    pyseccomp = import_ffi("pyseccomp")
 
     if name not in ARCHITECTURES:
         raise InvalidArgument(f"unknown seccomp architecture \"{name}\"")
@@ -124,7 +125,7 @@ def known_syscall(name: str, arches: Iterable[int]) -> bool:
     multiplexer), and one below -10000 for a syscall it knows elsewhere but that does not exist on that
     architecture.
     """
-    import pyseccomp
+    pyseccomp = import_ffi("pyseccomp")
 
     for arch in arches:
         number = pyseccomp.resolve_syscall(arch, name)
@@ -135,7 +136,7 @@ def known_syscall(name: str, arches: Iterable[int]) -> bool:
 
 def _conditions(args: Any, where: str) -> list[list["pyseccomp.Arg"]]:
     """The rule's argument comparisons, as the list of condition groups to add as separate rules."""
-    import pyseccomp
+    pyseccomp = import_ffi("pyseccomp")
 
     if not args:
         return [[]]
@@ -188,7 +189,7 @@ def _entries(spec: Mapping) -> list[Mapping]:
 
 def build_filter(spec_seccomp: Mapping) -> "pyseccomp.SyscallFilter":
     """A libseccomp filter for the spec's `linux.seccomp` object; InvalidArgument names whatever is wrong."""
-    import pyseccomp
+    pyseccomp = import_ffi("pyseccomp")
 
     if not isinstance(spec_seccomp, Mapping):
         raise InvalidArgument("linux.seccomp must be an object")
@@ -265,7 +266,7 @@ def notify_fd(f: "pyseccomp.SyscallFilter") -> int:
 
     pyseccomp has no public call for it, hence the reach into its library handle.
     """
-    import pyseccomp
+    pyseccomp = import_ffi("pyseccomp")
 
     fd = pyseccomp._libseccomp.seccomp_notify_fd(f._filter)  # noqa: SLF001
     if fd < 0:

@@ -31,7 +31,7 @@ from barque.errors import FailedPrecondition
 from barque.runtime.caps import (ALL_CAPABILITIES, apply_capabilities, available_capabilities, capability_mask,
                                  keep_caps_across_setuid)
 from barque.runtime.defaults import DEFAULT_CAPABILITIES, base_spec, default_seccomp_profile, privileged
-from barque.runtime.seccomp import build_filter, load_filter
+from barque.runtime.seccomp import build_filter, load_filter, notify_fd
 
 pytestmark = [
     pytest.mark.root,
@@ -323,8 +323,12 @@ def test_ambient_that_cannot_be_raised_is_skipped():
     assert out["CapAmb"] == 0 and out["CapEff"] == capability_mask(["CAP_KILL"])
 
 
-def _exec_status_as(uid: int, caps: dict, *, keep_caps: bool = True, seccomp: bool = True) -> str:
-    """Fork; become `uid` with `caps`, no_new_privs and the default filter; exec cat /proc/self/status."""
+def _exec_status_as(uid: int, caps: dict, *, keep_caps: bool = True, seccomp: bool = True, nnp: bool = True) -> str:
+    """Fork; become `uid` with `caps`, no_new_privs and the default filter; exec cat /proc/self/status.
+
+    Without no_new_privs the filter is loaded first, while CAP_SYS_ADMIN is still held (the runtime's order then):
+    the uid change and the capability calls then run under the filter.
+    """
     profile = default_seccomp_profile()
     r, w = os.pipe()
     pid = os.fork()
@@ -332,13 +336,17 @@ def _exec_status_as(uid: int, caps: dict, *, keep_caps: bool = True, seccomp: bo
         try:
             os.close(r)
             f = build_filter(profile) if seccomp else None
+            if f is not None and not nnp:
+                load_filter(f)
+                f = None
             if keep_caps:
                 keep_caps_across_setuid()
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
             apply_capabilities(caps)
-            pyprctl.set_no_new_privs()
+            if nnp:
+                pyprctl.set_no_new_privs()
             if f is not None:
                 load_filter(f)
             os.dup2(w, 1)
@@ -365,6 +373,27 @@ def test_non_root_keeps_ambient_capabilities_across_exec():
     assert st["Uid"].split()[0] == "1000" and st["Gid"].split()[0] == "1000"
     assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2"
     assert cap_fields(st) == {k: DEFAULT_MASK for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+
+
+def test_filter_loaded_before_the_uid_change_allows_it():
+    st = _parse(_exec_status_as(1000, {s: list(DEFAULT_CAPABILITIES) for s in ALL_SETS}, nnp=False))
+    assert st["Uid"].split()[0] == "1000" and st["NoNewPrivs"] == "0" and st["Seccomp"] == "2"
+    assert cap_fields(st)["CapEff"] == DEFAULT_MASK
+
+
+def test_notify_fd_of_a_loaded_filter():
+    spec = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/barque-test.sock",
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}
+
+    def body():
+        f = build_filter(spec)
+        pyprctl.set_no_new_privs()
+        load_filter(f)
+        fd = notify_fd(f)
+        return {"fd": fd, "link": os.readlink(f"/proc/self/fd/{fd}")}  # getppid is never called: nobody answers
+
+    out = in_child(body)
+    assert out["fd"] >= 0 and "seccomp notify" in out["link"]
 
 
 def test_non_root_without_ambient_loses_capabilities_at_exec():

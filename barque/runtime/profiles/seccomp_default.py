@@ -29,7 +29,7 @@ AppArmor/SELinux rules, which barque does not have.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["ALWAYS", "BY_CAPABILITY", "BY_ARCHITECTURE", "SINCE_KERNEL", "ARCH_FAMILIES",
            "Rule", "with_arguments", "allowed_names", "render"]
@@ -208,15 +208,14 @@ def _arg(index: int, op: str, value: int, value_two: int = 0) -> dict:
     return {"index": index, "value": value, "valueTwo": value_two, "op": op}
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One conditional rule: allowed (or `action`) for `names` when every condition holds."""
 
     names: tuple[str, ...]
     args: tuple[dict, ...] = ()
     action: str = ALLOW
     errno_ret: int | None = None
-    unless_caps: frozenset[str] = field(default_factory=frozenset)  # dropped when one of these is granted
+    unless_caps: frozenset[str] = frozenset()  # dropped when one of these is granted
 
     def entry(self) -> dict:
         e: dict = {"names": list(self.names), "action": self.action}
