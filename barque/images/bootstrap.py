@@ -85,34 +85,48 @@ def _scratch(engine) -> Path:
     return Path(tempfile.mkdtemp(prefix="bootstrap-", dir=base))
 
 
-def busybox(engine, ref: Reference, busybox_path: Path = BUSYBOX) -> Registered:
+def _busybox_listing(busybox_path: Path) -> str:
     if not busybox_path.is_file():
         raise FailedPrecondition(f"{busybox_path} not found: install Debian's busybox-static package")
     listing = subprocess.run([str(busybox_path), "--list-full"], capture_output=True, text=True)
     if listing.returncode != 0 or not listing.stdout.strip():
         raise FailedPrecondition(f"{busybox_path} --list-full failed: is it the static busybox?")
+    return listing.stdout
+
+
+def make_busybox_tree(dest: Path, busybox_path: Path = BUSYBOX, listing: str | None = None) -> None:
+    """A busybox root filesystem at `dest` (created if missing): the static binary, a symlink per applet, the usual
+    directories and a minimal /etc — what `bootstrap busybox` packs as its one layer, and what runtime tests use
+    as a bundle's rootfs."""
+    listing = listing if listing is not None else _busybox_listing(busybox_path)
+    tree = Path(dest)
+    for d, mode in [("bin", 0o755), ("sbin", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755), ("etc", 0o755),
+                    ("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("root", 0o700),
+                    ("home", 0o755), ("var", 0o755), ("var/tmp", 0o1777), ("var/www", 0o755), ("run", 0o755)]:
+        (tree / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(tree / d, mode)
+    shutil.copyfile(busybox_path, tree / "bin/busybox")
+    os.chmod(tree / "bin/busybox", 0o755)
+    for applet in sorted(set(listing.split())):
+        applet = applet.strip("/")
+        if applet == "bin/busybox" or ".." in applet.split("/"):
+            continue
+        target = tree / applet
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() and not target.is_symlink():
+            os.symlink("/bin/busybox", target)
+    for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS)):
+        (tree / "etc" / name).write_text(text)
+        os.chmod(tree / "etc" / name, 0o644)
+
+
+def busybox(engine, ref: Reference, busybox_path: Path = BUSYBOX) -> Registered:
+    listing = _busybox_listing(busybox_path)
     epoch = _epoch(busybox_path.stat().st_mtime)
     work = _scratch(engine)
     try:
         tree = work / "rootfs"
-        for d, mode in [("bin", 0o755), ("sbin", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755), ("etc", 0o755),
-                        ("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("root", 0o700),
-                        ("home", 0o755), ("var", 0o755), ("var/tmp", 0o1777), ("var/www", 0o755), ("run", 0o755)]:
-            (tree / d).mkdir(parents=True, exist_ok=True)
-            os.chmod(tree / d, mode)
-        shutil.copyfile(busybox_path, tree / "bin/busybox")
-        os.chmod(tree / "bin/busybox", 0o755)
-        for applet in sorted(set(listing.stdout.split())):
-            applet = applet.strip("/")
-            if applet == "bin/busybox" or ".." in applet.split("/"):
-                continue
-            target = tree / applet
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists() and not target.is_symlink():
-                os.symlink("/bin/busybox", target)
-        for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS)):
-            (tree / "etc" / name).write_text(text)
-            os.chmod(tree / "etc" / name, 0o644)
+        make_busybox_tree(tree, busybox_path, listing)
         version = listing_version(busybox_path)
         return _image_from_tree(engine, tree, ref, f"barque bootstrap busybox ({version})", epoch, ["sh"],
                                 "busybox from the host's busybox-static")

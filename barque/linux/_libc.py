@@ -120,3 +120,61 @@ def move_mount(from_fd: int, to_path: str) -> None:
                       _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
         f"move_mount to {to_path!r}",
     )
+
+
+# ---- additions for the runtime -------------------------------------------------------------------------------------
+
+CLONE_NEWTIME = 0x00000080
+
+# prctl(2)
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+# open_tree(2) / mount_setattr(2) / move_mount(2)
+_SYS_open_tree = 428
+_SYS_mount_setattr = 442
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x00100000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def setdomainname(name: str) -> None:
+    data = _b(name)
+    _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), f"setdomainname({name!r})")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), f"prctl({option})")
+
+
+def set_child_subreaper(on: bool = True) -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+              dirfd: int = AT_FDCWD) -> int:
+    """A file descriptor for the mount tree at `path`; with OPEN_TREE_CLONE a detached copy of it."""
+    return _check(_libc.syscall(ctypes.c_long(_SYS_open_tree), ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags)),
+                  f"open_tree({path!r})")
+
+
+def mount_setattr(fd: int, attr_set: int, userns_fd: int = 0, flags: int = AT_EMPTY_PATH | AT_RECURSIVE,
+                  path: str = "") -> None:
+    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    _check(_libc.syscall(ctypes.c_long(_SYS_mount_setattr), ctypes.c_int(fd), _b(path), ctypes.c_uint(flags),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           f"mount_setattr(fd {fd}, set={attr_set:#x})")

@@ -1,0 +1,297 @@
+"""`create`: everything up to a container whose process waits on its exec fifo.
+
+The parent's side, in order:
+1. validate config.json, capabilities and build the seccomp filter — before touching the system, so a bad bundle
+   leaves nothing behind;
+2. claim `<root>/<id>` (refused if taken), make the exec fifo, create the cgroup and set linux.resources;
+3. fork stage 1 (init.py), put it in the cgroup *before* it may run anything, write its uid/gid maps when it made a
+   user namespace (and hand it an idmapped rootfs when asked), learn the pid of the container's PID 1, run the
+   prestart/createRuntime hooks when the rootfs is mounted, set oom_score_adj, and wait for "ready";
+4. write state.json and the pid file.
+Any failure kills what was forked and removes the cgroup and the state directory: no mount survives either, since
+all of them live in the container's own mount namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from barque.errors import FailedPrecondition
+from barque.runtime import spec as specmod
+from barque.runtime.state import Container, StateStore, now_rfc3339, process_start_time
+
+__all__ = ["CreateOptions", "Created", "create", "cgroup_manager", "load_and_validate", "write_pid_file"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CreateOptions:
+    bundle: Path
+    pid_file: Path | None = None
+    console_socket: str | None = None
+    #: `run` in the foreground with a terminal and no console socket: the master comes back to us
+    console_to_parent: bool = False
+    preserve_fds: int = 0
+
+
+@dataclass
+class Created:
+    container: Container
+    console_fd: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def cgroup_manager(path: str):
+    from barque.cgroups import CgroupManager
+
+    return CgroupManager(path)
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    path = Path(os.path.abspath(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(str(pid))
+    os.replace(tmp, path)
+
+
+def _cgroup_binds(mgr) -> list:
+    """{hierarchy name under /sys/fs/cgroup: the container's directory in it} for the container's cgroup mount."""
+    from barque.linux.mountinfo import mounts
+    from barque.runtime.rootfs import CgroupBind
+
+    points = sorted({m.mount_point for m in mounts() if m.fs_type in ("cgroup", "cgroup2")}, key=len, reverse=True)
+    out, seen = [], set()
+    for d in sorted({str(p) for p in mgr.paths.values()}):
+        for mp in points:
+            if d == mp or d.startswith(mp.rstrip("/") + "/"):
+                name = os.path.basename(mp)
+                if name not in seen:
+                    seen.add(name)
+                    out.append(CgroupBind(name, d))
+                break
+    return out
+
+
+def _prepare_config(spec: dict, rootfs: Path, bundle: Path, opts: CreateOptions, mgr, fifo: Path, seccomp_filter):
+    from barque.runtime.init import InitConfig
+    from barque.runtime.rootfs import RootfsContext
+
+    linux = spec.get("linux") or {}
+    new = specmod.new_namespaces(spec)
+    in_userns = specmod.namespace(spec, "user") is not None
+    ctx = RootfsContext.from_spec(
+        spec, str(rootfs), str(bundle), in_userns=in_userns,
+        new_netns="network" in new, new_cgroupns="cgroup" in new,
+        cgroup_v2_only=mgr.mode == "v2", cgroup_binds=_cgroup_binds(mgr),
+    )
+    from barque.runtime.hooks import has_hooks
+
+    return InitConfig(
+        process=spec["process"], join=specmod.joined_namespaces(spec), new=new,
+        uid_maps=list(linux.get("uidMappings") or []), spec=spec, rootfs_ctx=ctx, fifo=str(fifo),
+        hook_sync=has_hooks(spec, "prestart", "createRuntime", "createContainer"),
+        hostname=spec.get("hostname"), domainname=spec.get("domainname"),
+        sysctl=dict(linux.get("sysctl") or {}), console_socket=opts.console_socket,
+        console_to_parent=opts.console_to_parent, seccomp=seccomp_filter, preserve_fds=opts.preserve_fds,
+    )
+
+
+def load_and_validate(bundle: Path) -> tuple[dict, Path, object]:
+    """config.json checked as far as it can be without side effects; the seccomp filter built."""
+    spec = specmod.load_bundle(bundle)
+    rootfs = specmod.validate(spec, bundle)
+    process = spec["process"]
+    if process.get("capabilities") is not None:
+        from barque.runtime.caps import validate_capabilities
+
+        validate_capabilities(process["capabilities"])
+    if process.get("apparmorProfile"):
+        log.debug("apparmorProfile %r ignored: AppArmor is not used on this host", process["apparmorProfile"])
+    if process.get("selinuxLabel"):
+        log.debug("selinuxLabel %r ignored: SELinux is not used on this host", process["selinuxLabel"])
+    seccomp_filter = None
+    if (spec.get("linux") or {}).get("seccomp"):
+        from barque.runtime.seccomp import build_filter
+
+        seccomp_filter = build_filter(spec["linux"]["seccomp"])
+    return spec, rootfs, seccomp_filter
+
+
+def create(store: StateStore, cid: str, opts: CreateOptions) -> Created:
+    specmod.check_id(cid)
+    bundle = Path(os.path.abspath(opts.bundle))
+    spec, rootfs, seccomp_filter = load_and_validate(bundle)
+    process = spec["process"]
+    if process.get("terminal") and not opts.console_socket and not opts.console_to_parent:
+        raise FailedPrecondition("the process wants a terminal: pass --console-socket to receive it")
+    if opts.console_socket and not stat.S_ISSOCK(_stat_mode(opts.console_socket)):
+        raise FailedPrecondition(f"--console-socket {opts.console_socket} is not a unix socket")
+
+    state_dir = store.reserve(cid)
+    undo: list = [lambda: store.remove(cid)]
+    try:
+        return _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, undo)
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - clean up as much as possible, report the first error
+                log.warning("cleaning up after a failed create of %s: %s", cid, e)
+        raise
+
+
+def _stat_mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return 0
+
+
+def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, undo) -> Created:
+    from barque.runtime.channel import pair
+    from barque.runtime.init import SETUP_TIMEOUT, stage1
+
+    fifo = state_dir / "exec.fifo"
+    os.mkfifo(fifo, 0o622)
+    cg_path = specmod.cgroups_path(spec, cid)
+    if cg_path == f"/barque/{cid}":
+        from barque.cgroups import ensure_parent
+
+        ensure_parent("barque")
+    mgr = cgroup_manager(cg_path)
+    mgr.create()
+    undo.append(mgr.destroy)
+    resources = (spec.get("linux") or {}).get("resources")
+    if resources:
+        mgr.set(resources)
+    cfg = _prepare_config(spec, rootfs, bundle, opts, mgr, fifo, seccomp_filter)
+
+    parent, child = pair()
+    _flush()
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        stage1(child, cfg)  # never returns
+    child.close()
+    init_pid = 0
+    stage1_done = False
+
+    def kill_all() -> None:
+        if init_pid:
+            _kill(init_pid)
+        if not stage1_done:
+            _kill(pid)
+            _reap(pid)
+
+    undo.append(kill_all)
+    mgr.apply(pid)
+    parent.send("go")
+    linux = spec.get("linux") or {}
+    console_fd = None
+    while True:
+        msg, fds = parent.recv(SETUP_TIMEOUT)
+        kind = msg["t"]
+        if kind == "userns":
+            from barque.runtime import userns
+
+            userns.write_mappings(pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [])
+            mount_fds = [userns.idmapped_tree(str(rootfs), pid)] if userns.wants_idmap(spec) else []
+            try:
+                parent.send("ack", fds=mount_fds)
+            finally:
+                for fd in mount_fds:
+                    os.close(fd)
+        elif kind == "pid":
+            init_pid = msg["pid"]
+            _reap(pid)
+            stage1_done = True
+            if process_oom(spec) is not None:
+                from barque.runtime.process import write_oom_score_adj
+
+                write_oom_score_adj(init_pid, process_oom(spec))
+            parent.send("go")
+        elif kind == "hooks":
+            from barque.runtime.hooks import run_hooks
+
+            state = _container(cid, bundle, rootfs, spec, init_pid, cg_path).oci_state("creating")
+            run_hooks(spec, "prestart", state)
+            run_hooks(spec, "createRuntime", state)
+            parent.send("ack", state=state)
+        elif kind == "console":
+            console_fd = fds[0] if fds else None
+        elif kind == "ready":
+            break
+        elif kind == "error":
+            for fd in fds:
+                os.close(fd)
+            raise FailedPrecondition(msg.get("msg", "container setup failed"))
+        elif kind == "eof":
+            raise FailedPrecondition("the container's init process exited during setup"
+                                     + _exit_detail(pid, stage1_done))
+        else:
+            raise FailedPrecondition(f"unexpected message from the container's setup: {kind!r}")
+    parent.close()
+    c = _container(cid, bundle, rootfs, spec, init_pid, cg_path)
+    c.start_time = process_start_time(init_pid) or 0
+    if not c.start_time:
+        raise FailedPrecondition("the container's init process exited right after setup")
+    store.save(c, config=spec)
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, init_pid)
+    log.debug("created %s: pid %d, cgroup %s", cid, init_pid, cg_path)
+    return Created(c, console_fd)
+
+
+def process_oom(spec: dict) -> int | None:
+    return (spec.get("process") or {}).get("oomScoreAdj")
+
+
+def _container(cid, bundle, rootfs, spec, pid, cg_path) -> Container:
+    return Container(
+        id=cid, bundle=str(bundle), rootfs=str(rootfs), pid=pid, start_time=0, created=now_rfc3339(),
+        oci_version=spec.get("ociVersion", ""), cgroups_path=cg_path,
+        annotations=dict(spec.get("annotations") or {}),
+    )
+
+
+def _exit_detail(pid: int, reaped: bool) -> str:
+    return "" if reaped else " (see the error above)"
+
+
+def _flush() -> None:
+    import sys
+
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int, timeout: float = 10.0) -> int | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.001)
+
