@@ -199,9 +199,21 @@ def build_filter(spec_seccomp: Mapping) -> "pyseccomp.SyscallFilter":
     if default_name == "SCMP_ACT_NOTIFY":
         raise InvalidArgument("SCMP_ACT_NOTIFY cannot be the seccomp default action")
     default = _action(default_name, spec_seccomp.get("defaultErrnoRet"), "linux.seccomp.defaultAction")
-    arches = [_arch(a) for a in spec_seccomp.get("architectures") or []]
+    arch_names = list(spec_seccomp.get("architectures") or [])
+    arches = [_arch(a) for a in arch_names]
     flags = _check_flags(spec_seccomp.get("flags"))
     entries = _entries(spec_seccomp)
+
+    f = _new_filter(default, dict(zip(arch_names, arches)), flags)
+    filter_arches = [pyseccomp.system_arch(), *arches]
+    for i, entry in enumerate(entries):
+        _add_entry(f, entry, f"linux.seccomp.syscalls[{i}]", default, filter_arches,
+                   bool(spec_seccomp.get("listenerPath")))
+    return f
+
+
+def _new_filter(default: int, arches: Mapping[str, int], flags: Sequence[str]) -> "pyseccomp.SyscallFilter":
+    pyseccomp = import_ffi("pyseccomp")
 
     f = pyseccomp.SyscallFilter(default)
     f.set_attr(pyseccomp.Attr.CTL_NNP, 0)
@@ -209,7 +221,7 @@ def build_filter(spec_seccomp: Mapping) -> "pyseccomp.SyscallFilter":
         f.set_attr(pyseccomp.Attr.API_SYSRAWRC, 1)
     except OSError:
         log.debug("libseccomp cannot report the kernel's errno on load")
-    for name, arch in zip(spec_seccomp.get("architectures") or [], arches):
+    for name, arch in arches.items():
         if not f.exist_arch(arch):
             try:
                 f.add_arch(arch)
@@ -221,32 +233,35 @@ def build_filter(spec_seccomp: Mapping) -> "pyseccomp.SyscallFilter":
             f.set_attr(getattr(pyseccomp.Attr, FLAGS[flag]), 1)
         except OSError as e:
             raise InvalidArgument(f"seccomp flag \"{flag}\" is not supported here: {e.strerror}") from e
-    filter_arches = [pyseccomp.system_arch(), *arches]
-
-    for i, entry in enumerate(entries):
-        where = f"linux.seccomp.syscalls[{i}]"
-        action_name = entry.get("action")
-        action = _action(action_name, entry.get("errnoRet"), where)
-        if action_name == "SCMP_ACT_NOTIFY":
-            if not spec_seccomp.get("listenerPath"):
-                raise InvalidArgument(f"SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath ({where})")
-            if "write" in entry["names"]:
-                raise InvalidArgument(f"SCMP_ACT_NOTIFY cannot be used for the write syscall ({where})")
-        groups = _conditions(entry.get("args"), where)
-        for name in entry["names"]:
-            if not known_syscall(name, filter_arches):
-                raise InvalidArgument(f"unknown syscall \"{name}\" in {where}")
-            if action == default:
-                log.debug("seccomp: %s has the default action; rule skipped", name)
-                continue
-            number = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
-            for conds in groups:
-                try:
-                    f.add_rule(action, number, *conds)
-                except OSError as e:
-                    raise InvalidArgument(f"cannot add the seccomp rule for syscall \"{name}\" ({where}): "
-                                          f"{e.strerror}") from e
     return f
+
+
+def _add_entry(f: "pyseccomp.SyscallFilter", entry: Mapping, where: str, default: int,
+               filter_arches: Sequence[int], has_listener: bool) -> None:
+    """Add one element of `syscalls`: its action for each of its names, under its argument conditions."""
+    pyseccomp = import_ffi("pyseccomp")
+
+    action_name = entry.get("action")
+    action = _action(action_name, entry.get("errnoRet"), where)
+    if action_name == "SCMP_ACT_NOTIFY":
+        if not has_listener:
+            raise InvalidArgument(f"SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath ({where})")
+        if "write" in entry["names"]:
+            raise InvalidArgument(f"SCMP_ACT_NOTIFY cannot be used for the write syscall ({where})")
+    groups = _conditions(entry.get("args"), where)
+    for name in entry["names"]:
+        if not known_syscall(name, filter_arches):
+            raise InvalidArgument(f"unknown syscall \"{name}\" in {where}")
+        if action == default:
+            log.debug("seccomp: %s has the default action; rule skipped", name)
+            continue
+        number = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+        for conds in groups:
+            try:
+                f.add_rule(action, number, *conds)
+            except OSError as e:
+                raise InvalidArgument(f"cannot add the seccomp rule for syscall \"{name}\" ({where}): "
+                                      f"{e.strerror}") from e
 
 
 def load_filter(f: "pyseccomp.SyscallFilter") -> None:

@@ -1,4 +1,4 @@
-"""Capabilities: names, masks and validation (no process state is changed here; see tests/integration/test_security*)."""
+"""Capabilities: names, masks and validation (no process state changes here; see tests/integration/test_security)."""
 
 from __future__ import annotations
 
