@@ -394,3 +394,16 @@ def test_privileged_lifts_the_restrictions():
     assert "ro" not in mounts["/sys/fs/cgroup"]["options"]
     assert p["process"]["noNewPrivileges"] is False
     assert p["linux"]["namespaces"] == spec["linux"]["namespaces"]
+
+
+def test_public_surface():
+    from barque.runtime import caps, seccomp
+
+    for module in (caps, seccomp, defaults, data):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+    assert {"ALL_CAPABILITIES", "validate_capabilities", "keep_caps_across_setuid", "apply_capabilities"} \
+        <= set(caps.__all__)
+    assert {"build_filter", "load_filter"} <= set(seccomp.__all__)
+    assert {"DEFAULT_CAPABILITIES", "MASKED_PATHS", "READONLY_PATHS", "default_seccomp_profile", "default_mounts",
+            "default_devices", "base_spec", "privileged"} <= set(defaults.__all__)
