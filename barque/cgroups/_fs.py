@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
+from typing import Callable
 
 from barque.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
@@ -88,3 +90,39 @@ def move(procs_file: Path, pid: int) -> None:
                 f"cannot move process {pid} into {procs_file.parent}: cgroup v2 allows processes only in leaf "
                 "cgroups (it has controllers enabled for children)", cause=e) from e
         raise refusal(procs_file, str(pid), e) from e
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` with a growing pause (1 ms … 50 ms) until it holds or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def remove_tree(top: Path, timeout: float) -> list[str]:
+    """rmdir `top` and the cgroups below it, deepest first; a cgroup whose last task is still exiting answers EBUSY
+    for a moment, so that is retried until `timeout`. Returns the directories still there."""
+    if not top.is_dir():
+        return []
+    stuck = []
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda e: e[0].count("/"), reverse=True):
+        def gone(p: str = dirpath) -> bool:
+            try:
+                os.rmdir(p)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno in (errno.EBUSY, errno.EAGAIN, errno.EINTR):
+                    return False
+                raise Unavailable(f"cannot remove cgroup {p}: {e.strerror}", cause=e) from e
+            return True
+
+        if not wait_until(gone, timeout):
+            stuck.append(dirpath)
+    return stuck

@@ -13,7 +13,6 @@ import errno
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +21,7 @@ from barque.errors import FailedPrecondition, InvalidArgument, NotFound, Unavail
 from . import _fs, _stats
 from ._convert import Write, plan
 from ._detect import DEFAULT_MOUNTINFO, DEFAULT_ROOT, HYBRID, V2, Hierarchy, discover, mode_of, select
+from ._freezer import FREEZE_TIMEOUT, V1Freezer, V2Freezer
 from ._paths import normalize, resolve
 
 log = logging.getLogger("barque.cgroups")
@@ -31,20 +31,7 @@ DEFAULT_PROC_CGROUP = Path("/proc/self/cgroup")
 # v2 controllers barque enables for its cgroups (those the kernel offers; threaded-only ones are left alone)
 V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids", "hugetlb", "rdma", "misc")
 
-FREEZE_TIMEOUT = 10.0
 DESTROY_TIMEOUT = 5.0
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 class CgroupManager:
@@ -310,71 +297,30 @@ class CgroupManager:
 
     # ---- freezer --------------------------------------------------------------------------------------------------
 
-    def _freezer(self) -> tuple[str, Path]:
+    def _freezer(self) -> V1Freezer | V2Freezer:
         if (d := self._v1_dir("freezer")) is not None:
-            return "v1", d
+            return V1Freezer(d)
         if self._v2 is not None:
-            return "v2", self._v2[2]
+            return V2Freezer(self._v2[2])
         raise FailedPrecondition("no freezer: the v1 freezer controller is not mounted on this host")
 
     def frozen(self) -> bool:
-        kind, d = self._freezer()
-        try:
-            if kind == "v1":
-                return _fs.read(d / "freezer.state") == "FROZEN"
-            return _fs.read_keyed(d / "cgroup.events").get("frozen") == 1
-        except FileNotFoundError as e:
-            raise NotFound(f"cgroup {d} does not exist", cause=e) from e
+        return self._freezer().frozen()
 
     def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
-        """Stop every process; returns once the kernel reports the cgroup FROZEN (not merely FREEZING)."""
-        kind, d = self._freezer()
-        if kind == "v1":
-            state = d / "freezer.state"
-            attempts = [0]
-
-            def done() -> bool:
-                # a task forking while the freeze is under way can leave it FREEZING: ask again now and then
-                attempts[0] += 1
-                if attempts[0] % 10 == 0:
-                    self._write_state(state, "FROZEN")
-                return _fs.read(state) == "FROZEN"
-
-            self._write_state(state, "FROZEN")
-            ok = _wait(done, timeout)
-        else:
-            self._write_state(d / "cgroup.freeze", "1")
-            ok = _wait(self.frozen, timeout)
-        if not ok:
-            self.thaw()
-            raise Unavailable(f"cgroup {d} did not freeze within {timeout:g}s")
+        """Stop every process; returns once the kernel reports the cgroup frozen (FROZEN, not merely FREEZING)."""
+        self._freezer().freeze(timeout)
 
     def thaw(self) -> None:
-        kind, d = self._freezer()
-        if kind == "v1":
-            self._write_state(d / "freezer.state", "THAWED")
-            ok = _wait(lambda: _fs.read(d / "freezer.state") == "THAWED", FREEZE_TIMEOUT)
-        else:
-            self._write_state(d / "cgroup.freeze", "0")
-            ok = _wait(lambda: not self.frozen(), FREEZE_TIMEOUT)
-        if not ok:
-            raise Unavailable(f"cgroup {d} did not thaw within {FREEZE_TIMEOUT:g}s")
-
-    @staticmethod
-    def _write_state(f: Path, value: str) -> None:
-        try:
-            _fs.write(f, value)
-        except FileNotFoundError as e:
-            raise NotFound(f"cgroup {f.parent} does not exist", cause=e) from e
-        except OSError as e:
-            raise _fs.refusal(f, value, e) from e
+        self._freezer().thaw()
 
     # ---- kill and destroy -----------------------------------------------------------------------------------------
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send `sig` to every process in the cgroup, so that none escapes by forking meanwhile: v2 (and hybrid)
-        with SIGKILL writes cgroup.kill; otherwise the cgroup is frozen, each process signalled, and thawed
-        (left frozen for other signals if it was frozen before). The caller's own process is never signalled."""
+        """Send `sig` to every process in the cgroup so that none escapes by forking meanwhile: with SIGKILL and a
+        cgroup2 directory (v2, hybrid) one write to cgroup.kill; otherwise the cgroup is frozen, each process
+        signalled, and thawed (left frozen for other signals if it was frozen before). Without any freezer, new
+        processes are signalled until none appear. When iterating, the caller's own process is never signalled."""
         if not self.exists():
             return
         if sig == signal.SIGKILL and self._v2 is not None and (self._v2[2] / "cgroup.kill").exists():
@@ -390,65 +336,45 @@ class CgroupManager:
                     self.thaw()
                 return
         try:
-            kind, _ = self._freezer()
+            freezer: V1Freezer | V2Freezer | None = self._freezer()
         except FailedPrecondition:
-            kind = None
-        was_frozen = kind is not None and self.frozen()
+            freezer = None
+        was_frozen = freezer is not None and freezer.frozen()
         froze = False
-        if kind is not None and not was_frozen:
+        if freezer is not None and not was_frozen:
             try:
-                self.freeze()
+                freezer.freeze()
                 froze = True
             except (Unavailable, NotFound) as e:
-                log.debug("could not freeze %s before killing (%s): signalling without freezing", self, e)
+                log.debug("could not freeze %s before signalling (%s): signalling without freezing", self, e)
         try:
-            rounds = 1 if froze or was_frozen else 5
-            for _ in range(rounds):
-                pids = [p for p in self.pids() if p != os.getpid()]
-                if not pids:
+            signalled: set[int] = {os.getpid()}
+            for _ in range(1 if froze or was_frozen else 10):
+                new = [p for p in self.pids() if p not in signalled]
+                if not new:
                     break
-                for pid in pids:
+                for pid in new:
+                    signalled.add(pid)
                     try:
                         os.kill(pid, sig)
                     except ProcessLookupError:
                         pass
         finally:
-            if froze or (was_frozen and sig == signal.SIGKILL):
-                self.thaw()  # a frozen process cannot act on the signal, not even die
+            if freezer is not None and (froze or (was_frozen and sig == signal.SIGKILL)):
+                freezer.thaw()  # a frozen process cannot act on the signal, not even die
 
     def destroy(self, timeout: float = DESTROY_TIMEOUT) -> None:
         """Kill what is left, then remove this cgroup (and sub-cgroups a container made) from every hierarchy.
         Idempotent; never removes an ancestor."""
         if self.exists():
             self.kill(signal.SIGKILL)
-            if not _wait(lambda: not [p for p in self.pids() if p != os.getpid()], timeout):
+            if not _fs.wait_until(lambda: not [p for p in self.pids() if p != os.getpid()], timeout):
                 log.warning("processes still in %s after SIGKILL: %s", self, self.pids())
         stuck: list[str] = []
         for d in self._dirs():
-            stuck += self._rmtree(d, timeout)
+            stuck += _fs.remove_tree(d, timeout)
         if stuck:
             raise Unavailable(f"cannot remove cgroup directories {', '.join(stuck)}: still busy")
-
-    @staticmethod
-    def _rmtree(top: Path, timeout: float) -> list[str]:
-        if not top.is_dir():
-            return []
-        stuck = []
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda e: e[0].count("/"), reverse=True):
-            def gone(p: str = dirpath) -> bool:
-                try:
-                    os.rmdir(p)
-                    return True
-                except FileNotFoundError:
-                    return True
-                except OSError as e:
-                    if e.errno in (errno.EBUSY, errno.EAGAIN, errno.EINTR):
-                        return False
-                    raise Unavailable(f"cannot remove cgroup {p}: {e.strerror}", cause=e) from e
-
-            if not _wait(gone, timeout):
-                stuck.append(dirpath)
-        return stuck
 
 
 def ensure_parent(name: str = "barque", resources: dict | None = None, root: Path = DEFAULT_ROOT,

@@ -281,6 +281,7 @@ def test_memory_hog_is_oom_killed(lab):
 def test_parent_limit_binds_a_child_set_higher(lab):
     parent = lab.parent({"memory": {"limit": 64 * MiB, "swap": 64 * MiB}})
     child = lab.cgroup("c", {"memory": {"limit": 1 << 30}})
+    assert int((parent.paths["memory"] / "memory.limit_in_bytes").read_text()) == 64 * MiB
     # v1 lets the child's own limit be set above its parent's and reads it back so…
     assert int((child.paths["memory"] / "memory.limit_in_bytes").read_text()) == 1 << 30
     rc, allocated = run_hog(lab, child)

@@ -575,3 +575,47 @@ def test_kill_and_destroy_of_missing_cgroup_are_no_ops(v1):
     m.destroy()
     m.destroy()
     assert not m.exists()
+
+
+def test_kill_v1_freezes_signals_each_once_and_thaws(v1, monkeypatch):
+    import os
+
+    m = CgroupManager("/c", v1[0], mountinfo=v1[1])
+    m.create()
+    populate(m, {"freezer.state": "THAWED"})
+    (m.paths["freezer"] / "cgroup.procs").write_text(f"10\n11\n{os.getpid()}\n")
+    states = []
+    sent = []
+
+    def fake_kill(pid: int, sig: int) -> None:
+        states.append(read(m, "freezer", "freezer.state"))
+        sent.append((pid, sig))
+
+    monkeypatch.setattr(os, "kill", fake_kill)
+    m.kill(15)
+    assert sent == [(10, 15), (11, 15)]  # never the caller itself
+    assert states == ["FROZEN", "FROZEN"]  # no fork can slip between listing and signalling
+    assert read(m, "freezer", "freezer.state") == "THAWED"
+
+
+def test_kill_without_freezer_signals_new_processes_only(tmp_path, monkeypatch):
+    import os
+
+    root, mountinfo = make_tree(tmp_path, omit=("freezer",))
+    m = CgroupManager("/c", root, mountinfo=mountinfo)
+    m.create()
+    def processes(text: str) -> None:  # the same tasks in every hierarchy, as after apply()
+        for d in m.paths.values():
+            (d / "cgroup.procs").write_text(text)
+
+    processes("10\n")
+    sent = []
+
+    def fake_kill(pid: int, sig: int) -> None:
+        sent.append(pid)
+        if pid == 10:
+            processes("10\n12\n")  # it forked meanwhile
+
+    monkeypatch.setattr(os, "kill", fake_kill)
+    m.kill(15)
+    assert sent == [10, 12]
