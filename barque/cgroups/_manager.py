@@ -43,7 +43,7 @@ class CgroupManager:
     talking to systemd: barque creates and removes the directories itself, and systemd does not track the unit.
 
     Everything is read from `root` and `mountinfo`, so tests run against fixture trees. `mode` overrides detection
-    ("v1", "v2", "hybrid").
+    ("v1", "v2", "hybrid"); the attribute `mode` tells which is in use.
     """
 
     def __init__(self, path: str, root: Path = DEFAULT_ROOT, mode: str | None = None,
