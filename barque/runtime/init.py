@@ -64,6 +64,7 @@ def stage1(ch: Channel, cfg: InitConfig) -> None:
     """Runs in the forked child; never returns."""
     code = 1
     try:
+        _preimport(cfg)  # before joining a mount namespace, after which the host's files are out of reach
         ch.expect("go", SETUP_TIMEOUT)
         _join(cfg.join)
         if "user" in cfg.new:
@@ -146,7 +147,6 @@ def _stage2(ch: Channel, cfg: InitConfig) -> None:
     try:
         ch.expect("go", SETUP_TIMEOUT)
         os.setsid()
-        _preimport(cfg)
         if cfg.rootfs_ctx is None:
             exe, slave = _exec_setup(ch, cfg)
         else:
