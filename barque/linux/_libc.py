@@ -128,6 +128,7 @@ CLONE_NEWTIME = 0x00000080
 
 # prctl(2)
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -159,6 +160,10 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def set_child_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
+
+
+def set_dumpable(on: bool = True) -> None:
+    prctl(PR_SET_DUMPABLE, 1 if on else 0)
 
 
 def set_no_new_privs() -> None:

@@ -160,6 +160,7 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
 
     fifo = state_dir / "exec.fifo"
     os.mkfifo(fifo, 0o622)
+    os.chmod(fifo, 0o622)  # past the umask: a remapped root writes it as "other"
     cg_path = specmod.cgroups_path(spec, cid)
     if cg_path == f"/barque/{cid}":
         from barque.cgroups import ensure_parent
@@ -173,6 +174,15 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
         mgr.set(resources)
     cfg = _prepare_config(spec, rootfs, bundle, opts, mgr, fifo, seccomp_filter)
 
+    if specmod.namespace(spec, "user") is not None and not specmod.namespace(spec, "user").get("path"):
+        _check_reachable(rootfs, linux_maps(spec))
+    cfg.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    undo.append(lambda: os.close(cfg.fifo_fd))
+    if process_terminal(spec) and opts.console_socket:
+        from barque.runtime.console import connect
+
+        cfg.console_conn = connect(opts.console_socket)
+        undo.append(cfg.console_conn.close)
     parent, child = pair()
     _flush()
     pid = os.fork()
@@ -238,6 +248,9 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
         else:
             raise FailedPrecondition(f"unexpected message from the container's setup: {kind!r}")
     parent.close()
+    os.close(cfg.fifo_fd)
+    if cfg.console_conn is not None:
+        cfg.console_conn.close()
     c = _container(cid, bundle, rootfs, spec, init_pid, cg_path)
     c.start_time = process_start_time(init_pid) or 0
     if not c.start_time:
@@ -247,6 +260,34 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
         write_pid_file(opts.pid_file, init_pid)
     log.debug("created %s: pid %d, cgroup %s", cid, init_pid, cg_path)
     return Created(c, console_fd)
+
+
+def process_terminal(spec: dict) -> bool:
+    return bool((spec.get("process") or {}).get("terminal"))
+
+
+def linux_maps(spec: dict) -> tuple[int, int]:
+    """The host uid and gid of the container's root (0 inside), or -1 when unmapped."""
+    from barque.runtime.spec import map_id
+
+    linux = spec.get("linux") or {}
+    uid = map_id(linux.get("uidMappings") or [], 0)
+    gid = map_id(linux.get("gidMappings") or [], 0)
+    return (uid if uid is not None else -1, gid if gid is not None else -1)
+
+
+def _check_reachable(rootfs: Path, ids: tuple[int, int]) -> None:
+    """In a new user namespace the container's root is an ordinary user of the host: every directory above the
+    rootfs must let it through, or the mounts fail with a bare EACCES. Say so clearly, before anything is made."""
+    uid, gid = ids
+    for d in [rootfs, *rootfs.parents]:
+        st = os.stat(d)
+        ok = st.st_mode & 0o001 or (st.st_uid == uid and st.st_mode & 0o100) or (st.st_gid == gid and st.st_mode & 0o010)
+        if not ok:
+            raise FailedPrecondition(
+                f"the container's root (uid {uid} on the host) cannot reach its rootfs: {d} is not searchable by it "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}, owner {st.st_uid}:{st.st_gid}); make the directories above "
+                f"the rootfs searchable (0711) or owned by the mapped root, as Docker's userns-remap does")
 
 
 def process_oom(spec: dict) -> int | None:

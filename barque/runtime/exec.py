@@ -95,6 +95,10 @@ def exec_process(store: StateStore, cid: str, process: dict, *, detach: bool = F
     cfg = InitConfig(process=process, join=join, console_socket=console_socket,
                      console_to_parent=not detach and not console_socket, seccomp=seccomp_filter,
                      preserve_fds=preserve_fds)
+    if process.get("terminal") and console_socket:
+        from barque.runtime.console import connect
+
+        cfg.console_conn = connect(console_socket)
     mgr = cgroup_manager(c.cgroups_path)
     if not detach:
         _libc.set_child_subreaper(True)
@@ -140,6 +144,8 @@ def exec_process(store: StateStore, cid: str, process: dict, *, detach: bool = F
         raise
     finally:
         parent.close()
+        if cfg.console_conn is not None:
+            cfg.console_conn.close()
     if pid_file:
         write_pid_file(pid_file, exec_pid)
     if detach:

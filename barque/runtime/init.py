@@ -54,8 +54,11 @@ class InitConfig:
     seccomp: object | None = None
     preserve_fds: int = 0
     sc: Syscalls = REAL
-    #: set by stage 2 itself: what must survive pivot_root, and the channel to the parent
+    #: opened by the parent and inherited (a remapped root may not be allowed to reach them by path):
+    #: the exec fifo (O_PATH) and the connected console socket
     fifo_fd: int = field(default=-1, repr=False)
+    console_conn: object | None = field(default=None, repr=False)
+    #: set by stage 2 itself: a handle on the host's /proc to reopen the fifo after pivot_root; the channel
     proc_fd: int = field(default=-1, repr=False)
     channel: Channel | None = field(default=None, repr=False)
 
@@ -76,6 +79,9 @@ def stage1(ch: Channel, cfg: InitConfig) -> None:
             if any(m["containerID"] == 0 for m in cfg.uid_maps):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
+            # changing credentials made us non-dumpable: our /proc/self would belong to the host's root, out of
+            # reach for the exec fifo reopen; execve sets dumpability afresh (runc does the same)
+            _libc.set_dumpable(True)
         flags = 0
         for t in cfg.new:
             if t != "user":
@@ -221,12 +227,9 @@ def _create_setup(ch: Channel, cfg: InitConfig):
     ctx = cfg.rootfs_ctx
     assert ctx is not None and cfg.fifo is not None
     sc = cfg.sc
-    # what must survive pivot_root: the exec fifo, a handle on the host's /proc to reopen it, the console socket
-    cfg.fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
+    # what must survive pivot_root: a handle on the host's /proc to reopen the exec fifo through
     cfg.proc_fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    console_sock = None
-    if cfg.process.get("terminal") and cfg.console_socket:
-        console_sock = console.connect(cfg.console_socket)
+    console_sock = cfg.console_conn
     cfg.channel = ch
     rootfs.prepare(ctx, sc)
     if cfg.hook_sync:
@@ -257,9 +260,7 @@ def _create_setup(ch: Channel, cfg: InitConfig):
 
 def _exec_setup(ch: Channel, cfg: InitConfig):
     cfg.channel = ch
-    console_sock = console.connect(cfg.console_socket) if cfg.process.get("terminal") and cfg.console_socket \
-        else None
-    slave = _terminal(cfg, console_sock)
+    slave = _terminal(cfg, cfg.console_conn)
     return _resolve(cfg), slave
 
 
