@@ -105,11 +105,12 @@ class Dockerd:
 
 @contextmanager
 def private_dockerd(tmp_dir: str | os.PathLike | None = None, storage_driver: str | None = None,
-                    start_timeout: float = 90) -> Iterator[Dockerd]:
+                    start_timeout: float = 90, extra_args: Sequence[str] = ()) -> Iterator[Dockerd]:
     """Start a private dockerd; stop it and remove every trace of it on exit, failure included.
 
     storage_driver None tries overlay2 then vfs (overlay2 fails on some backing filesystems, overlay among them).
     tmp_dir is where its directory goes (default: the system's temporary directory); keep it short.
+    extra_args are appended to dockerd's command line (e.g. `--add-runtime barque=/path/to/barque-runtime`).
     """
     reason = available()
     if reason:
@@ -128,7 +129,8 @@ def private_dockerd(tmp_dir: str | os.PathLike | None = None, storage_driver: st
         errors = []
         for driver in drivers:
             try:
-                daemon = _start_dockerd(base, driver, containerd_sock, cgroup_parent, procs, start_timeout)
+                daemon = _start_dockerd(base, driver, containerd_sock, cgroup_parent, procs, start_timeout,
+                                        extra_args)
                 break
             except DockerdError as e:
                 errors.append(f"with {driver}: {e}")
@@ -180,7 +182,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 def _start_dockerd(base: Path, driver: str, containerd_sock: Path, cgroup_parent: str,
-                   procs: list[subprocess.Popen], timeout: float) -> Dockerd:
+                   procs: list[subprocess.Popen], timeout: float, extra_args: Sequence[str] = ()) -> Dockerd:
     data, exec_root = base / "data", base / "exec"
     for d in (data, exec_root):  # a previous attempt with another driver may have left state behind
         _unmount_under(d)
@@ -194,7 +196,7 @@ def _start_dockerd(base: Path, driver: str, containerd_sock: Path, cgroup_parent
         "--data-root", str(data), "--exec-root", str(exec_root), "--pidfile", str(base / "dockerd.pid"),
         "-H", f"unix://{socket}", "--containerd", str(containerd_sock),
         "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-        "--storage-driver", driver, "--cgroup-parent", cgroup_parent, "--log-level", "warn",
+        "--storage-driver", driver, "--cgroup-parent", cgroup_parent, "--log-level", "warn", *extra_args,
     ]
     with open(base / "dockerd.log", "ab") as logf:
         logf.write(f"---- {' '.join(args)}\n".encode())

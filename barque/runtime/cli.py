@@ -54,6 +54,11 @@ def _setup_logging(args: argparse.Namespace) -> None:
         root.addHandler(handler)
     if args.debug:
         os.environ["BARQUE_RUNTIME_DEBUG"] = "1"
+    debug_log = os.environ.get("BARQUE_RUNTIME_DEBUG_LOG")
+    if debug_log:  # a second, text log with tracebacks: for debugging under a shim that removes its log.json
+        extra = logging.FileHandler(debug_log)
+        extra.setFormatter(logging.Formatter(f"%(asctime)s {os.getpid()} {args.command} %(levelname)s %(message)s"))
+        root.addHandler(extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.command:
         build_parser().print_usage(sys.stderr)
         sys.exit(2)
+    if os.environ.get("BARQUE_RUNTIME_DEBUG"):  # reaches us through containerd and its shim, flags do not
+        args.debug = True
     _setup_logging(args)
     try:
         code = _dispatch(args)
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             msg = str(e)
         else:
             msg = f"internal error: {type(e).__name__}: {e}"
-            log.debug("traceback", exc_info=True)
+        log.debug("%s failed", args.command, exc_info=True)
         log.error("%s", msg)
         if args.log:  # the handler above went to the file; the user still wants to see it
             print(f"barque-runtime: {msg}", file=sys.stderr)

@@ -169,7 +169,7 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
     mgr = cgroup_manager(cg_path)
     mgr.create()
     undo.append(mgr.destroy)
-    resources = (spec.get("linux") or {}).get("resources")
+    resources = _with_default_devices((spec.get("linux") or {}).get("resources"))
     if resources:
         mgr.set(resources)
     cfg = _prepare_config(spec, rootfs, bundle, opts, mgr, fifo, seccomp_filter)
@@ -260,6 +260,17 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
         write_pid_file(opts.pid_file, init_pid)
     log.debug("created %s: pid %d, cgroup %s", cid, init_pid, cg_path)
     return Created(c, console_fd)
+
+
+def _with_default_devices(resources: dict | None) -> dict | None:
+    """As runc does, the device rules for the nodes every container gets (null, zero, full, random, urandom, tty,
+    console, ptmx, the pts) and mknod of any device are appended to a device allowlist: engines (Docker) send only
+    their own rules and count on the runtime for these."""
+    if not resources or "devices" not in resources:
+        return resources
+    from barque.runtime.defaults import default_device_rules
+
+    return {**resources, "devices": list(resources["devices"] or []) + default_device_rules()[1:]}
 
 
 def process_terminal(spec: dict) -> bool:

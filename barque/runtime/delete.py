@@ -24,8 +24,9 @@ def delete(store: StateStore, cid: str, force: bool = False) -> None:
     try:
         c = store.load(cid)
     except NotFound:
-        if force and store.dir(cid).is_dir():  # a create that died before writing its state
-            store.remove(cid)
+        if force:  # as runc: nothing to delete is fine; a create that died before its state.json left a directory
+            if store.dir(cid).is_dir():
+                store.remove(cid)
             return
         raise
     with store.lock(cid):

@@ -120,8 +120,8 @@ def _report(ch: Channel, e: BaseException) -> None:
     msg = str(e) or type(e).__name__
     if not isinstance(e, (OSError, ValueError)) and type(e).__module__ != "barque.errors":
         msg = f"{type(e).__name__}: {msg}"
-        if os.environ.get("BARQUE_RUNTIME_DEBUG"):
-            msg += "\n" + "".join(traceback.format_exception(e))
+    if os.environ.get("BARQUE_RUNTIME_DEBUG"):
+        msg += "\n" + "".join(traceback.format_exception(e))
     try:
         ch.send("error", msg=msg)
     except OSError:

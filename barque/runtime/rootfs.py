@@ -273,7 +273,11 @@ def create_devices(ctx: RootfsContext, sc: Syscalls) -> None:
             sc.mount(host, path, None, MS_BIND)
             continue
         dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != stat.S_IFIFO else 0
-        sc.mknod(path, kind | mode, dev)
+        try:
+            sc.mknod(path, kind | mode, dev)
+        except OSError as e:
+            raise FailedPrecondition(f"mknod {d['path']} ({d['type']} {d.get('major', 0)}:{d.get('minor', 0)}): "
+                                     f"{e.strerror or e} — is it allowed by linux.resources.devices?") from e
         sc.chmod(path, mode)
         if d.get("uid", 0) or d.get("gid", 0):
             sc.chown(path, d.get("uid", 0), d.get("gid", 0))
