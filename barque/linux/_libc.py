@@ -6,14 +6,16 @@ Every function raises OSError with errno and a message naming the call and its a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+
 
 def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)  # glibc; find_library would fork ldconfig on every start
     except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes import util  # only here: it imports subprocess and shutil, costly at every runtime start
+
+        return ctypes.CDLL(util.find_library("c"), use_errno=True)
 
 
 _libc = _load_libc()
@@ -183,3 +185,22 @@ def mount_setattr(fd: int, attr_set: int, userns_fd: int = 0, flags: int = AT_EM
     _check(_libc.syscall(ctypes.c_long(_SYS_mount_setattr), ctypes.c_int(fd), _b(path), ctypes.c_uint(flags),
                          ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
            f"mount_setattr(fd {fd}, set={attr_set:#x})")
+
+
+# seccomp(2) with a raw BPF program (struct sock_fprog)
+_SYS_seccomp = 317 if os.uname().machine == "x86_64" else 277
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """Load a compiled classic-BPF seccomp program (8-byte sock_filter instructions) into the calling thread."""
+    if len(program) % 8 or not program:
+        raise ValueError("a seccomp program is a non-empty sequence of 8-byte instructions")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(_libc.syscall(ctypes.c_long(_SYS_seccomp), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
+                         ctypes.byref(prog)), f"seccomp(SET_MODE_FILTER, flags={flags:#x})")

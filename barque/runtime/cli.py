@@ -11,15 +11,15 @@ Kept light on purpose: argparse and the verb's own module only; the container si
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace as Namespace
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "parse_args", "VERBS"]
 
 log = logging.getLogger("barque.runtime")
 
@@ -36,7 +36,7 @@ class _JSONFormatter(logging.Formatter):
                            "msg": record.getMessage(), "time": stamp})
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
+def _setup_logging(args: Namespace) -> None:
     root = logging.getLogger("barque")
     root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     root.propagate = False
@@ -61,82 +61,140 @@ def _setup_logging(args: argparse.Namespace) -> None:
         root.addHandler(extra)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="barque-runtime", description="barque's OCI runtime")
-    p.add_argument("--root", default=os.environ.get("BARQUE_RUNTIME_ROOT", "/run/barque-runtime"))
-    p.add_argument("--log", default=None)
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true", help="accepted; systemd is not used")
-    p.add_argument("--rootless", default=None, help="accepted; barque-runtime runs as root")
-    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+class UsageError(Exception):
+    """A bad command line: exit 2 with the message, as argparse would."""
 
-    def create_like(name: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name)
-        c.add_argument("--bundle", "-b", default=".")
-        c.add_argument("--pid-file", default=None)
-        c.add_argument("--console-socket", default=None)
-        c.add_argument("--no-pivot", action="store_true")
-        c.add_argument("--no-new-keyring", action="store_true")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        c.add_argument("id")
-        return c
 
-    create_like("create")
-    r = create_like("run")
-    r.add_argument("--detach", "-d", action="store_true")
-    r.add_argument("--keep", action="store_true", help="do not delete the container when it exits")
-    sub.add_parser("start").add_argument("id")
-    sub.add_parser("state").add_argument("id")
-    k = sub.add_parser("kill")
-    k.add_argument("--all", "-a", action="store_true")
-    k.add_argument("id")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    d = sub.add_parser("delete")
-    d.add_argument("--force", "-f", action="store_true")
-    d.add_argument("id")
-    ls = sub.add_parser("list")
-    ls.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    ls.add_argument("--quiet", "-q", action="store_true")
-    for verb in ("pause", "resume"):
-        sub.add_parser(verb).add_argument("id")
-    ps = sub.add_parser("ps")
-    ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    ps.add_argument("id")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    e = sub.add_parser("exec")
-    e.add_argument("--process", "-p", default=None)
-    e.add_argument("--detach", "-d", action="store_true")
-    e.add_argument("--pid-file", default=None)
-    e.add_argument("--console-socket", default=None)
-    e.add_argument("--tty", "-t", action="store_true")
-    e.add_argument("--env", "-e", action="append", default=[])
-    e.add_argument("--cwd", default=None)
-    e.add_argument("--user", "-u", default=None)
-    e.add_argument("--cap", "-c", action="append", default=[])
-    e.add_argument("--no-new-privs", action="store_true")
-    e.add_argument("--preserve-fds", type=int, default=0)
-    e.add_argument("id")
-    e.add_argument("args", nargs=argparse.REMAINDER)
-    u = sub.add_parser("update")
-    u.add_argument("--resources", "-r", default=None)
-    u.add_argument("id")
-    sub.add_parser("features")
-    s = sub.add_parser("spec")
-    s.add_argument("--bundle", "-b", default=".")
-    return p
+# Each verb's flags: name -> (kind, default) with kind "bool", "str", "int" or "list"; short aliases map to names.
+# runc's flags, as containerd's shim (go-runc) passes them; `--flag value` and `--flag=value` both work.
+_CREATE = {"bundle": ("str", "."), "pid-file": ("str", None), "console-socket": ("str", None),
+           "no-pivot": ("bool", False), "no-new-keyring": ("bool", False), "preserve-fds": ("int", 0)}
+VERBS: dict[str, tuple[dict, dict, list[str]]] = {
+    # verb: (flags, short aliases, positional names; a trailing "*name" takes the rest)
+    "create": (_CREATE, {"b": "bundle"}, ["id"]),
+    "run": ({**_CREATE, "detach": ("bool", False), "keep": ("bool", False)}, {"b": "bundle", "d": "detach"}, ["id"]),
+    "start": ({}, {}, ["id"]),
+    "state": ({}, {}, ["id"]),
+    "kill": ({"all": ("bool", False)}, {"a": "all"}, ["id", "?signal"]),
+    "delete": ({"force": ("bool", False)}, {"f": "force"}, ["id"]),
+    "list": ({"format": ("str", "table"), "quiet": ("bool", False)}, {"f": "format", "q": "quiet"}, []),
+    "pause": ({}, {}, ["id"]),
+    "resume": ({}, {}, ["id"]),
+    "ps": ({"format": ("str", "table")}, {"f": "format"}, ["id", "*ps_args"]),
+    "exec": ({"process": ("str", None), "detach": ("bool", False), "pid-file": ("str", None),
+              "console-socket": ("str", None), "tty": ("bool", False), "env": ("list", None),
+              "cwd": ("str", None), "user": ("str", None), "cap": ("list", None), "no-new-privs": ("bool", False),
+              "preserve-fds": ("int", 0)},
+             {"p": "process", "d": "detach", "t": "tty", "e": "env", "u": "user", "c": "cap"}, ["id", "*args"]),
+    "update": ({"resources": ("str", None)}, {"r": "resources"}, ["id"]),
+    "features": ({}, {}, []),
+    "spec": ({"bundle": ("str", ".")}, {"b": "bundle"}, []),
+}
+GLOBAL = {"root": ("str", None), "log": ("str", None), "log-format": ("str", "text"), "debug": ("bool", False),
+          "systemd-cgroup": ("bool", False), "rootless": ("str", None), "criu": ("str", None),
+          "version": ("bool", False), "help": ("bool", False)}
+GLOBAL_SHORT = {"v": "version", "h": "help"}
+CHOICES = {"log-format": ("text", "json"), "format": ("table", "json")}
+USAGE = ("usage: barque-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND [OPTIONS] ID\n"
+         f"commands: {', '.join(VERBS)}")
+
+
+def _parse_flags(argv: list[str], flags: dict, short: dict, ns: Namespace,
+                 stop_at_positional: bool, greedy_after: int = 0) -> list[str]:
+    """Consume flags from the front of argv (and, for a verb, between its positionals); the positionals left.
+    With greedy_after N, everything after the N-th positional is left as it is (exec's command line)."""
+    for name, (kind, default) in flags.items():
+        setattr(ns, name.replace("-", "_"), list(default or []) if kind == "list" else default)
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if not arg.startswith("-") or arg == "-":
+            if stop_at_positional:
+                return argv[i:]
+            rest.append(arg)
+            i += 1
+            if greedy_after and len(rest) >= greedy_after:
+                return rest + argv[i:]
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        name = short.get(name, name) if not arg.startswith("--") else name
+        if name not in flags:
+            raise UsageError(f"unknown option {arg.split('=')[0]}")
+        kind = flags[name][0]
+        attr = name.replace("-", "_")
+        if kind == "bool":
+            setattr(ns, attr, value.lower() not in ("false", "0") if eq else True)
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError(f"option --{name} needs a value")
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if name in CHOICES and value not in CHOICES[name]:
+            raise UsageError(f"--{name} must be one of {', '.join(CHOICES[name])}, not {value!r}")
+        if kind == "int":
+            if not value.lstrip("-").isdigit():
+                raise UsageError(f"--{name} needs a number, not {value!r}")
+            setattr(ns, attr, int(value))
+        elif kind == "list":
+            getattr(ns, attr).append(value)
+        else:
+            setattr(ns, attr, value)
+    return rest
+
+
+def parse_args(argv: list[str]) -> Namespace:
+    """runc's command line: global flags, the verb, its flags and positionals (flags may follow positionals, as
+    urfave/cli allows, until a verb that takes a command line (exec, ps) has its id)."""
+    ns = Namespace()
+    rest = _parse_flags(argv, GLOBAL, GLOBAL_SHORT, ns, stop_at_positional=True)
+    if ns.root is None:
+        ns.root = os.environ.get("BARQUE_RUNTIME_ROOT", "/run/barque-runtime")
+    ns.command = rest[0] if rest else None
+    if ns.version or ns.help or ns.command is None:
+        return ns
+    if ns.command not in VERBS:
+        raise UsageError(f"unknown command {ns.command!r}")
+    flags, short, positionals = VERBS[ns.command]
+    greedy = next((i for i, p in enumerate(positionals) if p.startswith("*")), 0)
+    values = _parse_flags(rest[1:], flags, short, ns, stop_at_positional=False, greedy_after=greedy)
+    for i, name in enumerate(positionals):
+        if name.startswith("*"):
+            setattr(ns, name[1:], values[i:])
+            values = values[:i]
+            break
+        if i < len(values):
+            setattr(ns, name.lstrip("?"), values[i])
+        elif name.startswith("?"):
+            setattr(ns, name[1:], None)
+        else:
+            raise UsageError(f"{ns.command} needs a container {name}")
+    else:
+        if len(values) > len(positionals):
+            raise UsageError(f"{ns.command}: unexpected argument {values[len(positionals)]!r}")
+    if ns.command == "kill" and ns.signal is None:
+        ns.signal = "SIGTERM"
+    return ns
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        print(f"barque-runtime: {e}\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
     if args.version:
         print(VERSION)
         sys.exit(0)
-    if not args.command:
-        build_parser().print_usage(sys.stderr)
-        sys.exit(2)
+    if args.help or not args.command:
+        print(USAGE, file=sys.stdout if args.help else sys.stderr)
+        sys.exit(0 if args.help else 2)
     if os.environ.get("BARQUE_RUNTIME_DEBUG"):  # reaches us through containerd and its shim, flags do not
         args.debug = True
     _setup_logging(args)
@@ -158,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: Namespace) -> int:
     from barque.runtime.state import StateStore
 
     store = StateStore(Path(args.root))
@@ -254,7 +312,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
-def _exec(store, args: argparse.Namespace) -> int:
+def _exec(store, args: Namespace) -> int:
     from barque.errors import InvalidArgument
     from barque.runtime.exec import exec_process, process_from_args
 

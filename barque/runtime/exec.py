@@ -88,9 +88,9 @@ def exec_process(store: StateStore, cid: str, process: dict, *, detach: bool = F
         validate_capabilities(process["capabilities"])
     seccomp_filter = None
     if (config.get("linux") or {}).get("seccomp"):
-        from barque.runtime.seccomp import build_filter
+        from barque.runtime.bpf import prepare_filter
 
-        seccomp_filter = build_filter(config["linux"]["seccomp"])
+        seccomp_filter = prepare_filter(config["linux"]["seccomp"], store.bpf_cache)
     join = _namespaces_to_join(c.pid)
     cfg = InitConfig(process=process, join=join, console_socket=console_socket,
                      console_to_parent=not detach and not console_socket, seccomp=seccomp_filter,

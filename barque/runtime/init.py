@@ -18,7 +18,6 @@ before it (`_preimport`).
 from __future__ import annotations
 
 import os
-import traceback
 from dataclasses import dataclass, field
 
 from barque.linux import _libc
@@ -68,7 +67,10 @@ def stage1(ch: Channel, cfg: InitConfig) -> None:
     code = 1
     try:
         _preimport(cfg)  # before joining a mount namespace, after which the host's files are out of reach
-        ch.expect("go", SETUP_TIMEOUT)
+        go, _ = ch.expect("go", SETUP_TIMEOUT)
+        if cfg.rootfs_ctx is not None and "cgroups" in go:
+            cfg.rootfs_ctx.cgroup_binds = [rootfs.CgroupBind(name, d) for name, d in go["cgroups"]]
+            cfg.rootfs_ctx.cgroup_v2_only = bool(go.get("v2only"))
         _join(cfg.join)
         if "user" in cfg.new:
             _libc.unshare(NAMESPACES["user"][0])
@@ -121,6 +123,8 @@ def _report(ch: Channel, e: BaseException) -> None:
     if not isinstance(e, (OSError, ValueError)) and type(e).__module__ != "barque.errors":
         msg = f"{type(e).__name__}: {msg}"
     if os.environ.get("BARQUE_RUNTIME_DEBUG"):
+        import traceback
+
         msg += "\n" + "".join(traceback.format_exception(e))
     try:
         ch.send("error", msg=msg)
@@ -136,12 +140,17 @@ def _preimport(cfg: InitConfig) -> None:
     import barque.runtime.spec  # noqa: F401
 
     if cfg.process.get("capabilities") is not None:
-        import barque.runtime.caps  # noqa: F401
-        import pyprctl  # noqa: F401
+        from barque.runtime.caps import import_ffi
+
+        import_ffi("pyprctl")  # without the ldconfig forks of its find_library
     if cfg.seccomp is not None:
-        import barque.runtime.seccomp  # noqa: F401
+        import barque.runtime.bpf  # noqa: F401
+        import barque.errors  # noqa: F401
+
+        if not isinstance(cfg.seccomp, barque.runtime.bpf.CompiledFilter):
+            import barque.runtime.seccomp  # noqa: F401
     if cfg.spec and (cfg.spec.get("hooks") or {}).get("startContainer"):
-        import subprocess  # noqa: F401
+        import subprocess  # noqa: F401  (startContainer hooks run after pivot_root)
         import barque.runtime.hooks  # noqa: F401
     if cfg.process.get("terminal"):
         import fcntl  # noqa: F401

@@ -123,6 +123,6 @@ def finalize_and_exec(process: dict, exe: str, seccomp_filter=None, *, in_userns
 
 
 def _load_seccomp(f) -> None:
-    from barque.runtime import seccomp
+    from barque.runtime import bpf
 
-    seccomp.load_filter(f)
+    bpf.load(f)

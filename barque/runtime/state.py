@@ -12,10 +12,10 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from barque.errors import AlreadyExists, NotFound, Unavailable
 
@@ -103,6 +103,11 @@ class StateStore:
 
     def __init__(self, root: Path = DEFAULT_ROOT) -> None:
         self.root = Path(root)
+
+    @property
+    def bpf_cache(self) -> Path:
+        """Compiled seccomp programs (bpf.py), shared by the containers under this root."""
+        return self.root / ".bpf"
 
     def dir(self, cid: str) -> Path:
         return self.root / cid
