@@ -238,10 +238,11 @@ def test_hooks_get_the_state(rt, bundle, tmp_path):
     phases = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
     bundle.spec["hooks"] = {p: [{"path": str(hook), "args": ["hook.sh", p], "timeout": 10}] for p in phases}
     bundle.write()
-    if True:  # startContainer runs inside the container: the hook must exist there too
-        (bundle.rootfs / str(tmp_path).lstrip("/")).mkdir(parents=True, exist_ok=True)
-        (bundle.rootfs / str(hook).lstrip("/")).write_text(f"#!/bin/sh\necho startContainer-inside > /dev/null\n")
-        (bundle.rootfs / str(hook).lstrip("/")).chmod(0o755)
+    # startContainer runs inside the container (after pivot_root): the same path there is a hook that leaves a mark
+    inside = bundle.rootfs / str(hook).lstrip("/")
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.write_text("#!/bin/sh\ncat > /tmp/startContainer.state\n")
+    inside.chmod(0o755)
     rt("run", "--bundle", bundle.path, bundle.cid)
     lines = record.read_text().splitlines()
     ran = [line.split(" ", 1)[0] for line in lines]
@@ -249,6 +250,7 @@ def test_hooks_get_the_state(rt, bundle, tmp_path):
     states = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in lines}
     assert states["createRuntime"]["id"] == bundle.cid and states["createRuntime"]["pid"] > 0
     assert states["poststop"]["status"] == "stopped"
+    assert json.loads((bundle.rootfs / "tmp/startContainer.state").read_text())["id"] == bundle.cid
 
 
 def test_failing_hook_fails_create_and_leaves_nothing(rt, bundle):
