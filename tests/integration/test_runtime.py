@@ -271,3 +271,15 @@ def test_update_changes_the_limits(rt, bundle):
     assert (d / "pids.max").read_text().strip() == "42"
     rt("delete", bundle.cid)  # a created container is deleted without --force
     wait_exit(pid)
+
+
+def test_features_version_and_spec(rt, tmp_path, busybox_tree):
+    features = json.loads(rt("features").stdout)
+    assert "user" in features["linux"]["namespaces"] and "createRuntime" in features["hooks"]
+    assert features["linux"]["seccomp"]["enabled"] is True
+    version = rt("--version").stdout.splitlines()
+    assert len(version) == 3 and version[0].startswith("barque-runtime version ") and version[2].startswith("spec: ")
+    rt("spec", "--bundle", tmp_path)
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert spec["process"]["args"] == ["sh"] and spec["root"]["path"] == "rootfs"
+    assert rt("spec", "--bundle", tmp_path, check=False).returncode != 0, "an existing config.json is kept"

@@ -95,3 +95,15 @@ def test_unreachable_rootfs_is_explained(rt, busybox_tree, tmp_path):
     b.write()
     res = rt("create", "--bundle", b.path, b.cid, check=False)
     assert res.returncode != 0 and "cannot reach its rootfs" in res.stderr
+
+
+def test_exec_joins_the_user_namespace(rt, bundle):
+    remap(bundle, idmap=True)
+    bundle.set_args("sleep", "30")
+    rt("create", "--bundle", bundle.path, bundle.cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = rt.state(bundle.cid)["pid"]
+    rt("start", bundle.cid)
+    out = rt("exec", bundle.cid, "sh", "-c", "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox").stdout.split()
+    assert out == ["0", "100000", "65536", "0", "0"]
+    rt("delete", "--force", bundle.cid)
+    wait_exit(pid)

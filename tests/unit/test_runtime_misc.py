@@ -225,3 +225,14 @@ def test_cli_module_stays_light():
             "'argparse', 'subprocess', 'hashlib') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_exported_names():
+    import barque.runtime as rt
+
+    assert rt.__all__ == ["Runtime", "IDMAP_ANNOTATION", "DEFAULT_ROOT"]
+    from barque.runtime.userns import IDMAP_ANNOTATION
+
+    assert rt.IDMAP_ANNOTATION == IDMAP_ANNOTATION
+    r = rt.Runtime("/nonexistent-root")
+    assert r.list() == []
