@@ -84,3 +84,27 @@ def test_docker_exec_and_stop(dockerd_barque):
         assert state["Status"] == "exited" and state["ExitCode"] == 137
     finally:
         d.docker("rm", "-f", name, check=False)
+
+
+def test_docker_pause_update_tty_restart(dockerd_barque):
+    d = dockerd_barque
+    name = unique("rt")
+    try:
+        d.docker("run", "-d", "--name", name, "--runtime", "barque", "--network", "none", "busybox", "sleep", "60")
+        d.docker("pause", name)
+        assert d.docker("inspect", "-f", "{{.State.Status}}", name).stdout.strip() == "paused"
+        d.docker("unpause", name)
+        assert d.docker("inspect", "-f", "{{.State.Status}}", name).stdout.strip() == "running"
+        d.docker("update", "--pids-limit", "50", "-m", "32m", "--memory-swap", "64m", name)
+        limits = d.docker("exec", name, "cat", "/sys/fs/cgroup/pids/pids.max",
+                          "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.split()
+        assert limits == ["50", str(32 * 1024 * 1024)]
+        assert d.docker("exec", "-t", name, "tty").stdout.strip() == "/dev/pts/0"
+        d.docker("restart", "-t", "1", name, timeout=60)
+        assert d.docker("exec", name, "echo", "after-restart").stdout == "after-restart\n"
+    finally:
+        d.docker("rm", "-f", name, check=False)
+
+
+def test_docker_run_tty(dockerd_barque):
+    assert docker_run(dockerd_barque, "--rm", "-t", "busybox", "tty").stdout.strip() == "/dev/pts/0"

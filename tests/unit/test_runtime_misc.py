@@ -236,3 +236,13 @@ def test_exported_names():
     assert rt.IDMAP_ANNOTATION == IDMAP_ANNOTATION
     r = rt.Runtime("/nonexistent-root")
     assert r.list() == []
+
+
+def test_update_ignores_zero_meaning_unchanged():
+    from barque.runtime.update import changes_only
+
+    docker_sends = {"memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "swappiness": None},
+                    "cpu": {"shares": 0, "quota": 0, "period": 0, "cpus": "", "mems": ""},
+                    "pids": {"limit": 50}, "blockIO": {"weight": 0}, "devices": None}
+    assert changes_only(docker_sends) == {"pids": {"limit": 50}}
+    assert changes_only({"memory": {"limit": 1 << 26}}) == {"memory": {"limit": 1 << 26}}
