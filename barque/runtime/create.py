@@ -244,6 +244,8 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
             _reap(pid)
 
     undo.append(kill_all)
+    # a second no-op migration now keeps the lock's cheap window open (or opens it) until our apply below
+    primer2 = prime_cgroup_migration() if primer is not None else None
     cg_path = specmod.cgroups_path(spec, cid)
     if cg_path == f"/barque/{cid}":
         from barque.cgroups import ensure_parent
@@ -255,8 +257,9 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
     resources = _with_default_devices((spec.get("linux") or {}).get("resources"))
     if resources:
         mgr.set(resources)
-    if primer is not None:
-        primer.join()
+    for t in (primer, primer2):
+        if t is not None:
+            t.join()
     mgr.apply(pid)
     parent.send("go", cgroups=[[b.name, b.host_dir] for b in _cgroup_binds(mgr)], v2only=mgr.mode == "v2")
     linux = spec.get("linux") or {}
@@ -276,7 +279,7 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
                     os.close(fd)
         elif kind == "pid":
             init_pid = msg["pid"]
-            _reap(pid)
+            os.waitpid(pid, 0)  # stage 1 exits right after sending this
             stage1_done = True
             if process_oom(spec) is not None:
                 from barque.runtime.process import write_oom_score_adj

@@ -69,12 +69,22 @@ def _namespaces_to_join(pid: int, proc: Path = Path("/proc")) -> list[tuple[str,
 
 def exec_process(store: StateStore, cid: str, process: dict, *, detach: bool = False,
                  pid_file: Path | None = None, console_socket: str | None = None, preserve_fds: int = 0) -> int:
+    from barque.runtime.create import prime_cgroup_migration
+
+    specmod.validate_process(process)
+    primer = prime_cgroup_migration()  # see create.py: the cgroup move below is then cheap
+    try:
+        return _exec(store, cid, process, detach, pid_file, console_socket, preserve_fds, primer)
+    finally:
+        primer.join()
+
+
+def _exec(store, cid, process, detach, pid_file, console_socket, preserve_fds, primer) -> int:
     from barque.linux import _libc
     from barque.runtime.channel import pair
     from barque.runtime.create import _flush, _kill, _reap, cgroup_manager, write_pid_file
     from barque.runtime.init import SETUP_TIMEOUT, InitConfig, stage1
 
-    specmod.validate_process(process)
     c = store.load(cid)
     status = c.status()
     if status not in (RUNNING, CREATED):
@@ -112,6 +122,7 @@ def exec_process(store: StateStore, cid: str, process: dict, *, detach: bool = F
     exec_pid = 0
     console_fd = None
     try:
+        primer.join()
         mgr.apply(pid)
         parent.send("go")
         while True:
