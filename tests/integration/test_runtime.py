@@ -283,3 +283,49 @@ def test_features_version_and_spec(rt, tmp_path, busybox_tree):
     spec = json.loads((tmp_path / "config.json").read_text())
     assert spec["process"]["args"] == ["sh"] and spec["root"]["path"] == "rootfs"
     assert rt("spec", "--bundle", tmp_path, check=False).returncode != 0, "an existing config.json is kept"
+
+
+def test_oom_score_adj_and_time_namespace(rt, bundle):
+    bundle.spec["process"]["oomScoreAdj"] = 500
+    bundle.spec["linux"]["namespaces"].append({"type": "time"})
+    out = run_probe(rt, bundle, "echo oom=$(cat /proc/self/oom_score_adj); echo time=$(readlink /proc/self/ns/time)")
+    seen = dict(line.split("=", 1) for line in out.stdout.splitlines())
+    assert seen["oom"] == "500"
+    assert seen["time"] != os.readlink("/proc/self/ns/time")
+
+
+def test_join_another_containers_network_namespace(rt, bundle, tmp_path, busybox_tree):
+    from tests.integration.runtime_support import make_bundle
+
+    bundle.set_args("sleep", "30")
+    rt("create", "--bundle", bundle.path, bundle.cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = rt.state(bundle.cid)["pid"]
+    rt("start", bundle.cid)
+    (tmp_path / "second").mkdir()
+    other = make_bundle(tmp_path / "second", busybox_tree, ["sh", "-c", "readlink /proc/self/ns/net"])
+    rt.made.append(other.cid)
+    ns = other.spec["linux"]["namespaces"]
+    ns[:] = [n for n in ns if n["type"] != "network"] + [{"type": "network", "path": f"/proc/{first}/ns/net"}]
+    other.write()
+    out = rt("run", "--bundle", other.path, other.cid).stdout.strip()
+    assert out == os.readlink(f"/proc/{first}/ns/net")
+    rt("delete", "--force", bundle.cid)
+    wait_exit(first)
+
+
+def test_kill_all_signals_every_process(rt, bundle):
+    bundle.set_args("sh", "-c", "trap '' TERM; sleep 30 & sleep 31 & wait")
+    rt("create", "--bundle", bundle.path, bundle.cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = rt.state(bundle.cid)["pid"]
+    rt("start", bundle.cid)
+    deadline = time.monotonic() + 10
+    while len(json.loads(rt("ps", "--format", "json", bundle.cid).stdout)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rt("kill", "--all", bundle.cid, "KILL")
+    assert wait_exit(pid) == 137
+    deadline = time.monotonic() + 10
+    while json.loads(rt("ps", "--format", "json", bundle.cid).stdout) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert json.loads(rt("ps", "--format", "json", bundle.cid).stdout) == []
+    rt("delete", bundle.cid)
+    assert cgroup_dirs(bundle.cgroup) == []
