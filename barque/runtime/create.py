@@ -19,7 +19,7 @@ import os
 import signal
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from barque.errors import FailedPrecondition
@@ -44,8 +44,8 @@ class CreateOptions:
 @dataclass
 class Created:
     container: Container
+    #: the terminal's master, when it came back to us (run in the foreground without a console socket)
     console_fd: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def cgroup_manager(path: str):
@@ -302,8 +302,7 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
                 os.close(fd)
             raise FailedPrecondition(msg.get("msg", "container setup failed"))
         elif kind == "eof":
-            raise FailedPrecondition("the container's init process exited during setup"
-                                     + _exit_detail(pid, stage1_done))
+            raise FailedPrecondition("the container's init process exited during setup")
         else:
             raise FailedPrecondition(f"unexpected message from the container's setup: {kind!r}")
     parent.close()
@@ -370,10 +369,6 @@ def _container(cid, bundle, rootfs, spec, pid, cg_path) -> Container:
         oci_version=spec.get("ociVersion", ""), cgroups_path=cg_path,
         annotations=dict(spec.get("annotations") or {}),
     )
-
-
-def _exit_detail(pid: int, reaped: bool) -> str:
-    return "" if reaped else " (see the error above)"
 
 
 def _flush() -> None:

@@ -6,6 +6,7 @@ its last process; the host never saw them."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 
@@ -38,8 +39,6 @@ def delete(store: StateStore, cid: str, force: bool = False) -> None:
             if status == PAUSED:
                 mgr.thaw()
             try:
-                import os
-
                 os.kill(c.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass

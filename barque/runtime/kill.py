@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal as signal_mod
 
 from barque.errors import FailedPrecondition, InvalidArgument
@@ -27,8 +28,6 @@ def parse_signal(value: str | int) -> int:
 
 
 def kill(store: StateStore, cid: str, sig: int, all_processes: bool = False) -> None:
-    import os
-
     from barque.runtime.create import cgroup_manager
 
     c = store.load(cid)
