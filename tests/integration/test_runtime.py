@@ -329,3 +329,26 @@ def test_kill_all_signals_every_process(rt, bundle):
     assert json.loads(rt("ps", "--format", "json", bundle.cid).stdout) == []
     rt("delete", bundle.cid)
     assert cgroup_dirs(bundle.cgroup) == []
+
+
+def test_default_cgroup_is_under_the_barque_parent(rt, bundle):
+    existed = {d for d in Path("/sys/fs/cgroup").iterdir() if (d / "barque").is_dir()}
+    del bundle.spec["linux"]["cgroupsPath"]
+    bundle.spec["linux"]["resources"]["pids"] = {"limit": 20}
+    bundle.set_args("sleep", "30")
+    try:
+        rt("create", "--bundle", bundle.path, bundle.cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pid = rt.state(bundle.cid)["pid"]
+        mine = Path(f"/sys/fs/cgroup/pids/barque/{bundle.cid}")
+        assert (mine / "pids.max").read_text().strip() == "20"
+        assert str(pid) in (mine / "cgroup.procs").read_text().split()
+        rt("delete", bundle.cid)
+        wait_exit(pid)
+        assert cgroup_dirs(f"/barque/{bundle.cid}") == []
+    finally:
+        for d in Path("/sys/fs/cgroup").iterdir():
+            if d not in existed and (d / "barque").is_dir():
+                try:
+                    (d / "barque").rmdir()
+                except OSError:
+                    pass  # another container is using the parent
