@@ -166,6 +166,15 @@ def prime_cgroup_migration(proc_self_cgroup: Path = Path("/proc/self/cgroup"),
     return t
 
 
+def join_before_fork(primer) -> None:
+    """Python 3.12 and later warn (on the container's stderr, here) when forking beside another thread: there,
+    give up the overlap and wait for the primer first."""
+    import sys
+
+    if primer is not None and sys.version_info >= (3, 12):
+        primer.join()
+
+
 def create(store: StateStore, cid: str, opts: CreateOptions) -> Created:
     primer = prime_cgroup_migration()
     try:
@@ -227,6 +236,7 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
     # (sent once it is in its cgroup) before it does anything to the system. The primer thread may still be
     # blocked in its write(2): it holds no lock of the interpreter's or ours, so forking beside it is safe.
     parent, child = pair()
+    join_before_fork(primer)
     _flush()
     pid = os.fork()
     if pid == 0:

@@ -82,7 +82,7 @@ def exec_process(store: StateStore, cid: str, process: dict, *, detach: bool = F
 def _exec(store, cid, process, detach, pid_file, console_socket, preserve_fds, primer) -> int:
     from barque.linux import _libc
     from barque.runtime.channel import pair
-    from barque.runtime.create import _flush, _kill, _reap, cgroup_manager, write_pid_file
+    from barque.runtime.create import _flush, _kill, _reap, cgroup_manager, join_before_fork, write_pid_file
     from barque.runtime.init import SETUP_TIMEOUT, InitConfig, stage1
 
     c = store.load(cid)
@@ -113,6 +113,7 @@ def _exec(store, cid, process, detach, pid_file, console_socket, preserve_fds, p
     if not detach:
         _libc.set_child_subreaper(True)
     parent, child = pair()
+    join_before_fork(primer)
     _flush()
     pid = os.fork()
     if pid == 0:
