@@ -175,15 +175,48 @@ def join_before_fork(primer) -> None:
         primer.join()
 
 
+class EarlyInit:
+    """Stage 1 forked before anything else (see init.stage1_early), so its imports overlap the parent's
+    validation and cgroup work. Until its configuration is handed over, failing means killing and reaping it."""
+
+    def __init__(self) -> None:
+        from barque.runtime.channel import pair
+        from barque.runtime.init import stage1_early
+
+        self.channel, child = pair()
+        _flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.channel.close()
+            stage1_early(child)  # never returns
+        child.close()
+        self.handed_over = False
+
+    def hand_over(self, cfg) -> None:
+        from barque.runtime.init import send_config
+
+        send_config(self.channel, cfg)
+        self.handed_over = True
+
+    def discard(self) -> None:
+        if not self.handed_over:
+            _kill(self.pid)
+            _reap(self.pid)
+            self.channel.close()
+
+
 def create(store: StateStore, cid: str, opts: CreateOptions) -> Created:
+    early = EarlyInit()
+    # the primer thread starts after the fork: this process never forks beside another thread
     primer = prime_cgroup_migration()
     try:
-        return _create_checked(store, cid, opts, primer)
+        return _create_checked(store, cid, opts, primer, early)
     finally:
+        early.discard()
         primer.join()
 
 
-def _create_checked(store: StateStore, cid: str, opts: CreateOptions, primer) -> Created:
+def _create_checked(store: StateStore, cid: str, opts: CreateOptions, primer, early: EarlyInit) -> Created:
     specmod.check_id(cid)
     bundle = Path(os.path.abspath(opts.bundle))
     spec, rootfs, seccomp_filter = load_and_validate(bundle, store.bpf_cache)
@@ -196,7 +229,7 @@ def _create_checked(store: StateStore, cid: str, opts: CreateOptions, primer) ->
     state_dir = store.reserve(cid)
     undo: list = [lambda: store.remove(cid)]
     try:
-        return _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, undo, primer)
+        return _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, undo, primer, early)
     except BaseException:
         for step in reversed(undo):
             try:
@@ -213,9 +246,9 @@ def _stat_mode(path: str) -> int:
         return 0
 
 
-def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, undo, primer=None) -> Created:
-    from barque.runtime.channel import pair
-    from barque.runtime.init import SETUP_TIMEOUT, stage1
+def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, undo, primer,
+            early: EarlyInit) -> Created:
+    from barque.runtime.init import SETUP_TIMEOUT
 
     fifo = state_dir / "exec.fifo"
     os.mkfifo(fifo, 0o622)
@@ -232,17 +265,9 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
         cfg.console_conn = connect(opts.console_socket)
         undo.append(cfg.console_conn.close)
 
-    # Fork stage 1 now: it imports what the container side needs while we set the cgroup up; it waits for "go"
-    # (sent once it is in its cgroup) before it does anything to the system. The primer thread may still be
-    # blocked in its write(2): it holds no lock of the interpreter's or ours, so forking beside it is safe.
-    parent, child = pair()
-    join_before_fork(primer)
-    _flush()
-    pid = os.fork()
-    if pid == 0:
-        parent.close()
-        stage1(child, cfg)  # never returns
-    child.close()
+    # stage 1 has been importing meanwhile; from now on it is ours to kill on failure (kill_all below)
+    parent, pid = early.channel, early.pid
+    early.hand_over(cfg)
     init_pid = 0
     stage1_done = False
 
@@ -255,7 +280,7 @@ def _create(store, cid, bundle, spec, rootfs, seccomp_filter, opts, state_dir, u
 
     undo.append(kill_all)
     # a second no-op migration now keeps the lock's cheap window open (or opens it) until our apply below
-    primer2 = prime_cgroup_migration() if primer is not None else None
+    primer2 = prime_cgroup_migration()
     cg_path = specmod.cgroups_path(spec, cid)
     if cg_path == f"/barque/{cid}":
         from barque.cgroups import ensure_parent

@@ -62,6 +62,78 @@ class InitConfig:
     channel: Channel | None = field(default=None, repr=False)
 
 
+#: in a handed-over configuration: the seccomp filter is libseccomp's own (not picklable), build it again here
+BUILD_IN_CHILD = "build-in-child"
+
+
+def stage1_early(ch: Channel) -> None:
+    """Forked first thing in `create`, before the bundle is even read: import what nearly every container needs
+    while the parent validates and sets up, then take the configuration — a pickle in a memfd, with the exec fifo
+    and the console socket as further fds — and go on as stage 1. Never returns."""
+    try:
+        _preimport_common()
+        _msg, fds = ch.expect("config", SETUP_TIMEOUT)
+        cfg = _load_config(fds)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the parent's code
+        _report(ch, e)
+        os._exit(1)
+    stage1(ch, cfg)
+
+
+def _preimport_common() -> None:
+    import barque.errors  # noqa: F401
+    import barque.runtime.bpf  # noqa: F401
+    import barque.runtime.process  # noqa: F401
+    import barque.runtime.spec  # noqa: F401
+    from barque.runtime.caps import import_ffi
+
+    import_ffi("pyprctl")  # without the ldconfig forks of its find_library
+
+
+def send_config(ch: Channel, cfg: InitConfig) -> None:
+    """The parent's side of the hand-over to `stage1_early`."""
+    import copy
+    import pickle
+
+    from barque.runtime.bpf import CompiledFilter
+
+    portable = copy.copy(cfg)
+    portable.channel, portable.console_conn, portable.fifo_fd = None, None, -1
+    if portable.seccomp is not None and not isinstance(portable.seccomp, CompiledFilter):
+        portable.seccomp = BUILD_IN_CHILD
+    memfd = os.memfd_create("barque-init-config", os.MFD_CLOEXEC)
+    try:
+        data = pickle.dumps(portable, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(memfd, view):]
+        os.lseek(memfd, 0, os.SEEK_SET)
+        fds = [memfd, cfg.fifo_fd] + ([cfg.console_conn.fileno()] if cfg.console_conn is not None else [])
+        ch.send("config", fds=fds)
+    finally:
+        os.close(memfd)
+
+
+def _load_config(fds: list[int]) -> InitConfig:
+    import pickle
+    import socket
+
+    memfd, fifo_fd, *rest = fds
+    chunks = []
+    while chunk := os.read(memfd, 1 << 20):
+        chunks.append(chunk)
+    os.close(memfd)
+    cfg: InitConfig = pickle.loads(b"".join(chunks))
+    cfg.fifo_fd = fifo_fd
+    if rest:
+        cfg.console_conn = socket.socket(fileno=rest[0])
+    if cfg.seccomp == BUILD_IN_CHILD:
+        from barque.runtime.seccomp import build_filter
+
+        cfg.seccomp = build_filter(cfg.spec["linux"]["seccomp"])  # type: ignore[index]
+    return cfg
+
+
 def stage1(ch: Channel, cfg: InitConfig) -> None:
     """Runs in the forked child; never returns."""
     code = 1
