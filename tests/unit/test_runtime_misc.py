@@ -246,3 +246,32 @@ def test_update_ignores_zero_meaning_unchanged():
                     "pids": {"limit": 50}, "blockIO": {"weight": 0}, "devices": None}
     assert changes_only(docker_sends) == {"pids": {"limit": 50}}
     assert changes_only({"memory": {"limit": 1 << 26}}) == {"memory": {"limit": 1 << 26}}
+
+
+def test_config_hand_over_to_the_early_stage1(tmp_path):
+    from barque.runtime.init import InitConfig, _load_config, send_config
+    from barque.runtime.rootfs import RootfsContext
+
+    r, w = os.pipe()
+    a, b = pair()
+    notify = dict(PROFILE, listenerPath="/run/x.sock", syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}])
+    spec = {"process": {"args": ["true"]}, "linux": {"seccomp": notify}}
+    cfg = InitConfig(process=spec["process"], spec=spec, new=["pid", "mount"],
+                     rootfs_ctx=RootfsContext(rootfs="/r", bundle="/b"), fifo="/f",
+                     seccomp=bpf.prepare_filter(notify, None))
+    cfg.fifo_fd = w
+    try:
+        send_config(a, cfg)
+        msg, fds = b.recv(1)
+        assert msg["t"] == "config" and len(fds) == 2
+        got = _load_config(fds)
+        assert got.process == cfg.process and got.new == ["pid", "mount"] and got.rootfs_ctx.rootfs == "/r"
+        assert not isinstance(got.seccomp, (str, bpf.CompiledFilter)), "libseccomp's filter, built again"
+        os.write(got.fifo_fd, b"!")
+        assert os.read(r, 1) == b"!", "the fifo fd came along"
+        os.close(got.fifo_fd)
+    finally:
+        os.close(r)
+        os.close(w)
+        a.close()
+        b.close()
