@@ -237,7 +237,7 @@ def _dispatch(args: Namespace) -> int:
             return 0
         from barque.runtime.run import run
 
-        return run(store, args.id, opts, detach=args.detach)
+        return run(store, args.id, opts, detach=args.detach, keep=args.keep)
     if cmd == "start":
         from barque.runtime.start import start
 

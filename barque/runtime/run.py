@@ -28,7 +28,8 @@ def exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def run(store: StateStore, cid: str, opts: CreateOptions, detach: bool = False) -> int:
+def run(store: StateStore, cid: str, opts: CreateOptions, detach: bool = False, keep: bool = False) -> int:
+    """create + start; in the foreground, wait and delete (unless `keep`); the exit code."""
     from barque.linux import _libc
     from barque.runtime.delete import delete
     from barque.runtime.start import start
@@ -49,7 +50,8 @@ def run(store: StateStore, cid: str, opts: CreateOptions, detach: bool = False) 
     finally:
         if code_is_oom(store, cid):
             log.warning("container %s: a process was killed by the kernel's OOM killer (memory limit reached)", cid)
-        delete(store, cid, force=True)
+        if not keep:
+            delete(store, cid, force=True)
     return code
 
 
