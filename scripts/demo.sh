@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, as far as barque goes today: make base images offline, load and import images, list and inspect
-# them, save them again. Runs against its own root so it never touches /var/lib/barque.
+# them, save them again; then run a container with barque-runtime. Runs in its own roots, never /var/lib/barque.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO=$PWD
 DEMO=${DEMO_DIR:-/tmp/barque-demo}
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 b() { echo "+ barque $*" >&2; .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" "$@"; }
@@ -22,4 +23,18 @@ b save -o "$DEMO/images.tar" busybox:latest fixture/layers:1
 echo "+ saved $(du -h "$DEMO/images.tar" | cut -f1) to $DEMO/images.tar"
 b system df
 b info
+
+# The OCI runtime on its own, as runc is used: a bundle (busybox rootfs + config.json with Docker's defaults).
+mkdir -p "$DEMO/bundle/rootfs"
+.venv/bin/python -c "import sys; from pathlib import Path; from barque.images.bootstrap import make_busybox_tree; make_busybox_tree(Path(sys.argv[1]))" "$DEMO/bundle/rootfs"
+(cd "$DEMO/bundle" && "$REPO/.venv/bin/barque-runtime" spec)
+.venv/bin/python - "$DEMO/bundle/config.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["sh", "-c", "echo hello from $(hostname) as pid $$; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"]
+json.dump(spec, open(sys.argv[1], "w"))
+PY
+echo "+ barque-runtime run --bundle $DEMO/bundle demo" >&2
+.venv/bin/barque-runtime --root "$DEMO/runtime" run --bundle "$DEMO/bundle" demo
 echo "demo done: state in $DEMO (remove it with: rm -rf $DEMO)"
