@@ -9,26 +9,23 @@ __all__ = ["pause", "resume"]
 
 
 def pause(store: StateStore, cid: str) -> None:
-    from barque.runtime.create import cgroup_manager
-
-    with store.lock(cid):
-        c = store.load(cid)
-        status = c.status()
-        if status != RUNNING:
-            raise FailedPrecondition(f"cannot pause container {cid}: it is {status}, not running")
-        cgroup_manager(c.cgroups_path).freeze()
-        c.paused = True
-        store.save(c)
+    _set_frozen(store, cid, True)
 
 
 def resume(store: StateStore, cid: str) -> None:
+    _set_frozen(store, cid, False)
+
+
+def _set_frozen(store: StateStore, cid: str, frozen: bool) -> None:
     from barque.runtime.create import cgroup_manager
 
+    verb, needed = ("pause", RUNNING) if frozen else ("resume", PAUSED)
     with store.lock(cid):
         c = store.load(cid)
         status = c.status()
-        if status != PAUSED:
-            raise FailedPrecondition(f"cannot resume container {cid}: it is {status}, not paused")
-        cgroup_manager(c.cgroups_path).thaw()
-        c.paused = False
+        if status != needed:
+            raise FailedPrecondition(f"cannot {verb} container {cid}: it is {status}, not {needed}")
+        manager = cgroup_manager(c.cgroups_path)
+        manager.freeze() if frozen else manager.thaw()
+        c.paused = frozen
         store.save(c)

@@ -181,13 +181,9 @@ ARCH_ALIASES: dict[str, str] = {
 
 
 # -- restricted by argument -----------------------------------------------------------------------------------
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
+from barque.linux._libc import (  # noqa: E402
+    CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
+)
 #: The namespace flags clone(2) may not carry without CAP_SYS_ADMIN. (CLONE_NEWTIME overlaps the exit-signal
 #: bits of clone(2)'s flags and is only reachable through unshare/clone3, which are blocked.)
 CLONE_NAMESPACE_FLAGS = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
