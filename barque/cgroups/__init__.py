@@ -4,8 +4,9 @@
 live under; `detect_mode` says what kind of host this is. Everything takes the cgroupfs root (and mountinfo) as
 parameters, so unit tests run against fixture trees.
 
-Not done: device allowlists on cgroup v2 (the kernel wants an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE, and
-barque has no bpf(2) binding in its syscall seam yet) — a warning is logged and the rules are not enforced there.
+Device allowlists: on v1 and hybrid hosts through the v1 devices controller; on pure v2 hosts as an eBPF program of
+type BPF_PROG_TYPE_CGROUP_DEVICE attached to the container's cgroup2 directory (`devices_bpf`). A hybrid host without
+a v1 devices controller gets a warning, and the rules are not enforced there.
 """
 
 from ._detect import detect_mode

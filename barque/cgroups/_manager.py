@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from barque.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from barque.linux import _libc
 
-from . import _fs, _stats
+from . import _fs, _stats, devices_bpf
 from ._convert import Write, plan
 from ._detect import DEFAULT_MOUNTINFO, DEFAULT_ROOT, HYBRID, V2, Hierarchy, discover, mode_of, select
 from ._freezer import FREEZE_TIMEOUT, V1Freezer, V2Freezer
@@ -186,7 +187,18 @@ class CgroupManager:
         """Apply the OCI spec's `linux.resources`. A value the kernel refuses raises InvalidArgument naming the file
         and the value; a controller that is not available raises FailedPrecondition; block I/O and network classes
         are best effort (logged). Limits above the parent's are allowed but never take effect beyond it."""
+        devices = None
+        if (self.mode == V2 and self._v2 is not None and isinstance(resources, dict)
+                and resources.get("devices")):
+            # pure v2: the allowlist is an eBPF device program on the cgroup2 directory (hybrid: the v1 controller)
+            resources = dict(resources)
+            devices = resources.pop("devices")
+            if not isinstance(devices, list):
+                raise InvalidArgument(f"linux.resources.devices: expected a list, got {type(devices).__name__}")
+            devices_bpf.program(devices)  # validated before anything is written
         writes = plan(resources, self._v1_controllers(), self._v2_controllers())
+        if devices is not None:
+            self._attach_devices(devices)
         i = 0
         while i < len(writes):
             group = writes[i].group
@@ -195,6 +207,19 @@ class CgroupManager:
                 j += 1
             self._write_group(writes[i:j])
             i = j
+
+    def _attach_devices(self, rules: list[dict]) -> None:
+        d = self._v2[2]
+        if not d.is_dir():
+            raise FailedPrecondition(f"cgroup {d} does not exist: create() it first")
+        if _libc.statfs_type(d) != _libc.CGROUP2_SUPER_MAGIC:  # a test's fixture tree: no program can go there
+            log.warning("linux.resources.devices not enforced: %s is not on a cgroup2 filesystem, so no eBPF "
+                        "device program can be attached to it", d)
+            return
+        try:
+            devices_bpf.attach(d, rules)
+        except OSError as e:
+            raise FailedPrecondition(f"cannot enforce linux.resources.devices on {d}: {e}", cause=e) from e
 
     def _write_group(self, writes: list[Write]) -> None:
         if len(writes) == 1:

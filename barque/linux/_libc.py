@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -204,3 +205,90 @@ def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
     prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     _check(_libc.syscall(ctypes.c_long(_SYS_seccomp), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
                          ctypes.byref(prog)), f"seccomp(SET_MODE_FILTER, flags={flags:#x})")
+
+
+# bpf(2): just what a cgroup v2 device program needs (load, attach, query, detach)
+_SYS_bpf = 321 if os.uname().machine == "x86_64" else 280
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+_BPF_LOG_SIZE = 1 << 16
+
+
+def _bpf(cmd: int, buf: ctypes.Array, what: str) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_SYS_bpf), ctypes.c_int(cmd), buf, ctypes.c_uint(len(buf))), what)
+
+
+def bpf(cmd: int, attr_bytes: bytes) -> int:
+    """bpf(cmd, &attr, sizeof attr) with `attr_bytes` a packed `union bpf_attr` (the kernel reads only what it is
+    given; fields past the end are taken as zero)."""
+    buf = ctypes.create_string_buffer(attr_bytes, len(attr_bytes))
+    return _bpf(cmd, buf, f"bpf(cmd {cmd})")
+
+
+def bpf_prog_load_cgroup_device(insns: bytes, license: str = "Apache", name: str = "barque_devices") -> int:
+    """Load an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE (8-byte instructions); its fd. A program the
+    verifier refuses raises OSError with the verifier's log in the message."""
+    if len(insns) % 8 or not insns:
+        raise ValueError("an eBPF program is a non-empty sequence of 8-byte instructions")
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    log_buf = ctypes.create_string_buffer(_BPF_LOG_SIZE)
+    # prog_type, insn_cnt, insns, license, log_level, log_size, log_buf, kern_version, prog_flags, prog_name[16]
+    attr = struct.pack("<IIQQIIQII16s", BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8, ctypes.addressof(code),
+                       ctypes.addressof(lic), 1, _BPF_LOG_SIZE, ctypes.addressof(log_buf), 0, 0,
+                       name.encode()[:15])
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ret = _libc.syscall(ctypes.c_long(_SYS_bpf), ctypes.c_int(BPF_PROG_LOAD), buf, ctypes.c_uint(len(buf)))
+    if ret < 0:
+        err = ctypes.get_errno()
+        log = log_buf.value.decode(errors="replace").strip()
+        raise OSError(err, f"bpf(BPF_PROG_LOAD, cgroup device program of {len(insns) // 8} instructions): "
+                           f"{os.strerror(err)}" + (f"; verifier log:\n{log}" if log else ""))
+    return ret
+
+
+def bpf_prog_attach(prog_fd: int, cgroup_fd: int, attach_type: int = BPF_CGROUP_DEVICE,
+                    flags: int = BPF_F_ALLOW_MULTI) -> None:
+    # target_fd, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd
+    bpf_attr = struct.pack("<IIIII", cgroup_fd, prog_fd, attach_type, flags, 0)
+    _bpf(BPF_PROG_ATTACH, ctypes.create_string_buffer(bpf_attr, len(bpf_attr)),
+         f"bpf(BPF_PROG_ATTACH, prog fd {prog_fd} to cgroup fd {cgroup_fd}, type {attach_type})")
+
+
+def bpf_prog_detach(prog_fd: int, cgroup_fd: int, attach_type: int = BPF_CGROUP_DEVICE) -> None:
+    bpf_attr = struct.pack("<IIIII", cgroup_fd, prog_fd, attach_type, 0, 0)
+    _bpf(BPF_PROG_DETACH, ctypes.create_string_buffer(bpf_attr, len(bpf_attr)),
+         f"bpf(BPF_PROG_DETACH, prog fd {prog_fd} from cgroup fd {cgroup_fd}, type {attach_type})")
+
+
+def bpf_prog_query(cgroup_fd: int, attach_type: int = BPF_CGROUP_DEVICE, max_progs: int = 64) -> list[int]:
+    """The ids of the programs attached to the cgroup directly (not inherited) for `attach_type`."""
+    ids = (ctypes.c_uint32 * max_progs)()
+    # target_fd, attach_type, query_flags, attach_flags (out), prog_ids, prog_cnt (in/out)
+    bpf_attr = struct.pack("<IIIIQI4x", cgroup_fd, attach_type, 0, 0, ctypes.addressof(ids), max_progs)
+    buf = ctypes.create_string_buffer(bpf_attr, len(bpf_attr))
+    _bpf(BPF_PROG_QUERY, buf, f"bpf(BPF_PROG_QUERY, cgroup fd {cgroup_fd}, type {attach_type})")
+    count = struct.unpack_from("<I", buf, 24)[0]
+    return list(ids[:min(count, max_progs)])
+
+
+def bpf_prog_get_fd_by_id(prog_id: int) -> int:
+    bpf_attr = struct.pack("<III", prog_id, 0, 0)
+    return _bpf(BPF_PROG_GET_FD_BY_ID, ctypes.create_string_buffer(bpf_attr, len(bpf_attr)),
+                f"bpf(BPF_PROG_GET_FD_BY_ID, {prog_id})")
+
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+
+def statfs_type(path: str | os.PathLike) -> int:
+    """statfs(2)'s f_type (the filesystem's magic number) for `path`; os.statvfs does not report it."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86_64 and aarch64; f_type comes first
+    _check(_libc.statfs(_b(os.fspath(path)), buf), f"statfs({os.fspath(path)!r})")
+    return struct.unpack_from("=l", buf, 0)[0] & 0xffffffff
