@@ -117,6 +117,22 @@ def busybox_tar(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def no_leaked_mounts(tmp_path: Path, monkeypatch):
+    """Temporary mount points go under this test's tmp_path, so whatever is still mounted there afterwards is this
+    test's own leak (also under pytest -n): it is unmounted, so the rest of the run is unharmed, and the test fails."""
+    import tempfile
+
+    from barque.linux.mountinfo import mounted_under
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    yield
+    leaked = mounted_under(tmp_path)
+    for mp in sorted(leaked, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    assert not leaked, f"test left mounts behind: {leaked}"
+
+
+@pytest.fixture
 def loaded(barque, busybox_tar):
     """A root holding the bootstrapped busybox and the Docker-made fixture/layers:1."""
     barque("load", "-i", busybox_tar)

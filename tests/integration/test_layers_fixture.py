@@ -13,10 +13,11 @@ import pytest
 
 from barque.layers import apply_layer
 from tests.conftest import FIXTURES
-from tests.integration.test_layers_overlay import no_leaked_mounts, overlay  # noqa: F401  (fixture reused)
+from tests.integration.test_layers_overlay import overlay
 
 SAVE = FIXTURES / "docker-save-layers.tar"
-pytestmark = pytest.mark.skipif(not SAVE.exists(), reason="Docker-made fixture not present")
+pytestmark = [pytest.mark.skipif(not SAVE.exists(), reason="Docker-made fixture not present"),
+              pytest.mark.usefixtures("no_leaked_mounts")]
 
 
 def docker_layers(tmp_path: Path) -> tuple[list[Path], list[str]]:

@@ -21,25 +21,12 @@ from tests.unit.test_layers_tar import tree_state
 
 pytestmark = [
     pytest.mark.root,
+    pytest.mark.usefixtures("no_leaked_mounts"),
     pytest.mark.skipif(os.geteuid() != 0, reason="mounts overlayfs: needs root"),
 ]
 
 # how barque mounts overlay: no redirects, no metacopy, no index (so layers stay plain directories)
 OVERLAY_OPTS = "index=off,redirect_dir=off,metacopy=off"
-
-
-def _mounted_under(path: Path) -> list[str]:
-    return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-            if line.split()[1].startswith(str(path))]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_mounts(tmp_path: Path) -> Iterator[None]:
-    yield
-    leaked = _mounted_under(tmp_path)
-    for mp in reversed(leaked):
-        subprocess.run(["umount", "-l", mp], capture_output=True)
-    assert not leaked, f"test left mounts behind: {leaked}"
 
 
 @contextlib.contextmanager

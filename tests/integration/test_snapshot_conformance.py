@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -18,17 +17,13 @@ from typing import Iterator
 import pytest
 
 from barque.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
-from barque.linux.mountinfo import mounts as read_mounts
 from barque.snapshot import Kind, Mount, Snapshotter, get_snapshotter, mounted
 from barque.snapshot import mount as mount_mod
 
-try:  # tests/ is a package; fall back to a plain directory on sys.path
-    from tests.integration.btrfs_fixture import btrfs_mount  # noqa: F401  (a fixture)
-except ImportError:  # pragma: no cover
-    from btrfs_fixture import btrfs_mount  # type: ignore[no-redef]  # noqa: F401
 
 pytestmark = [
     pytest.mark.root,
+    pytest.mark.usefixtures("no_leaked_mounts"),
     pytest.mark.skipif(os.geteuid() != 0, reason="snapshotter integration tests mount filesystems: need root"),
 ]
 
@@ -64,16 +59,6 @@ def snap(driver: str, root: Path) -> Iterator[Snapshotter]:
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_mounts(tmp_path: Path, monkeypatch) -> Iterator[None]:
-    """Temporary mount points (and overlay link dirs) go under this test's tmp_path, so that whatever is still
-    mounted there afterwards is this test's leak — also when tests run in parallel (pytest -n)."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    yield
-    leaked = [m.mount_point for m in read_mounts() if m.mount_point.startswith(str(tmp_path))]
-    assert not leaked, f"test left mounts behind: {leaked}"
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

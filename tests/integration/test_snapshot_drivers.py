@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -17,18 +15,9 @@ from barque.snapshot import mount as mount_mod
 
 pytestmark = [
     pytest.mark.root,
+    pytest.mark.usefixtures("no_leaked_mounts"),
     pytest.mark.skipif(os.geteuid() != 0, reason="mounts filesystems: needs root"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_mounts(tmp_path: Path, monkeypatch) -> Iterator[None]:
-    """Temporary mount points (and overlay link dirs) go under this test's tmp_path, so that whatever is still
-    mounted there afterwards is this test's leak — also when tests run in parallel (pytest -n)."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    yield
-    leaked = [m.mount_point for m in read_mounts() if m.mount_point.startswith(str(tmp_path))]
-    assert not leaked, f"test left mounts behind: {leaked}"
 
 
 @pytest.mark.parametrize("driver, words", [
