@@ -28,8 +28,8 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, ExitStatus):
         return exc.status
     if isinstance(exc, errors.BarqueError):
-        print(f"Error response from daemon: {exc.message}" if _daemonish(exc) else f"Error: {exc.message}",
-              file=sys.stderr)
+        # Docker says "Error response from daemon: …"; barque has no daemon, so it says "Error: …" as Podman does
+        print(f"Error: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
     if isinstance(exc, KeyboardInterrupt):
         return 130
@@ -40,7 +40,3 @@ def report(exc: BaseException) -> int:
         return EXIT_ERROR
     raise exc
 
-
-def _daemonish(exc: errors.BarqueError) -> bool:
-    # Docker words engine-side refusals as "Error response from daemon"; barque has no daemon, so it says "Error".
-    return False

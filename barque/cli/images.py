@@ -30,10 +30,11 @@ def images(ctx, repository, all_, quiet, filters, digests, no_trunc, fmt):
     if repository:
         parsed.setdefault("reference", []).append(repository if ":" in repository.rsplit("/", 1)[-1]
                                                  else repository + ":*")
-    found = apply_filters(engine, engine.images.list(), parsed)
+    every = engine.images.list()
+    found = apply_filters(engine, every, parsed)
     if not all_:
         # intermediate images (untagged parents of other images) are hidden, as Docker does
-        parents = {img.parent for img in engine.images.list() if img.parent}
+        parents = {img.parent for img in every if img.parent}
         found = [i for i in found if i.tags or str(i.id) not in parents]
     rows = []
     for img in found:
