@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import click
 
+from barque.oci.times import parse_time
+
 
 def human_size(n: float, precision: int = 3) -> str:
     """Docker's units.HumanSizeWithPrecision: decimal units (kB, MB, GB) and Go's %.{precision}g, e.g. 4.26MB, 0B.
@@ -58,18 +60,6 @@ def human_duration(seconds: float) -> str:
     return f"{h // 24 // 365} years"
 
 
-def parse_time(created: str) -> float | None:
-    """RFC 3339 (with nanoseconds, as Go writes) to a POSIX time."""
-    if not created:
-        return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", created)
-    if not m:
-        return None
-    base = datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
-    frac = float(m.group(2)) if m.group(2) else 0.0
-    return base.timestamp() + frac
-
-
 def since(created: str, now: float | None = None) -> str:
     t = parse_time(created)
     if t is None:
@@ -83,13 +73,6 @@ def created_at(created: str) -> str:
     if t is None:
         return ""
     return datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
-
-
-def rfc3339(t: float) -> str:
-    """Go's RFC3339Nano in UTC."""
-    dt = datetime.fromtimestamp(t, timezone.utc)
-    frac = f"{t % 1:.9f}"[1:].rstrip("0").rstrip(".") if t % 1 else ""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 # ---- tables ---------------------------------------------------------------------------------------------------

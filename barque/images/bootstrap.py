@@ -57,7 +57,7 @@ def _epoch(default: float) -> int:
 
 def _image_from_tree(engine, tree: Path, ref: Reference, created_by: str, epoch: int, cmd: list[str],
                      comment: str) -> Registered:
-    from barque.cli.format import rfc3339
+    from barque.oci.times import rfc3339
     from barque.layers import pack_dir
 
     with engine.lock.shared():

@@ -38,7 +38,7 @@ def image_config(diff_ids: Sequence[str], container_config: dict, history: list[
 
 def import_tar(engine, source: BinaryIO, source_name: str, ref: Reference | None, changes: Sequence[str] = (),
                message: str = "", now: float | None = None) -> Registered:
-    from barque.cli.format import rfc3339
+    from barque.oci.times import rfc3339
     from barque.layers import open_decompressed
 
     with engine.lock.shared():

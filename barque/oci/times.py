@@ -1,0 +1,27 @@
+"""Timestamps as Go (and so Docker and the OCI image config) writes them: RFC 3339 with nanoseconds, UTC."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+__all__ = ["parse_time", "rfc3339"]
+
+
+def parse_time(created: str) -> float | None:
+    """RFC 3339 (with nanoseconds, as Go writes) to a POSIX time."""
+    if not created:
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", created)
+    if not m:
+        return None
+    base = datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    frac = float(m.group(2)) if m.group(2) else 0.0
+    return base.timestamp() + frac
+
+
+def rfc3339(t: float) -> str:
+    """Go's RFC3339Nano in UTC."""
+    dt = datetime.fromtimestamp(t, timezone.utc)
+    frac = f"{t % 1:.9f}"[1:].rstrip("0").rstrip(".") if t % 1 else ""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
