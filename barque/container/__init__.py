@@ -1,0 +1,1 @@
+"""Containers: records, lifecycle (create/start/stop/kill/rm), the per-container monitor, logs, exec and volumes."""
