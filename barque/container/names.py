@@ -1,0 +1,69 @@
+"""Container names: the generated `adjective_surname` ones, and the rule a given `--name` must follow.
+
+Docker names an unnamed container from two word lists and retries with a digit appended when the pick is taken;
+barque does the same with its own lists (notable scientists and engineers), so `ps` looks familiar.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Callable
+
+from barque.errors import InvalidArgument
+
+__all__ = ["ADJECTIVES", "SURNAMES", "generate_name", "validate_name"]
+
+ADJECTIVES = (
+    "agile", "amber", "ardent", "astute", "bold", "brave", "bright", "brisk", "calm", "candid",
+    "cheerful", "clever", "cosmic", "crisp", "curious", "daring", "deft", "eager", "earnest", "fearless",
+    "fervent", "fluent", "gallant", "gentle", "glowing", "graceful", "hardy", "humble", "jolly", "jovial",
+    "keen", "kind", "lively", "loyal", "lucid", "mellow", "merry", "mindful", "nimble", "noble",
+    "patient", "placid", "plucky", "polite", "quiet", "radiant", "rapid", "resolute", "serene", "sincere",
+    "snappy", "spry", "steady", "stoic", "sunny", "swift", "tender", "tidy", "upbeat", "valiant",
+    "vivid", "witty", "zealous", "zesty",
+)
+
+SURNAMES = (
+    "agnesi", "aiken", "alhazen", "ampere", "archimedes", "avogadro", "babbage", "backus", "bardeen", "bernoulli",
+    "bohr", "boltzmann", "boole", "born", "brahe", "cantor", "carnot", "cauchy", "cerf", "chandrasekhar",
+    "clausius", "codd", "conway", "copernicus", "coulomb", "cray", "dalton", "dijkstra", "dirac", "doppler",
+    "eckert", "edison", "euclid", "euler", "faraday", "fermat", "fermi", "feynman", "fibonacci", "fourier",
+    "franklin", "galois", "gauss", "germain", "gibbs", "godel", "hamming", "hawking", "heisenberg", "hertz",
+    "hilbert", "hoare", "hooke", "hopper", "huygens", "jacobi", "johnson", "joule", "kelvin", "kepler",
+    "kernighan", "knuth", "kolmogorov", "lagrange", "lamarr", "lamport", "laplace", "leibniz", "liskov", "lovelace",
+    "maxwell", "mccarthy", "meitner", "mendel", "mendeleev", "minsky", "mirzakhani", "napier", "neumann", "newton",
+    "noether", "ohm", "pascal", "pasteur", "pauli", "planck", "poincare", "raman", "ramanujan", "riemann",
+    "ritchie", "rutherford", "schrodinger", "shannon", "somerville", "stroustrup", "tesla", "thompson", "torvalds",
+    "turing", "volta", "watt", "wiles", "wirth", "wozniak", "yalow", "yukawa", "zuse",
+)
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_ALLOWED = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
+_PLAIN_TRIES = 6   # Docker tries six names (the last five with a digit) before giving up on the pattern
+
+
+def generate_name(taken: Callable[[str], bool], rng=random) -> str:
+    """A free `adjective_surname` name; when one is taken, further picks get a random number appended.
+
+    `taken(name)` says whether a container already uses `name`. Unlike Docker, which falls back to the container
+    ID after six tries, this keeps trying with ever larger numbers, so it always returns a name. `rng` is anything
+    with `choice` and `randrange` (the `random` module, or a seeded `random.Random` in tests).
+    """
+    attempt = 0
+    while True:
+        name = f"{rng.choice(ADJECTIVES)}_{rng.choice(SURNAMES)}"
+        if attempt:
+            # one digit as Docker appends, then wider numbers once the digits are used up
+            name += str(rng.randrange(10 ** (1 + max(0, attempt - _PLAIN_TRIES))))
+        if not taken(name):
+            return name
+        attempt += 1
+
+
+def validate_name(name: str) -> str:
+    """A `--name` as stored: Docker's pattern, at least two characters, a leading "/" dropped."""
+    bare = name[1:] if name.startswith("/") else name
+    if not _NAME.fullmatch(bare):
+        raise InvalidArgument(f"Invalid container name ({name}), only {_ALLOWED} are allowed")
+    return bare
