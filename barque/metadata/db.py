@@ -56,6 +56,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX containers_image ON containers(image_id);
     """,
+    # 2: volumes of the local driver (their data lives under <root>/volumes/<name>/_data)
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL DEFAULT 'local',
+        created TEXT NOT NULL,            -- RFC 3339, as Docker's CreatedAt
+        labels TEXT NOT NULL DEFAULT 'null',   -- JSON object, or null as Docker shows for implicit volumes
+        options TEXT NOT NULL DEFAULT 'null'   -- JSON object of driver options (type, device, o)
+    );
+    """,
 ]
 
 
