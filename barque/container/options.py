@@ -660,7 +660,12 @@ def parse_key_value_opts(values: Sequence[str], flag: str) -> dict[str, str]:
 # --- user, cpuset, pids, userns --------------------------------------------------------------------------------
 
 def parse_user(text: str) -> tuple[str, str | None]:
-    """`--user name|uid[:group|gid]` split into (user, group or None); names are resolved later, in the rootfs."""
+    """`--user name|uid[:group|gid]` split into (user, group or None); names are resolved later, in the rootfs.
+
+    An empty text is Docker's "no --user": ("", None), the image's user.
+    """
+    if text == "":
+        return "", None
     user, sep, group = text.partition(":")
     if user == "" or (sep and group == "") or ":" in group:
         raise InvalidArgument(f"invalid user format: {_goquote(text)}: expected user[:group]")
