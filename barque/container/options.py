@@ -358,8 +358,10 @@ def _read_kv_file(path: str, lookup: Mapping[str, str] | None) -> list[str]:
     except OSError as exc:
         reason = (exc.strerror or str(exc))
         reason = reason[:1].lower() + reason[1:]
-        op = "read" if isinstance(exc, IsADirectoryError) else "open"
-        raise InvalidArgument(f"{op} {path}: {reason}", cause=exc) from None
+        if isinstance(exc, IsADirectoryError):
+            # Go opens a directory fine and fails on the first read, inside the env-file parser
+            raise InvalidArgument(f"invalid env file ({path}): read {path}: {reason}", cause=exc) from None
+        raise InvalidArgument(f"open {path}: {reason}", cause=exc) from None
     lines: list[str] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         raw = raw.removesuffix(b"\r")

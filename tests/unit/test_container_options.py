@@ -222,6 +222,11 @@ def test_parse_env_missing_file(tmp_path):
     assert err(o.parse_env, [], [str(path)], {}) == f"open {path}: no such file or directory"
 
 
+def test_parse_env_file_is_a_directory(tmp_path):
+    assert err(o.parse_env, [], [str(tmp_path)], {}) == \
+        f"invalid env file ({tmp_path}): read {tmp_path}: is a directory"
+
+
 def test_parse_env_file_errors(tmp_path):
     f = tmp_path / "bad.env"
     f.write_text("OK=1\nMY VAR=1\n")
