@@ -63,6 +63,22 @@ class Engine:
         remember_driver(self.root, name)
         return snap
 
+    @functools.cached_property
+    def containers(self):
+        from barque.container.store import ContainerStore
+
+        return ContainerStore(self.db, self.root / "containers", self.run_root / "containers")
+
+    @functools.cached_property
+    def volumes(self):
+        from barque.container.volumes import VolumeStore
+
+        return VolumeStore(self.db, self.root / "volumes")
+
+    @property
+    def runtime_root(self) -> Path:
+        """barque-runtime's state root for this engine's containers (on the run root: it is run-time state)."""
+        return self.run_root / "runtime"
 
     def close(self) -> None:
         """Release open files (database connections, driver metadata); the engine is unusable afterwards."""

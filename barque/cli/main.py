@@ -57,7 +57,36 @@ IMAGE_COMMANDS = {
     "import": "barque.cli.archive:import_",
 }
 
+CONTAINER_COMMANDS = {
+    "run": "barque.cli.run:run",
+    "create": "barque.cli.run:create",
+    "start": "barque.cli.containers:start",
+    "stop": "barque.cli.containers:stop",
+    "restart": "barque.cli.containers:restart",
+    "kill": "barque.cli.containers:kill",
+    "pause": "barque.cli.containers:pause",
+    "unpause": "barque.cli.containers:unpause",
+    "rm": "barque.cli.containers:rm",
+    "wait": "barque.cli.containers:wait",
+    "rename": "barque.cli.containers:rename",
+    "logs": "barque.cli.containers:logs",
+    "attach": "barque.cli.containers:attach",
+    "exec": "barque.cli.exec:exec_",
+    "top": "barque.cli.observe:top",
+    "stats": "barque.cli.observe:stats",
+    "cp": "barque.cli.files:cp",
+    "diff": "barque.cli.files:diff",
+    "export": "barque.cli.files:export",
+    "commit": "barque.cli.files:commit",
+    "update": "barque.cli.observe:update",
+}
+
 TOP_COMMANDS = {
+    **CONTAINER_COMMANDS,
+    "ps": "barque.cli.containers:ps",
+    "events": "barque.cli.observe:events",
+    "container": "barque.cli.main:container_group",
+    "volume": "barque.cli.main:volume_group",
     "images": "barque.cli.images:images",
     "rmi": "barque.cli.images:rmi",
     "tag": "barque.cli.images:tag",
@@ -74,7 +103,26 @@ TOP_COMMANDS = {
 }
 
 image_group = lazy_group("image", "Manage images", IMAGE_COMMANDS)
+container_group = lazy_group("container", "Manage containers", {
+    **CONTAINER_COMMANDS,
+    "ls": "barque.cli.containers:ps",
+    "list": "barque.cli.containers:ps",
+    "ps": "barque.cli.containers:ps",
+    "inspect": "barque.cli.containers:container_inspect",
+    "prune": "barque.cli.containers:container_prune",
+    "remove": "barque.cli.containers:rm",
+})
+volume_group = lazy_group("volume", "Manage volumes", {
+    "create": "barque.cli.volumes:create",
+    "ls": "barque.cli.volumes:ls",
+    "list": "barque.cli.volumes:ls",
+    "inspect": "barque.cli.volumes:inspect",
+    "rm": "barque.cli.volumes:rm",
+    "remove": "barque.cli.volumes:rm",
+    "prune": "barque.cli.volumes:prune",
+})
 system_group = lazy_group("system", "Manage barque", {
+    "restore": "barque.cli.observe:restore",
     "df": "barque.cli.system:df",
     "info": "barque.cli.system:info",
     "prune": "barque.cli.system:system_prune",

@@ -1,0 +1,534 @@
+"""The per-container monitor: the small process that stays beside a container so no daemon is needed (Podman's
+conmon, containerd's shim).
+
+It is the container's parent (a child subreaper, so the container's PID 1 is reparented to it when the runtime's
+stage 1 exits) and holds the container's stdio: output goes to the log file and to whoever is attached; input comes
+from the attached client that owns stdin. It records the exit (state.json, atomically), applies the restart policy,
+runs health checks, and removes the container when it was created with --rm.
+
+Two lives: `launch` runs in a process forked from the CLI — every module the runtime needs is already imported, so
+create and start cost no interpreter start-up. Once the container runs, a detached monitor re-executes itself as a
+fresh, lean interpreter (`python -S`, standard library plus this module and the log writer) and carries on in
+`serve` with the same pid, the same children and the same descriptors: an idle container then costs one small
+process. A foreground `run` keeps the forked process: it is about to end anyway.
+
+The attach protocol, on the unix socket `<run dir>/attach.sock` (and on the socket pair a foreground `run` is born
+with): the client sends one JSON line — `{"stdin": bool, "stdout": bool, "stderr": bool}` or `{"wait": true}` —
+then both sides exchange frames with Docker's 8-byte header (type, 0, 0, 0, big-endian length) and a payload.
+Monitor → client: 1 stdout, 2 stderr, 3 exit (JSON: ExitCode, Removed, OOMKilled). Client → monitor: 0 stdin data,
+5 stdin closed, 4 resize ("rows cols").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+OUT, ERR, EXIT = 1, 2, 3
+STDIN, RESIZE, STDIN_CLOSE = 0, 4, 5
+HEADER = struct.Struct(">BxxxI")
+DRAIN_TIMEOUT = 2.0
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def now_rfc3339(t: float | None = None) -> str:
+    t = time.time() if t is None else t
+    secs = int(t)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((t - secs) * 1e9):09d}Z"
+
+
+def proc_start(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+def read_state(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(path: str, state: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(state).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def update_state(path: str, **changes) -> dict:
+    state = read_state(path)
+    state.update(changes)
+    write_state(path, state)
+    return state
+
+
+# -- life 1: launch (forked from the CLI) -----------------------------------------------------------------------
+
+def launch(cfg: dict, status_fd: int, client_fd: int | None) -> None:
+    """In the forked child: create and start the container, say how it went on `status_fd`, then serve. Never
+    returns."""
+    code = 0
+    try:
+        os.setsid()
+        from barque.linux import _libc
+
+        _libc.set_child_subreaper(True)
+        fds = _create_and_start(cfg)
+        os.write(status_fd, json.dumps({"ok": True, "pid": fds["pid"]}).encode())
+        os.close(status_fd)
+        if client_fd is None and cfg.get("lean", True):
+            _reexec_lean(cfg, fds)
+        serve(cfg, fds, client_fd)
+    except BaseException as e:  # noqa: BLE001 - everything goes to the CLI waiting on status_fd
+        try:
+            os.write(status_fd, json.dumps(_describe_failure(e)).encode())
+        except OSError:
+            pass
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _describe_failure(e: BaseException) -> dict:
+    msg = str(getattr(e, "message", None) or e) or type(e).__name__
+    code = 125
+    if "executable file not found" in msg or "no such file or directory" in msg:
+        code = 127
+    elif "permission denied" in msg:
+        code = 126
+    kind = type(e).__name__
+    return {"ok": False, "error": msg, "code": code, "kind": kind}
+
+
+def _create_and_start(cfg: dict) -> dict:
+    from pathlib import Path
+
+    from barque.runtime.create import CreateOptions, create
+    from barque.runtime.start import start
+    from barque.runtime.state import StateStore
+
+    store = StateStore(Path(cfg["runtime_root"]))
+    tty = cfg["tty"]
+    devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    saved = [os.dup(i) for i in (0, 1, 2)]
+    fds: dict = {}
+    ours: list[int] = []
+    try:
+        if tty:
+            for i in (0, 1, 2):
+                os.dup2(devnull, i)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            fds.update(out=out_r, err=err_r)
+            ours += [out_w, err_w]
+            if cfg["stdin"]:
+                in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                fds["in"] = in_w
+                ours.append(in_r)
+                os.dup2(in_r, 0)
+            else:
+                os.dup2(devnull, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+        created = create(store, cfg["id"], CreateOptions(bundle=Path(cfg["bundle"]), console_to_parent=tty))
+        if tty:
+            fds["master"] = created.console_fd
+            if cfg.get("size"):
+                from barque.runtime.console import set_size
+
+                set_size(created.console_fd, *cfg["size"])
+        try:
+            start(store, cfg["id"])
+        except BaseException:
+            from barque.runtime.delete import delete
+
+            delete(store, cfg["id"], force=True)
+            raise
+        fds["pid"] = created.container.pid
+        fds["pid_start"] = created.container.start_time
+    finally:
+        for i, fd in enumerate(saved):
+            os.dup2(fd, i)
+            os.close(fd)
+        for fd in ours:
+            os.close(fd)
+        os.close(devnull)
+    state = read_state(cfg["state_path"])
+    state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False, Dead=False,
+                 Pid=fds["pid"], _PidStart=fds["pid_start"], _MonitorPid=os.getpid(),
+                 _MonitorStart=proc_start(os.getpid()), ExitCode=0, Error="", StartedAt=now_rfc3339(),
+                 FinishedAt="0001-01-01T00:00:00Z")
+    if cfg.get("healthcheck"):
+        state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
+    else:
+        state.pop("Health", None)
+    write_state(cfg["state_path"], state)
+    return fds
+
+
+def _reexec_lean(cfg: dict, fds: dict) -> None:
+    """Replace this (large, forked) interpreter by a fresh small one running `main`; pid, children, subreaper
+    status and the descriptors in `fds` carry over."""
+    keep = [fd for k, fd in fds.items() if k in ("out", "err", "in", "master") and fd is not None]
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = [sys.executable, "-S", "-c",
+            f"import sys; sys.path.insert(0, {pkg_parent!r}); from barque.container.monitor import main; main()",
+            json.dumps({"cfg": cfg, "fds": fds})]
+    os.execv(sys.executable, argv)
+
+
+def main() -> None:
+    """Entry of the lean life (see `_reexec_lean`)."""
+    blob = json.loads(sys.argv[-1])
+    sys.argv = ["barque-monitor", blob["cfg"]["id"]]
+    code = 0
+    try:
+        serve(blob["cfg"], blob["fds"], None)
+    except BaseException:  # noqa: BLE001 - a monitor has nobody to report to but the state file
+        import traceback
+
+        update_state(blob["cfg"]["state_path"], Error="monitor failed: " + traceback.format_exc(limit=3)[-500:])
+        code = 1
+    os._exit(code)
+
+
+# -- life 2: serve ---------------------------------------------------------------------------------------------
+
+class Client:
+    def __init__(self, sock: socket.socket, hello: dict) -> None:
+        self.sock = sock
+        self.stdin = bool(hello.get("stdin"))
+        self.stdout = bool(hello.get("stdout"))
+        self.stderr = bool(hello.get("stderr"))
+        self.buf = b""
+
+    def send(self, data: bytes) -> bool:
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+
+class Monitor:
+    def __init__(self, cfg: dict, fds: dict) -> None:
+        import selectors
+
+        self.cfg = cfg
+        self.pid = fds["pid"]
+        self.sel = selectors.DefaultSelector()
+        self.clients: list[Client] = []
+        self.pending: dict[socket.socket, bytes] = {}
+        self.status: int | None = None
+        self.exited_at = 0.0
+        self.outputs: dict[int, int] = {}  # fd -> stream number
+        self.stdin_fd = fds.get("master") if cfg["tty"] else fds.get("in")
+        self.stdin_owner: Client | None = None
+        self.writer = None
+        log_cfg = cfg.get("log") or {}
+        if log_cfg.get("driver", "json-file") != "none":
+            from barque.container.logs import LogWriter
+
+            self.writer = LogWriter(log_cfg["path"], log_cfg.get("max_size"), log_cfg.get("max_file", 1),
+                                    log_cfg.get("compress", False))
+        if cfg["tty"]:
+            self._watch(fds["master"], OUT)
+        else:
+            self._watch(fds["out"], OUT)
+            self._watch(fds["err"], ERR)
+        self.health = None
+        if cfg.get("healthcheck"):
+            from barque.container.health import HealthChecker
+
+            self.health = HealthChecker(cfg, self.pid)
+
+    def _watch(self, fd: int, stream: int) -> None:
+        import selectors
+
+        os.set_blocking(fd, False)
+        self.outputs[fd] = stream
+        self.sel.register(fd, selectors.EVENT_READ, ("out", stream))
+
+    # output
+    def on_output(self, fd: int, stream: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the terminal's last holder is gone
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            del self.outputs[fd]
+            return
+        if self.writer is not None:
+            self.writer.write("stdout" if stream == OUT else "stderr", data)
+        payload = frame(stream, data)
+        for c in list(self.clients):
+            if (stream == OUT and c.stdout) or (stream == ERR and c.stderr):
+                if not c.send(payload):
+                    self.drop(c)
+
+    # clients
+    def accept(self, listener: socket.socket) -> None:
+        import selectors
+
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            return
+        sock.setblocking(True)
+        self.pending[sock] = b""
+        self.sel.register(sock, selectors.EVENT_READ, ("hello", sock))
+
+    def add_client(self, sock: socket.socket, hello: dict, rest: bytes = b"") -> None:
+        import selectors
+
+        if hello.get("wait"):
+            c = Client(sock, {})
+            self.clients.append(c)
+            self.sel.register(sock, selectors.EVENT_READ, ("client", c))
+            if self.status is not None and not self.outputs:
+                self._send_exit(c)
+            return
+        c = Client(sock, hello)
+        self.clients.append(c)
+        if c.stdin and self.stdin_fd is not None and self.stdin_owner is None:
+            self.stdin_owner = c
+        else:
+            c.stdin = False
+        self.sel.register(sock, selectors.EVENT_READ, ("client", c))
+        if rest:
+            c.buf = rest
+            self._client_frames(c)
+
+    def on_hello(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        buf = self.pending.get(sock, b"") + data
+        if not data or len(buf) > 65536:
+            self.sel.unregister(sock)
+            self.pending.pop(sock, None)
+            sock.close()
+            return
+        if b"\n" not in buf:
+            self.pending[sock] = buf
+            return
+        line, rest = buf.split(b"\n", 1)
+        self.sel.unregister(sock)
+        del self.pending[sock]
+        try:
+            hello = json.loads(line)
+        except ValueError:
+            sock.close()
+            return
+        self.add_client(sock, hello, rest)
+
+    def on_client(self, c: Client) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(c)
+            return
+        c.buf += data
+        self._client_frames(c)
+
+    def _client_frames(self, c: Client) -> None:
+        while len(c.buf) >= HEADER.size:
+            kind, size = HEADER.unpack_from(c.buf)
+            if len(c.buf) < HEADER.size + size:
+                return
+            payload = c.buf[HEADER.size:HEADER.size + size]
+            c.buf = c.buf[HEADER.size + size:]
+            if kind == STDIN and c is self.stdin_owner and self.stdin_fd is not None:
+                self._write_stdin(payload)
+            elif kind == STDIN_CLOSE and c is self.stdin_owner:
+                self._close_stdin()
+            elif kind == RESIZE and self.cfg["tty"]:
+                try:
+                    rows, cols = (int(x) for x in payload.split())
+                    self._resize(rows, cols)
+                except ValueError:
+                    pass
+
+    def _write_stdin(self, data: bytes) -> None:
+        view = memoryview(data)
+        fd = self.stdin_fd
+        os.set_blocking(fd, True)
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError:
+            pass
+        finally:
+            if fd in self.outputs:
+                os.set_blocking(fd, False)
+
+    def _close_stdin(self) -> None:
+        if self.cfg["tty"]:
+            self._write_stdin(b"\x04")  # EOF on a terminal is ^D
+            return
+        if self.stdin_fd is not None and self.cfg.get("stdin_once", True):
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
+    def _resize(self, rows: int, cols: int) -> None:
+        import fcntl
+        import termios
+
+        for fd, _ in self.outputs.items():
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            return
+
+    def drop(self, c: Client) -> None:
+        if c in self.clients:
+            self.clients.remove(c)
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+            c.sock.close()
+        if c is self.stdin_owner:
+            self.stdin_owner = None
+            if self.cfg.get("stdin_once") and not self.cfg["tty"]:
+                self._close_stdin()
+
+    def _send_exit(self, c: Client, removed: bool = False) -> None:
+        payload = json.dumps({"ExitCode": self.exit_code(), "Removed": removed}).encode()
+        c.send(frame(EXIT, payload))
+
+    def exit_code(self) -> int:
+        st = self.status or 0
+        return 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            if pid == self.pid and self.status is None:
+                self.status = st
+                self.exited_at = time.monotonic()
+            elif self.health is not None:
+                self.health.reaped(pid, st)
+
+
+def serve(cfg: dict, fds: dict, client_fd: int | None) -> None:
+    import selectors  # noqa: F401 - imported for the Monitor
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)  # only the container's exit ends a monitor
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    m = Monitor(cfg, fds)
+    import selectors as _s
+
+    m.sel.register(wake_r, _s.EVENT_READ, ("wake", None))
+    sock_path = os.path.join(cfg["run_dir"], "attach.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    listener.bind(sock_path)
+    os.chmod(sock_path, 0o600)
+    listener.listen(64)
+    listener.setblocking(False)
+    m.sel.register(listener, _s.EVENT_READ, ("listen", listener))
+    if client_fd is not None:  # born attached: its hello is already written, take it before any output
+        sock = socket.socket(fileno=client_fd)
+        sock.setblocking(True)
+        buf = b""
+        while b"\n" not in buf:
+            data = sock.recv(4096)
+            if not data:
+                break
+            buf += data
+        line, _, rest = buf.partition(b"\n")
+        try:
+            m.add_client(sock, json.loads(line), rest)
+        except ValueError:
+            sock.close()
+    m.reap()
+    while True:
+        timeout = None
+        if m.status is not None:
+            if not m.outputs or time.monotonic() - m.exited_at > DRAIN_TIMEOUT:
+                break
+            timeout = 0.05
+        if m.health is not None:
+            t = m.health.next_due()
+            timeout = t if timeout is None else min(timeout, t)
+        for key, _ in m.sel.select(timeout):
+            kind, obj = key.data
+            if kind == "out":
+                m.on_output(key.fd, obj)
+            elif kind == "wake":
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                m.reap()
+            elif kind == "listen":
+                m.accept(obj)
+            elif kind == "hello":
+                m.on_hello(obj)
+            elif kind == "client":
+                m.on_client(obj)
+        if m.health is not None and m.status is None:
+            m.health.tick()
+        m.reap()
+    for fd in list(m.outputs):
+        os.close(fd)
+    listener.close()
+    try:
+        os.unlink(sock_path)
+    except OSError:
+        pass
+    if m.writer is not None:
+        m.writer.close()
+    removed = finish(cfg, m.exit_code())
+    for c in list(m.clients):
+        m._send_exit(c, removed)
+        c.sock.close()
+
+
+def finish(cfg: dict, exit_code: int) -> bool:
+    """After the container's exit: record it, release what it held, then restart it or remove it as asked.
+    Returns whether the container was removed."""
+    from barque.container.exit import after_exit
+
+    return after_exit(cfg, exit_code)

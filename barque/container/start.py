@@ -1,0 +1,206 @@
+"""`start`: mount the container's rootfs, write its OCI config, and hand it to a new monitor process that creates
+and starts it with barque's runtime (see monitor.py). Returns once the container's process runs — or with the
+reason it could not, and Docker's exit code for that reason (127 command not found, 126 not executable, 125 other).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from barque.errors import FailedPrecondition
+
+__all__ = ["start", "StartFailed", "monitor_config"]
+
+log = logging.getLogger(__name__)
+STATUS_TIMEOUT = 120.0
+
+
+class StartFailed(FailedPrecondition):
+    def __init__(self, message: str, code: int = 125) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def barque_argv(engine) -> list[str]:
+    """How a monitor calls barque again (a restart) with this engine's settings."""
+    s = engine.settings
+    argv = [sys.executable, "-c", "from barque.cli.main import main; main()", "--root", str(s.root),
+            "--run-root", str(s.run_root), "--storage-driver", engine.driver_name]
+    return argv
+
+
+def monitor_config(engine, c, bundle: Path, rootfs: Path, size: tuple[int, int] | None) -> dict:
+    config, host = c.record["Config"], c.record["HostConfig"]
+    log_cfg = host.get("LogConfig") or {"Type": "json-file", "Config": {}}
+
+    hc = config.get("Healthcheck")
+    if hc and (hc.get("Test") or ["NONE"])[0] == "NONE":
+        hc = None
+    if hc:
+        from barque.container.options import healthcheck_defaults
+
+        hc = healthcheck_defaults(hc)
+    return {
+        "id": c.id, "name": c.name, "state_path": str(c.state_path), "run_dir": str(c.run_dir),
+        "bundle": str(bundle), "rootfs": str(rootfs), "runtime_root": str(engine.runtime_root),
+        "tty": bool(config.get("Tty")), "stdin": bool(config.get("OpenStdin")),
+        "stdin_once": bool(config.get("StdinOnce")), "size": list(size) if size else None,
+        "log": {"driver": log_cfg["Type"], "path": c.record.get("LogPath") or "",
+                **writer_settings(log_cfg)},
+        "restart": host.get("RestartPolicy") or {}, "autoremove": bool(host.get("AutoRemove")),
+        "healthcheck": hc, "root": str(engine.settings.root), "engine_run_root": str(engine.settings.run_root),
+        "driver": engine.driver_name, "barque_argv": barque_argv(engine),
+    }
+
+
+def writer_settings(log_cfg: dict) -> dict:
+    from barque.container.logs import log_settings
+
+    settings = log_settings(log_cfg)
+    if settings is None:
+        return {}
+    max_size, max_file, compress = settings
+    return {"max_size": max_size, "max_file": max_file, "compress": compress}
+
+
+def prepare_bundle(engine, c) -> tuple[Path, Path]:
+    """The run directory with config.json, and the rootfs mounted in it."""
+    from barque.container.mounts import oci_mounts, populate
+    from barque.container.ocispec import build_spec, write_spec
+    from barque.linux.mountinfo import mounted_under
+    from barque.snapshot import mount_all
+
+    bundle = c.run_dir
+    bundle.mkdir(parents=True, exist_ok=True, mode=0o711)
+    os.chmod(bundle, 0o711)  # a remapped root must reach its rootfs through it
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    if not os.path.ismount(rootfs) and not mounted_under(rootfs):
+        mount_all(engine.snapshotter.mounts(c.private["snapshot"]), rootfs)
+    try:
+        for m in c.record.get("Mounts") or []:
+            if m.get("Type") == "volume" and not m.get("_nocopy") and m.get("Source"):
+                populate(Path(m["Source"]), rootfs, m["Destination"])
+        files = {"hostname": c.dir / "hostname", "hosts": c.dir / "hosts", "resolv.conf": c.dir / "resolv.conf"}
+        userns = None
+        if (c.record["HostConfig"].get("UsernsMode") or "") == "remap":
+            from barque.container.userns import remap_ranges
+
+            userns = remap_ranges()
+        spec = build_spec(c.record, rootfs, files, oci_mounts(c.record.get("Mounts") or []), userns=userns)
+        write_spec(bundle, spec)
+    except BaseException:
+        from barque.container.exit import unmount_rootfs
+
+        unmount_rootfs(str(rootfs))
+        raise
+    return bundle, rootfs
+
+
+def _clear_stale_runtime_state(engine, cid: str) -> None:
+    from barque.errors import NotFound
+    from barque.runtime.delete import delete
+    from barque.runtime.state import StateStore
+
+    store = StateStore(engine.runtime_root)
+    if store.dir(cid).exists():
+        try:
+            delete(store, cid, force=True)
+        except NotFound:
+            pass
+
+
+def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None = None,
+          restarting: bool = False) -> socket.socket | None:
+    """Start `c`. With `attach` (the attach hello: which streams), returns a socket already attached to the new
+    monitor — attached before the container runs, so no output is missed."""
+    from barque.container import monitor
+    from barque.container.exit import STOP_MARKER, unmount_rootfs
+
+    state = c.refresh()
+    if state.get("Status") in ("running", "paused") and not restarting:
+        return None
+    if state.get("Status") == "removing":
+        raise FailedPrecondition(f"container {c.id[:12]} is marked for removal and cannot be started")
+    _clear_stale_runtime_state(engine, c.id)
+    bundle, rootfs = prepare_bundle(engine, c)
+    try:
+        os.unlink(c.run_dir / STOP_MARKER)
+    except FileNotFoundError:
+        pass
+    cfg = monitor_config(engine, c, bundle, rootfs, size)
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    ours = theirs = None
+    if attach:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.sendall(json.dumps(attach).encode() + b"\n")
+    _flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(status_r)
+            if ours is not None:
+                ours.close()
+            if os.fork() != 0:
+                os._exit(0)  # the monitor is a grandchild: reparented at once, never our zombie
+            engine_close_in_child(engine)
+            monitor.launch(cfg, status_w, theirs.detach() if theirs is not None else None)
+        finally:
+            os._exit(1)
+    os.close(status_w)
+    if theirs is not None:
+        theirs.close()
+    os.waitpid(pid, 0)
+    reply = _read_all(status_r)
+    try:
+        result = json.loads(reply) if reply else {"ok": False, "error": "the container's monitor died", "code": 125}
+    except ValueError:
+        result = {"ok": False, "error": f"the container's monitor said: {reply[:200]!r}", "code": 125}
+    if not result.get("ok"):
+        if ours is not None:
+            ours.close()
+        unmount_rootfs(str(rootfs))
+        state = c.refresh()
+        state.update(Status="created" if state.get("Status") in (None, "created") else "exited",
+                     ExitCode=result.get("code", 125), Error=result["error"], Running=False, Pid=0)
+        c.save_state(state)
+        raise StartFailed(result["error"], result.get("code", 125))
+    c.refresh()
+    return ours
+
+
+def engine_close_in_child(engine) -> None:
+    """SQLite connections must not be used across fork: drop the inherited ones without closing them cleanly
+    (which would touch the parent's locks)."""
+    try:
+        local = engine.db._local if "db" in engine.__dict__ else None
+        if local is not None and getattr(local, "conn", None) is not None:
+            local.conn = None
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    try:
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _flush() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass

@@ -1,0 +1,145 @@
+"""`kill`, `stop`, `pause`/`unpause`: signals to a running container's PID 1 (checked against its start time so a
+reused pid is never signalled), and stop's Docker sequence — the stop signal, up to the timeout, then SIGKILL.
+
+A stop by the user is marked (a file in the run directory) before the signal, so the monitor does not apply the
+restart policy to the exit it causes, as Docker does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal as signalmod
+import time
+
+from barque.errors import Conflict
+
+__all__ = ["kill", "stop", "pause", "unpause", "DEFAULT_STOP_TIMEOUT"]
+
+DEFAULT_STOP_TIMEOUT = 10
+KILL_WAIT = 30.0
+
+
+def _signal_number(sig: str | int) -> int:
+    from barque.container.options import parse_signal, signal_number
+
+    if isinstance(sig, int):
+        return sig
+    return signal_number(parse_signal(sig, "--signal"))
+
+
+def _send(c, signum: int) -> bool:
+    from barque.container.store import proc_start
+
+    state = c.refresh()
+    pid = state.get("Pid") or 0
+    if not pid or proc_start(pid) != state.get("_PidStart"):
+        return False
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill(c, sig: str | int = "SIGKILL") -> None:
+    signum = _signal_number(sig)
+    if not c.refresh().get("Running") or c.status not in ("running", "paused"):
+        raise Conflict(f"Cannot kill container: {c.name}: Container {c.id} is not running")
+    if signum in (signalmod.SIGKILL, signalmod.SIGTERM, signalmod.SIGINT):
+        mark_stopped(c)
+    if c.status == "paused" and signum == signalmod.SIGKILL:
+        _send(c, signum)
+        _thaw(c)
+        return
+    if not _send(c, signum):
+        raise Conflict(f"Cannot kill container: {c.name}: Container {c.id} is not running")
+
+
+def mark_stopped(c) -> None:
+    from barque.container.exit import STOP_MARKER
+
+    try:
+        c.run_dir.mkdir(parents=True, exist_ok=True)
+        (c.run_dir / STOP_MARKER).touch()
+    except OSError:
+        pass
+
+
+def wait_stopped(c, timeout: float) -> bool:
+    """Until the container is no longer running (the monitor reports the exit) or `timeout` passes."""
+    from barque.container.attach import wait_exit
+
+    deadline = time.monotonic() + timeout
+    if wait_exit(c, timeout) is not None:
+        return True
+    while time.monotonic() < deadline:  # no monitor to ask: watch the state and the process
+        if not c.refresh().get("Running") or c.status not in ("running", "paused", "restarting"):
+            return True
+        time.sleep(0.05)
+    return not c.refresh().get("Running")
+
+
+def stop(c, timeout: int | None = None, sig: str | None = None) -> None:
+    state = c.refresh()
+    if state.get("Status") == "restarting":
+        mark_stopped(c)
+        state.update(Status="exited", Restarting=False, Running=False)
+        c.save_state(state)
+        return
+    if state.get("Status") not in ("running", "paused"):
+        return
+    config = c.record["Config"]
+    if timeout is None:
+        timeout = config.get("StopTimeout")
+        if timeout is None:
+            timeout = DEFAULT_STOP_TIMEOUT
+    signum = _signal_number(sig or config.get("StopSignal") or "SIGTERM")
+    mark_stopped(c)
+    paused = c.status == "paused"
+    if timeout != 0 and _send(c, signum):
+        if paused:
+            _thaw(c)
+        if timeout < 0 or wait_stopped(c, float(timeout)):
+            return
+    _send(c, signalmod.SIGKILL)
+    if paused:
+        _thaw(c)
+    wait_stopped(c, KILL_WAIT)
+
+
+def _runtime(c):
+    from barque.runtime import Runtime
+
+    return Runtime(c.runtime_root)
+
+
+def _thaw(c) -> None:
+    try:
+        _runtime(c).resume(c.id)
+    except Exception:  # noqa: BLE001 - best effort: the process may be gone
+        pass
+    state = c.refresh()
+    if state.get("Status") == "paused":
+        state.update(Status="running", Paused=False)
+        c.save_state(state)
+
+
+def pause(c) -> None:
+    state = c.refresh()
+    if state.get("Status") != "running":
+        if state.get("Status") == "paused":
+            raise Conflict(f"Container {c.id} is already paused")
+        raise Conflict(f"Container {c.id} is not running")
+    _runtime(c).pause(c.id)
+    state.update(Status="paused", Paused=True)
+    c.save_state(state)
+
+
+def unpause(c) -> None:
+    state = c.refresh()
+    if state.get("Status") != "paused":
+        raise Conflict(f"Container {c.id} is not paused")
+    _runtime(c).resume(c.id)
+    state = c.refresh()
+    state.update(Status="running", Paused=False)
+    c.save_state(state)

@@ -1,0 +1,34 @@
+"""`--userns remap`: the container's root is an ordinary, unprivileged user of the host.
+
+The range comes from /etc/subuid and /etc/subgid entries of the user `barque` (as Docker's userns-remap uses those of
+`dockremap`); without one, barque uses 65536 ids from 231072 (above the ranges useradd hands out). The image's files
+keep their owners on disk: the runtime mounts the rootfs idmapped through the container's user namespace
+(barque.runtime's `org.barque.idmap-rootfs` annotation), so file owner 0 reads as the container's root — no chowned
+copy of the snapshot is made.
+"""
+
+from __future__ import annotations
+
+__all__ = ["remap_ranges", "DEFAULT_RANGE"]
+
+DEFAULT_RANGE = (231072, 65536)
+USER = "barque"
+
+
+def _subid(path: str) -> tuple[int, int] | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] == USER:
+                    return int(parts[1]), int(parts[2])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def remap_ranges() -> tuple[list, list]:
+    """(uid mappings, gid mappings) as [container id, host id, size] triples."""
+    uid = _subid("/etc/subuid") or DEFAULT_RANGE
+    gid = _subid("/etc/subgid") or DEFAULT_RANGE
+    return [[0, uid[0], uid[1]]], [[0, gid[0], gid[1]]]
