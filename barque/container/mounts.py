@@ -37,6 +37,7 @@ __all__ = [
     "parse_mount_flag",
     "parse_tmpfs_flag",
     "parse_volumes_from",
+    "validate_mount",
     "inherit",
     "resolve",
     "inspect_mounts",
@@ -283,19 +284,50 @@ def parse_mount_flag(text: str) -> dict:
     if tmpfs is not None and kind != "tmpfs":
         raise flag_error(f"cannot mix 'tmpfs-*' options with mount type '{kind}'")
 
+    if bind is not None:
+        spec["BindOptions"] = bind
+    if volume is not None:
+        spec["VolumeOptions"] = volume
+    if tmpfs is not None:
+        spec["TmpfsOptions"] = tmpfs
+    return validate_mount(spec)
+
+
+def validate_mount(mount: Mapping) -> dict:
+    """Docker's daemon-side check of one HostConfig.Mounts entry (from `--mount` or the Engine API), normalised:
+    Target cleaned, the options block of its type filled in, and a tmpfs's mount options computed (`_options`).
+
+    A bind source must exist: unlike `-v`, `--mount` never creates it.
+    """
+    spec = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in mount.items()}
+    kind = spec.get("Type") or ""
+    spec.setdefault("Source", "")
+    spec["Source"] = spec["Source"] or ""
+    spec["ReadOnly"] = bool(spec.get("ReadOnly"))
+    target = spec.get("Target") or ""
+
     def config_error(reason: str) -> InvalidArgument:
         return InvalidArgument(f'invalid mount config for type "{kind}": {reason}')
 
-    problem = _target_error(spec["Target"])
+    def no_extra(*fields: str) -> None:
+        for f in fields:
+            if spec.get(f) is not None:
+                raise config_error(f"field {f} must not be specified")
+
+    if target == "":
+        raise config_error("field Target must not be empty")
+    problem = _target_error(target)
     if problem:
         raise config_error(problem)
-    spec["Target"] = _clean(spec["Target"])
+    spec["Target"] = _clean(target)
     if kind == "bind":
         if spec["Source"] == "":
             raise config_error("field Source must not be empty")
-        options = bind or {"Propagation": ""}
+        options = spec.get("BindOptions") or {}
+        options.setdefault("Propagation", "")
         if options["Propagation"] and options["Propagation"] not in _PROPAGATION:
             raise config_error(f"invalid propagation mode: {options['Propagation']}")
+        no_extra("VolumeOptions", "TmpfsOptions")
         if not spec["Source"].startswith("/"):
             raise config_error(f"invalid mount path: '{spec['Source']}' mount path must be absolute")
         spec["Source"] = _clean(spec["Source"])
@@ -303,20 +335,24 @@ def parse_mount_flag(text: str) -> dict:
             raise config_error(f"bind source path does not exist: {spec['Source']}")
         spec["BindOptions"] = options
     elif kind == "volume":
-        options = volume or {"NoCopy": False}
+        no_extra("BindOptions", "TmpfsOptions")
         if spec["ReadOnly"] and spec["Source"] == "":
             raise config_error("must not set ReadOnly mode when using anonymous volumes")
+        options = spec.get("VolumeOptions") or {}
+        options["NoCopy"] = bool(options.get("NoCopy"))
         spec["VolumeOptions"] = options
     elif kind == "tmpfs":
+        no_extra("BindOptions", "VolumeOptions")
         if spec["Source"]:
             raise config_error("field Source must not be specified")
-        data = _tmpfs_data(tmpfs or {}, spec["ReadOnly"])
+        tmpfs = spec.get("TmpfsOptions") or {}
+        data = _tmpfs_data(tmpfs, spec["ReadOnly"])
         try:
             spec["_options"] = merge_tmpfs_options(list(TMPFS_DEFAULTS) + [DEFAULT_PROPAGATION]
                                                    + _mode_parts(data))
         except ValueError as e:
             raise config_error(str(e)) from None
-        spec["TmpfsOptions"] = tmpfs or {}
+        spec["TmpfsOptions"] = tmpfs
     else:
         raise config_error("mount type unknown")
     return spec
@@ -418,7 +454,7 @@ def inherit(mounts: Iterable[Mapping], mode: str) -> list[dict]:
         entry = dict(m)
         entry["RW"] = bool(m.get("RW", True)) and mode != "ro"
         entry["Mode"] = ""
-        entry["_copy"] = False
+        entry["_nocopy"] = True
         if entry.get("Type") == "tmpfs" and not entry["RW"]:
             entry["_options"] = merge_tmpfs_options(list(entry.get("_options") or TMPFS_DEFAULTS) + ["ro"])
         out.append(entry)
@@ -427,7 +463,7 @@ def inherit(mounts: Iterable[Mapping], mode: str) -> list[dict]:
 
 # ---- resolution -------------------------------------------------------------------------------------------------
 
-def _volume_entry(volume: Mapping, destination: str, mode: str, rw: bool, copy: bool) -> dict:
+def _volume_entry(volume: Mapping, destination: str, mode: str, rw: bool, nocopy: bool) -> dict:
     return {
         "Type": "volume",
         "Name": volume["Name"],
@@ -438,7 +474,7 @@ def _volume_entry(volume: Mapping, destination: str, mode: str, rw: bool, copy: 
         "RW": rw,
         "Propagation": "",
         # copy-up into `_data` only helps a volume whose `_data` is what gets mounted
-        "_copy": copy and not (volume.get("Options") or {}).get("type"),
+        "_nocopy": nocopy or bool((volume.get("Options") or {}).get("type")),
         "_volume_options": volume.get("Options"),
     }
 
@@ -461,7 +497,7 @@ def _resolve_volume(volumes, spec: Mapping, conn) -> dict:
         mode = ""
     else:
         mode = spec.get("_mode") or "z"  # Docker marks local volumes "z" when no mode was given
-    return _volume_entry(volume, spec["Target"], mode, not spec.get("ReadOnly"), not options.get("NoCopy"))
+    return _volume_entry(volume, spec["Target"], mode, not spec.get("ReadOnly"), bool(options.get("NoCopy")))
 
 
 def _resolve_bind(spec: Mapping) -> dict:
@@ -494,14 +530,15 @@ def resolve(volumes, requested: Sequence[Mapping], image_volumes: Iterable[str],
             conn=None) -> list[dict]:
     """Every mount a new container gets, as Docker's inspect Mounts entries (plus `_` private keys).
 
-    `volumes` is a VolumeStore; `requested` the parsed `-v`/`--mount`/`--tmpfs` flags; `image_volumes` the image
-    config's Volumes; `inherited` the output of `inherit` for each `--volumes-from` container. Named volumes are
-    created when missing, anonymous ones for `-v /dst` and each image VOLUME no other mount covers. Pass `conn` to
-    do it inside the transaction that stores the container record, so no volume is pruned in between.
+    `volumes` is a VolumeStore; `requested` the parsed `-v`/`--mount`/`--tmpfs` flags, or HostConfig.Mounts
+    entries from the Engine API (checked here as `validate_mount` checks them); `image_volumes` the image config's
+    Volumes; `inherited` the Mounts of the `--volumes-from` containers with RW already false for `:ro` (as
+    `inherit` gives them). Named volumes are created when missing, anonymous ones for `-v /dst` and each image
+    VOLUME no other mount covers. Pass `conn` to do it inside the transaction that stores the container record,
+    so no volume can be pruned in between.
     """
     by_destination: dict[str, dict] = {}
-    for m in inherited:
-        entry = dict(m)
+    for entry in inherit(inherited, "rw"):
         entry["Destination"] = _clean(entry["Destination"])
         if entry.get("Type") == "volume":
             volume = volumes.get(entry["Name"], conn=conn)  # it must still exist
@@ -512,6 +549,8 @@ def resolve(volumes, requested: Sequence[Mapping], image_volumes: Iterable[str],
     explicit: set[str] = set()
     declared: list[str] = []  # `-v /dst`: declared volumes, like the image's
     for spec in requested:
+        if "_mode" not in spec and not spec.get("_hidden"):  # not from -v or --tmpfs: a HostConfig.Mounts entry
+            spec = validate_mount(spec)
         target = spec["Target"]
         if spec.get("_config_volume"):
             declared.append(target)
@@ -534,7 +573,7 @@ def resolve(volumes, requested: Sequence[Mapping], image_volumes: Iterable[str],
         if destination in by_destination:
             continue
         volume = volumes.create(None, conn=conn)
-        by_destination[destination] = _volume_entry(volume, destination, "", True, True)
+        by_destination[destination] = _volume_entry(volume, destination, "", True, False)
     return list(by_destination.values())
 
 

@@ -360,10 +360,10 @@ def test_resolve_everything(store, tmp_path):
         "Propagation": "rprivate"}]
     for dst in ("/declared", "/var/cache"):
         anon = by_dst[dst]
-        assert anon["Mode"] == "" and anon["RW"] is True and anon["_copy"] is True
+        assert anon["Mode"] == "" and anon["RW"] is True and anon["_nocopy"] is False
         assert store.get(anon["Name"])["Labels"] == {ANONYMOUS_LABEL: ""}
     assert store.get("opts")["Labels"] == {"a": "b"}
-    assert by_dst["/opts"]["_copy"] is False  # a tmpfs volume's _data is not what gets mounted
+    assert by_dst["/opts"]["_nocopy"] is True  # a tmpfs volume's _data is not what gets mounted
     shown = {m["Destination"] for m in inspect_mounts(resolved)}
     assert "/run" not in shown and "/scratch" in shown  # Docker keeps --tmpfs out of Mounts
     assert all(not k.startswith("_") for m in inspect_mounts(resolved) for k in m)
@@ -373,7 +373,7 @@ def test_resolve_everything(store, tmp_path):
 def test_resolve_reuses_existing_volume_and_nocopy(store):
     before = store.create("keep", labels={"x": "y"})
     (m,) = resolve(store, [parse_volume_flag("keep:/k:nocopy,ro")], [], [])
-    assert m["Name"] == "keep" and m["Mode"] == "nocopy,ro" and m["RW"] is False and m["_copy"] is False
+    assert m["Name"] == "keep" and m["Mode"] == "nocopy,ro" and m["RW"] is False and m["_nocopy"] is True
     assert store.get("keep") == before
 
 
@@ -393,7 +393,7 @@ def test_resolve_volumes_from(store, tmp_path):
     resolved = resolve(store, [parse_volume_flag("mine:/h")], ["/shared"], inherited)
     by_dst = {m["Destination"]: m for m in resolved}
     assert by_dst["/shared"]["Name"] == "shared" and by_dst["/shared"]["RW"] is False
-    assert by_dst["/shared"]["Mode"] == "" and by_dst["/shared"]["_copy"] is False
+    assert by_dst["/shared"]["Mode"] == "" and by_dst["/shared"]["_nocopy"] is True
     assert by_dst["/h"]["Name"] == "mine"  # the container's own mount wins over the inherited one
     assert len(resolved) == 2  # the image's /shared is covered by the inherited volume
     rw = inherit(source, "rw")
@@ -402,6 +402,39 @@ def test_resolve_volumes_from(store, tmp_path):
         conn.execute("DELETE FROM volumes WHERE name='shared'")
     with pytest.raises(NotFound, match="^get shared: no such volume$"):
         resolve(store, [], [], rw)
+
+
+def test_resolve_checks_engine_api_mounts(store, tmp_path):
+    """HostConfig.Mounts from the API arrive without the parser's private keys and unchecked."""
+    api = [{"Type": "tmpfs", "Target": "/t/", "TmpfsOptions": {"SizeBytes": 2 << 20}},
+           {"Type": "bind", "Source": str(tmp_path), "Target": "/b"},
+           {"Type": "volume", "Source": "apivol", "Target": "/v"}]
+    by_dst = {m["Destination"]: m for m in resolve(store, api, [], [])}
+    assert oci_mounts([by_dst["/t"]])[0]["options"] == ["noexec", "nosuid", "nodev", "rprivate", "size=2m"]
+    assert by_dst["/b"]["Propagation"] == "rprivate" and by_dst["/v"]["Name"] == "apivol"
+    with pytest.raises(InvalidArgument, match='^invalid mount config for type "volume": field BindOptions must not '):
+        resolve(store, [{"Type": "volume", "Target": "/x", "BindOptions": {"Propagation": "shared"}}], [], [])
+    with pytest.raises(InvalidArgument, match='^invalid mount config for type "bind": bind source path does not'):
+        resolve(store, [{"Type": "bind", "Source": str(tmp_path / "no"), "Target": "/x"}], [], [])
+    with pytest.raises(InvalidArgument, match='^invalid mount config for type "tmpfs": field Target must not be'):
+        resolve(store, [{"Type": "tmpfs"}], [], [])
+
+
+def test_resolve_normalises_raw_inherited_mounts(store):
+    """A source container's record as stored: --tmpfs mounts are not inherited, Mode is not, copy-up never."""
+    source = resolve(store, [parse_volume_flag("data1:/d:z"), parse_tmpfs_flag("/run")], [], [])
+    raw = [dict(m, RW=False) for m in source]  # what a caller does for `:ro`
+    (m,) = resolve(store, [], [], raw)
+    assert (m["Name"], m["Mode"], m["RW"], m["_nocopy"]) == ("data1", "", False, True)
+
+
+def test_resolve_inside_the_callers_transaction(store):
+    with pytest.raises(RuntimeError):
+        with store.db.transaction() as conn:
+            resolve(store, [parse_volume_flag("txvol:/x")], ["/img"], [], conn=conn)
+            assert store.get("txvol", conn=conn)["Name"] == "txvol"
+            raise RuntimeError("container record failed")
+    assert store.list() == []  # rolled back with the container
 
 
 def test_resolve_reports_bad_volume_names(store):
