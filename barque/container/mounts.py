@@ -187,7 +187,8 @@ def _parse_bool(text: str) -> bool:
 
 
 def parse_mount_flag(text: str) -> dict:
-    """`--mount type=bind|volume|tmpfs,source=…,target=…,…`, checked as Docker's CLI and then its daemon check it.
+    """`--mount type=bind|volume|tmpfs,source=…,target=…,…` as the HostConfig.Mounts entry Docker's CLI sends (no
+    private keys: `resolve` completes it), checked as Docker's CLI and then its daemon check it.
 
     CLI-side problems read `invalid argument "<text>" for "--mount" flag: <reason>` (Docker exits 125 on them);
     daemon-side ones `invalid mount config for type "<type>": <reason>`, e.g. a bind source that does not exist.
@@ -206,12 +207,12 @@ def parse_mount_flag(text: str) -> dict:
 
     def bind_options() -> dict:
         nonlocal bind
-        bind = bind if bind is not None else {"Propagation": ""}
+        bind = bind if bind is not None else {}
         return bind
 
     def volume_options() -> dict:
         nonlocal volume
-        volume = volume if volume is not None else {"NoCopy": False}
+        volume = volume if volume is not None else {}
         return volume
 
     def tmpfs_options() -> dict:
@@ -290,7 +291,16 @@ def parse_mount_flag(text: str) -> dict:
         spec["VolumeOptions"] = volume
     if tmpfs is not None:
         spec["TmpfsOptions"] = tmpfs
-    return validate_mount(spec)
+    validate_mount(spec)  # the daemon's checks, now: a bad mount fails before anything is made
+    return _omit_empty(spec)
+
+
+def _omit_empty(value):
+    """What Docker's CLI sends (Go's `omitempty`): unset fields left out, so inspect's HostConfig.Mounts matches."""
+    if isinstance(value, dict):
+        kept = {k: _omit_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if k in ("Type", "Target") or v not in (None, "", False, 0, {})}
+    return value
 
 
 def validate_mount(mount: Mapping) -> dict:

@@ -97,27 +97,34 @@ def test_volume_flag_errors(text, message):
 
 def test_mount_flag_bind(tmp_path):
     spec = parse_mount_flag(f"type=bind,source={tmp_path},target=/app,readonly,bind-propagation=rslave")
-    assert spec["Type"] == "bind" and spec["Source"] == str(tmp_path) and spec["Target"] == "/app"
-    assert spec["ReadOnly"] is True and spec["BindOptions"] == {"Propagation": "rslave"}
-    assert parse_mount_flag(f"type=bind,src={tmp_path},dst=/app,ro=false")["ReadOnly"] is False
+    assert spec == {"Type": "bind", "Source": str(tmp_path), "Target": "/app", "ReadOnly": True,
+                    "BindOptions": {"Propagation": "rslave"}}
+    # as Docker's CLI sends it: unset fields left out
+    assert parse_mount_flag(f"type=bind,src={tmp_path},dst=/app,ro=false") == \
+        {"Type": "bind", "Source": str(tmp_path), "Target": "/app"}
     assert parse_mount_flag(f'"type=bind","src={tmp_path}",destination=/app')["Target"] == "/app"
 
 
 def test_mount_flag_volume_defaults_and_options():
     spec = parse_mount_flag("target=/data,source=vol1,volume-nocopy,volume-label=team=db,"
                             "volume-opt=type=tmpfs,volume-opt=device=tmpfs")
-    assert spec["Type"] == "volume" and spec["Source"] == "vol1"
-    assert spec["VolumeOptions"] == {"NoCopy": True, "Labels": {"team": "db"},
-                                     "DriverConfig": {"Options": {"type": "tmpfs", "device": "tmpfs"}}}
-    assert parse_mount_flag("type=volume,dst=/x")["Source"] == ""
+    assert spec == {"Type": "volume", "Source": "vol1", "Target": "/data", "VolumeOptions": {
+        "NoCopy": True, "Labels": {"team": "db"}, "DriverConfig": {"Options": {"type": "tmpfs", "device": "tmpfs"}}}}
+    assert parse_mount_flag("type=volume,dst=/x") == {"Type": "volume", "Target": "/x"}
+
+
+def tmpfs_options_of(spec: dict) -> list[str]:
+    (m,) = oci_mounts(resolve(None, [spec], [], []))
+    return m["options"]
 
 
 def test_mount_flag_tmpfs_options():
     spec = parse_mount_flag("type=tmpfs,dst=/run,tmpfs-size=64m,tmpfs-mode=1770")
-    assert spec["TmpfsOptions"] == {"SizeBytes": 64 << 20, "Mode": 0o1770}
-    assert spec["_options"] == ["noexec", "nosuid", "nodev", "rprivate", "mode=1770", "size=64m"]
-    assert parse_mount_flag("type=tmpfs,dst=/t,tmpfs-size=1536k")["_options"][-1] == "size=1536k"
-    assert parse_mount_flag("type=tmpfs,dst=/t,ro")["_options"] == ["noexec", "nosuid", "nodev", "rprivate", "ro"]
+    assert spec == {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o1770}}
+    assert tmpfs_options_of(spec) == ["noexec", "nosuid", "nodev", "rprivate", "mode=1770", "size=64m"]
+    assert tmpfs_options_of(parse_mount_flag("type=tmpfs,dst=/t,tmpfs-size=1536k"))[-1] == "size=1536k"
+    assert tmpfs_options_of(parse_mount_flag("type=tmpfs,dst=/t,ro")) == \
+        ["noexec", "nosuid", "nodev", "rprivate", "ro"]
 
 
 @pytest.mark.parametrize("text, reason", [
