@@ -71,6 +71,15 @@ class Barque:
         for eng in self._engines:
             eng.close()
         self._engines.clear()
+        self.remove_containers()
+
+    def remove_containers(self) -> None:
+        """Whatever containers a test left (also after a failure): removed with their monitors, mounts, cgroups."""
+        if not (self.root / "barque.db").exists():
+            return
+        ids = self("ps", "-aq", "--no-trunc", check=False, timeout=60).stdout.split()
+        if ids:
+            self("rm", "-f", "-v", *ids, check=False, timeout=120)
 
 
 def _cleanup_root(root: Path) -> None:
@@ -133,6 +142,13 @@ def no_leaked_mounts(tmp_path: Path, monkeypatch):
 
 
 @pytest.fixture
+def bb(barque, busybox_tar):
+    """A root holding the bootstrapped busybox image, for container tests."""
+    barque("load", "-i", busybox_tar)
+    return barque
+
+
+@pytest.fixture
 def loaded(barque, busybox_tar):
     """A root holding the bootstrapped busybox and the Docker-made fixture/layers:1."""
     barque("load", "-i", busybox_tar)
@@ -175,10 +191,22 @@ def pytest_sessionstart(session):
     _BASELINE.update(_snapshot_system())
 
 
+def _remove_empty_parent_cgroups() -> None:
+    """The `barque` parent cgroup containers live under is the engine's to keep (as Docker keeps /docker); the
+    suite removes it when it made it and it is empty again."""
+    for p in [*Path("/sys/fs/cgroup").glob("*/barque"), Path("/sys/fs/cgroup/barque")]:
+        if str(p) not in _BASELINE.get("cgroups", set()):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+
+
 def pytest_sessionfinish(session, exitstatus):
     """After every fixture is torn down: anything new on the machine is a leak, and fails the run."""
     if not _BASELINE or hasattr(session.config, "workerinput"):
         return
+    _remove_empty_parent_cgroups()
     after = _snapshot_system()
     leaks = {k: sorted(after[k] - _BASELINE[k]) for k in after if after[k] - _BASELINE[k]}
     if leaks:

@@ -126,12 +126,40 @@ def image_inspect(ctx, names, fmt):
               help="Return JSON for specified type.")
 @click.pass_context
 def inspect(ctx, names, fmt, type_):
-    """Return low-level information on barque objects."""
+    """Return low-level information on barque objects (containers first, then images, as Docker looks them up)."""
     from barque.cli.errors import ExitStatus
+    from barque.cli.format import render_template
+    from barque.container.inspect import inspect as inspect_container
+    from barque.images.inspect import inspect_image
 
-    status = _inspect_images(ctx, names, fmt)
-    if status:
-        raise ExitStatus(status)
+    engine = engine_from(ctx)
+    results, failed = [], False
+    for name in names:
+        found = None
+        if type_ in (None, "container"):
+            try:
+                found = inspect_container(engine, engine.containers.get(name))
+            except NotFound:
+                pass
+        if found is None and type_ in (None, "image"):
+            try:
+                image = engine.images.resolve(name)
+                found = inspect_image(engine, image, _graph_driver(engine, image))
+            except (NotFound, InvalidArgument):
+                pass
+        if found is None:
+            what = {"image": "image", "container": "container"}.get(type_ or "", "object")
+            click.echo(f"Error: No such {what}: {name}", err=True)
+            failed = True
+            continue
+        results.append(found)
+    if fmt:
+        for r in results:
+            click.echo(json.dumps(r) if fmt == "json" else render_template(fmt, r))
+    else:
+        click.echo(json.dumps(results, indent=4))
+    if failed:
+        raise ExitStatus(1)
 
 
 @click.command("rmi", context_settings=CONTEXT)

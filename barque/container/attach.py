@@ -22,11 +22,16 @@ STDIN, RESIZE, STDIN_CLOSE = 0, 4, 5
 
 def connect(c, hello: dict) -> "Attachment":
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(str(c.run_dir / "attach.sock"))
+    dir_fd = -1
+    try:  # through /proc/self/fd: a unix socket path is limited to 108 bytes, the run directory's path is not
+        dir_fd = os.open(c.run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        sock.connect(f"/proc/self/fd/{dir_fd}/attach.sock")
     except OSError as e:
         sock.close()
         raise FailedPrecondition(f"cannot attach to container {c.id[:12]}: it is not running ({e.strerror})") from None
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
     return Attachment(sock, hello)
 
 

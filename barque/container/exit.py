@@ -89,13 +89,17 @@ def after_exit(cfg: dict, exit_code: int) -> bool:
         state["Health"]["Status"] = "unhealthy" if state["Health"].get("Status") == "unhealthy" else "unhealthy"
     restart = should_restart(cfg.get("restart") or {}, exit_code, restarts, stopped)
     if restart:
-        state.update(Status="restarting", Restarting=True, RestartCount=restarts + 1)
-    write_state(cfg["state_path"], state)
-    if restart:
+        from barque.container.monitor import proc_start
+
         started = _parse_time(state.get("StartedAt"))
         delay = backoff(restarts, time.time() - started if started else 0)
-        _spawn_restart(cfg, delay)
+        pid = _spawn_restart(cfg, delay)
+        # the restarter stands in for the monitor until the new one exists: while it lives, "restarting" is true
+        state.update(Status="restarting", Restarting=True, RestartCount=restarts + 1, _MonitorPid=pid,
+                     _MonitorStart=proc_start(pid))
+        write_state(cfg["state_path"], state)
         return False
+    write_state(cfg["state_path"], state)
     if cfg.get("autoremove"):
         try:
             _remove(cfg)
@@ -116,12 +120,14 @@ def _parse_time(text: str | None) -> float:
         return 0.0
 
 
-def _spawn_restart(cfg: dict, delay: float) -> None:
+def _spawn_restart(cfg: dict, delay: float) -> int:
     """A new `barque start` in its own session after the back-off; it makes a new monitor, and this one ends."""
     argv = [*cfg["barque_argv"], "start", "--restarting", cfg["id"]]
     script = f"sleep {delay:.3f}; exec \"$@\""
-    subprocess.Popen(["/bin/sh", "-c", script, "sh", *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(["/bin/sh", "-c", script, "sh", *argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            close_fds=True)
+    return proc.pid
 
 
 def _remove(cfg: dict) -> None:

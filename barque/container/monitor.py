@@ -88,6 +88,12 @@ def launch(cfg: dict, status_fd: int, client_fd: int | None) -> None:
     code = 0
     try:
         os.setsid()
+        # the CLI's stdio (a terminal, or the pipes of whoever runs it) must not be held open by a process that
+        # outlives it: `x=$(barque run -d …)` would never see end of file
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for i in (0, 1, 2):
+            os.dup2(devnull, i)
+        os.close(devnull)
         from barque.linux import _libc
 
         _libc.set_child_subreaper(True)
@@ -96,7 +102,13 @@ def launch(cfg: dict, status_fd: int, client_fd: int | None) -> None:
         os.close(status_fd)
         if client_fd is None and cfg.get("lean", True):
             _reexec_lean(cfg, fds)
-        serve(cfg, fds, client_fd)
+        try:
+            serve(cfg, fds, client_fd)
+        except BaseException:
+            import traceback
+
+            update_state(cfg["state_path"], Error="monitor failed: " + traceback.format_exc(limit=3)[-500:])
+            raise
     except BaseException as e:  # noqa: BLE001 - everything goes to the CLI waiting on status_fd
         try:
             os.write(status_fd, json.dumps(_describe_failure(e)).encode())
@@ -462,7 +474,11 @@ def serve(cfg: dict, fds: dict, client_fd: int | None) -> None:
         os.unlink(sock_path)
     except FileNotFoundError:
         pass
-    listener.bind(sock_path)
+    dir_fd = os.open(cfg["run_dir"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:  # through /proc/self/fd: a unix socket path is limited to 108 bytes, the run directory's path is not
+        listener.bind(f"/proc/self/fd/{dir_fd}/attach.sock")
+    finally:
+        os.close(dir_fd)
     os.chmod(sock_path, 0o600)
     listener.listen(64)
     listener.setblocking(False)
