@@ -78,7 +78,8 @@ def created_at(created: str) -> str:
 # ---- tables ---------------------------------------------------------------------------------------------------
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Docker's tabwriter layout: columns padded to the widest cell plus three spaces."""
+    """Docker's tabwriter layout (minimum cell width 10, padding 3): each column as wide as its widest cell plus
+    three spaces, and never narrower than 10."""
     rows = [[str(c) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for r in rows:
@@ -86,8 +87,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
             widths[i] = max(widths[i], len(c))
     lines = []
     for r in [list(headers)] + rows:
-        cells = [c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
-        lines.append("   ".join(cells).rstrip())
+        cells = [c.ljust(max(widths[i] + 3, 10)) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        lines.append("".join(cells).rstrip())
     return "\n".join(lines)
 
 

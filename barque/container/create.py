@@ -88,17 +88,12 @@ def _requested_mounts(host: dict) -> list[dict]:
 
 
 def _inherited_mounts(engine, host: dict) -> list[dict]:
-    from barque.container.mounts import parse_volumes_from
+    from barque.container.mounts import inherit, parse_volumes_from
 
     out: list[dict] = []
     for spec in host.get("VolumesFrom") or []:
         ref, mode = parse_volumes_from(spec)
-        other = engine.containers.get(ref)
-        for m in other.record.get("Mounts") or []:
-            m = dict(m)
-            if mode == "ro":
-                m["RW"] = False
-            out.append(m)
+        out += inherit(engine.containers.get(ref).record.get("Mounts") or [], mode)
     return out
 
 
@@ -184,9 +179,11 @@ def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa:
     try:
         from barque.container.mounts import resolve
 
-        record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
-                                   list((config.get("Volumes") or {}).keys()), inherited)
-        c = engine.containers.add(record)
+        # one transaction: a `volume prune` can never slip between making the volumes and recording their user
+        with engine.db.transaction() as conn:
+            record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
+                                       list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
+            c = engine.containers.add(record, conn=conn)
     except BaseException:
         snap.remove(key)
         raise

@@ -32,7 +32,9 @@ def inspect(engine, c, size: bool = False) -> dict:
     state = public_state(c.state)
     rec["State"] = state
     rec["RestartCount"] = c.state.get("RestartCount", 0)
-    rec["Mounts"] = [{k: v for k, v in m.items() if not k.startswith("_")} for m in rec.get("Mounts") or []]
+    from barque.container.mounts import inspect_mounts
+
+    rec["Mounts"] = inspect_mounts(rec.get("Mounts") or [])
     key = c.private.get("snapshot")
     data = None
     describe = getattr(engine.snapshotter, "describe", None)

@@ -70,7 +70,7 @@ def writer_settings(log_cfg: dict) -> dict:
 
 def prepare_bundle(engine, c) -> tuple[Path, Path]:
     """The run directory with config.json, and the rootfs mounted in it."""
-    from barque.container.mounts import oci_mounts, populate
+    from barque.container.mounts import oci_mounts, populate, rootfs_propagation, verify_sources
     from barque.container.ocispec import build_spec, write_spec
     from barque.linux.mountinfo import mounted_under
     from barque.snapshot import mount_all
@@ -92,7 +92,12 @@ def prepare_bundle(engine, c) -> tuple[Path, Path]:
             from barque.container.userns import remap_ranges
 
             userns = remap_ranges()
-        spec = build_spec(c.record, rootfs, files, oci_mounts(c.record.get("Mounts") or []), userns=userns)
+        resolved = c.record.get("Mounts") or []
+        verify_sources(resolved)
+        spec = build_spec(c.record, rootfs, files, oci_mounts(resolved), userns=userns)
+        propagation = rootfs_propagation(resolved)
+        if propagation:
+            spec["linux"]["rootfsPropagation"] = propagation
         write_spec(bundle, spec)
     except BaseException:
         from barque.container.exit import unmount_rootfs

@@ -161,19 +161,21 @@ class ContainerStore:
         record = json.loads(row["record"])
         return Container(record=record, dir=self.dir(row["id"]), run_dir=self.run_dir(row["id"]))
 
-    def add(self, record: dict) -> Container:
+    def add(self, record: dict, conn=None) -> Container:
+        """Record a new container (in `conn`'s transaction when given, so it commits with what made it)."""
         import sqlite3
+        from contextlib import nullcontext
 
         cid, name = record["Id"], record["Name"].lstrip("/")
         d = self.dir(cid)
         d.mkdir(parents=True, exist_ok=False, mode=0o710)
         try:
-            with self.db.transaction() as conn:
+            with (nullcontext(conn) if conn is not None else self.db.transaction()) as tx:
                 try:
-                    conn.execute("INSERT INTO containers (id, name, image_id, created, record) VALUES (?,?,?,?,?)",
-                                 (cid, name, record["Image"], time.time(), json.dumps(record)))
+                    tx.execute("INSERT INTO containers (id, name, image_id, created, record) VALUES (?,?,?,?,?)",
+                               (cid, name, record["Image"], time.time(), json.dumps(record)))
                 except sqlite3.IntegrityError:
-                    raise self._name_conflict(conn, name) from None
+                    raise self._name_conflict(tx, name) from None
             c = Container(record=record, dir=d, run_dir=self.run_dir(cid))
             c.save_state(empty_state())
             return c

@@ -65,7 +65,10 @@ def test_templates():
 
 
 def test_table_layout():
-    assert table(["A", "BB"], [["xxxx", "y"]]).splitlines() == ["A      BB", "xxxx   y"]
+    # Docker's tabwriter: minimum width 10, padding 3
+    assert table(["A", "BB"], [["xxxx", "y"]]).splitlines() == ["A         BB", "xxxx      y"]
+    assert table(["REPOSITORY", "TAG"], [["busybox", "latest"]]).splitlines() == [
+        "REPOSITORY   TAG", "busybox      latest"]
 
 
 def test_listing_table_template():
