@@ -69,9 +69,9 @@ def tar_file(data: bytes, name: str) -> bytes:
 # ---- diff and commit ----------------------------------------------------------------------------------------------
 
 def test_diff_lists_docker_letters_without_runtime_mount_points(box):
-    box("run", "--name", "w", "busybox", "sh", "-c", SCRIPT)
+    box("run", "--name", "wk", "busybox", "sh", "-c", SCRIPT)
     # /etc/hostname and /etc/resolv.conf (mount points made by the runtime) are not the container's changes
-    assert box("diff", "w").stdout.splitlines() == ["A /d", "A /d/e", "C /etc", "D /etc/group", "A /f"]
+    assert box("diff", "wk").stdout.splitlines() == ["A /d", "A /d/e", "C /etc", "D /etc/group", "A /f"]
     box("create", "--name", "fresh", "busybox", "true")
     assert box("diff", "fresh").stdout == ""
     r = box("diff", "nope", check=False)
@@ -79,8 +79,8 @@ def test_diff_lists_docker_letters_without_runtime_mount_points(box):
 
 
 def test_commit_stopped_container_is_a_runnable_image(box):
-    box("run", "--name", "w", "busybox", "sh", "-c", SCRIPT)
-    out = box("commit", "-a", "Ann <ann@example.com>", "-m", "my change", "-c", 'CMD ["cat","/f"]', "w", "snap:1")
+    box("run", "--name", "wk", "busybox", "sh", "-c", SCRIPT)
+    out = box("commit", "-a", "Ann <ann@example.com>", "-m", "my change", "-c", 'CMD ["cat","/f"]', "wk", "snap:1")
     image_id = out.stdout.strip()
     assert image_id.startswith("sha256:") and len(image_id) == 71
     assert box("run", "--rm", "snap:1").stdout == "hi\n", "the new CMD runs and sees the committed file"
@@ -121,10 +121,10 @@ def test_commit_without_changes_adds_no_layer(bbox):
 
 
 def test_commit_changes_env_entrypoint_and_refusals(bbox):
-    bbox("run", "--name", "w", "-e", "A=1", "busybox", "true")
-    bbox("commit", "-c", "ENV B=2", "-c", 'ENTRYPOINT ["sh", "-c", "echo $A$B"]', "w", "ch:1")
+    bbox("run", "--name", "wk", "-e", "A=1", "busybox", "true")
+    bbox("commit", "-c", "ENV B=2", "-c", 'ENTRYPOINT ["sh", "-c", "echo $A$B"]', "wk", "ch:1")
     assert bbox("run", "--rm", "ch:1").stdout == "12\n", "container env kept, --change env added, its CMD dropped"
-    r = bbox("commit", "-c", "RUN true", "w", check=False)
+    r = bbox("commit", "-c", "RUN true", "wk", check=False)
     assert r.returncode == 1 and "RUN is not a valid change command" in r.stderr
     r = bbox("commit", "nope", check=False)
     assert r.returncode == 1 and "No such container: nope" in r.stderr
@@ -133,15 +133,15 @@ def test_commit_changes_env_entrypoint_and_refusals(bbox):
 # ---- export ------------------------------------------------------------------------------------------------------
 
 def test_export_flat_tar_of_the_whole_filesystem(box, tmp_path):
-    box("run", "--name", "w", "busybox", "sh", "-c", SCRIPT)
-    data = box("export", "w").stdout_bytes
+    box("run", "--name", "wk", "busybox", "sh", "-c", SCRIPT)
+    data = box("export", "wk").stdout_bytes
     members = tar_members(data)
     assert tar_file(data, "f") == b"hi\n"
     assert "etc/group" not in members and "etc/passwd" in members and "d/e" in members
     assert members["bin/busybox"].isfile() and members["d/e"].isdir()
     assert not any(n.startswith(("/", "./")) for n in members)
     out = tmp_path / "w.tar"
-    assert box("export", "-o", out, "w").stdout == ""
+    assert box("export", "-o", out, "wk").stdout == ""
     assert tar_members(out.read_bytes()).keys() == members.keys()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".w.tar")) == [], "no temporary left"
     # the export imports back as an image that runs
@@ -156,10 +156,10 @@ def test_export_of_a_running_container(box):
 
 
 def test_export_refuses_a_terminal(bbox):
-    bbox("create", "--name", "w", "busybox", "true")
+    bbox("create", "--name", "wk", "busybox", "true")
     master, slave = pty.openpty()
     try:
-        proc = subprocess.run(BARQUE + bbox.args() + ["export", "w"], stdout=slave, stderr=subprocess.PIPE,
+        proc = subprocess.run(BARQUE + bbox.args() + ["export", "wk"], stdout=slave, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, timeout=60)
     finally:
         os.close(slave)
