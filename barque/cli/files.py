@@ -33,8 +33,8 @@ class _DockerBoolCommand(click.Command):
                 elif value.lower() in _FALSE:
                     out.append(f"--no-{long}")
                 else:
-                    raise click.BadParameter(f'invalid argument "{value}" for "{name}" flag: '
-                                             f'parse error', ctx=ctx)
+                    raise click.UsageError(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: '
+                                           f'parsing "{value}": invalid syntax', ctx=ctx)
             else:
                 out.append(arg)
         return super().parse_args(ctx, out)

@@ -67,6 +67,8 @@ _CACHE = 64
 # Docker's archives carry only this extended attribute (file capabilities)
 CAPABILITY_XATTR = "security.capability"
 _XATTR_PAX = "SCHILY.xattr."
+# what a running container may do to a path between listing and opening it: skip it, as it is no longer there
+_VANISHED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
 # ---- paths as Docker reads them -----------------------------------------------------------------------------------
@@ -360,9 +362,9 @@ def _entries(view: FSView, dir_fd: int, name: str, st: os.stat_result, tar_name:
     if stat.S_ISDIR(mode):
         try:
             fd = os.open(name, _DIR_READ, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError, OSError) as e:
-            if isinstance(e, (FileNotFoundError, NotADirectoryError)) or e.errno == errno.ELOOP:
-                return  # gone or swapped while copying
+        except OSError as e:
+            if e.errno in _VANISHED:
+                return
             raise
         try:
             if include:
@@ -391,8 +393,8 @@ def _entries(view: FSView, dir_fd: int, name: str, st: os.stat_result, tar_name:
             links[(st.st_dev, st.st_ino)] = tar_name
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-        except (FileNotFoundError, OSError) as e:
-            if isinstance(e, FileNotFoundError) or e.errno == errno.ELOOP:
+        except OSError as e:
+            if e.errno in _VANISHED:
                 return
             raise
         with open(fd, "rb", buffering=0) as f:
@@ -402,8 +404,10 @@ def _entries(view: FSView, dir_fd: int, name: str, st: os.stat_result, tar_name:
     elif stat.S_ISLNK(mode):
         try:
             target = os.readlink(name, dir_fd=dir_fd)
-        except (FileNotFoundError, OSError):
-            return
+        except OSError as e:
+            if e.errno in _VANISHED + (errno.EINVAL,):
+                return
+            raise
         yield Entry(tar_name, "symlink", linkname=target, **common)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         yield Entry(tar_name, "char" if stat.S_ISCHR(mode) else "block", major=os.major(st.st_rdev),

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pty
+import stat
 import subprocess
 import tarfile
 import time
@@ -215,7 +216,7 @@ def test_cp_into_a_running_container(box, tree, tmp_path):
 
 def test_cp_out_of_a_container(box, tmp_path):
     box("run", "--name", "c2", "busybox", "sh", "-c", "mkdir -p /data/sub && echo x > /data/sub/y && echo f > /file"
-        " && ln -s /data /to-data")
+        " && ln -s /data /to-data && ln /data/sub/y /data/hard && mkfifo /data/fifo")
     dst = tmp_path / "out"
     dst.mkdir()
     box("cp", "c2:/file", dst / "copy")
@@ -224,14 +225,19 @@ def test_cp_out_of_a_container(box, tmp_path):
     assert (dst / "file").read_text() == "f\n"
     box("cp", "c2:/data", dst)
     assert (dst / "data" / "sub" / "y").read_text() == "x\n"
+    assert (dst / "data" / "hard").stat().st_ino == (dst / "data" / "sub" / "y").stat().st_ino, "hard links kept"
+    assert stat.S_ISFIFO((dst / "data" / "fifo").lstat().st_mode)
     box("cp", "c2:/data", dst / "renamed")
     assert (dst / "renamed" / "sub" / "y").read_text() == "x\n"
+    assert (dst / "renamed" / "hard").stat().st_ino == (dst / "renamed" / "sub" / "y").stat().st_ino
     box("cp", "c2:/to-data", dst / "link")
     assert os.readlink(dst / "link") == "/data", "without -L a symlink is copied as one"
     box("cp", "-L", "c2:/to-data", dst / "followed")
     assert (dst / "followed" / "sub" / "y").read_text() == "x\n"
     data = box("cp", "c2:/data", "-").stdout_bytes
-    assert sorted(tar_members(data)) == ["data", "data/sub", "data/sub/y"]
+    members = tar_members(data)
+    assert sorted(members) == ["data", "data/fifo", "data/hard", "data/sub", "data/sub/y"]
+    assert members["data/sub/y"].islnk() and members["data/sub/y"].linkname == "data/hard", "the second name links"
     assert tar_file(data, "data/sub/y") == b"x\n"
 
 
@@ -269,7 +275,7 @@ def test_cp_cannot_escape_through_container_symlinks(bbox, tmp_path):
     bbox("run", "--name", "c5", "busybox", "sh", "-c",
          f"ln -s {secret} /s; ln -s {outside} /o; ln -s ../../../../.. /up; mkdir /tmp/real")
     r = bbox("cp", "-L", "c5:/s", "-", check=False)
-    assert r.returncode == 1 and f"Could not find the file /s in container c5" in r.stderr
+    assert r.returncode == 1 and "Could not find the file /s in container c5" in r.stderr
     r = bbox("cp", secret, "c5:/o/x", check=False)
     assert r.returncode == 1 and "Could not find the file" in r.stderr
     assert list(outside.iterdir()) == [], "nothing written on the host"
