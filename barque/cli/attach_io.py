@@ -59,7 +59,7 @@ def attach_foreground(c, sock, streams: set[str], *, tty: bool, sig_proxy: bool 
         import tty as ttymod
 
         restore = termios.tcgetattr(0)
-        ttymod.setraw(0)
+        ttymod.setraw(0, termios.TCSANOW)  # not TCSAFLUSH: keep what the user typed ahead
 
         def on_winch(*_):
             try:

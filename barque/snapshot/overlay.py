@@ -61,6 +61,16 @@ def check_overlay_support(root: Path) -> None:
     dev = os.stat(root).st_dev
     if dev in _probed:
         return
+    # the answer holds for this filesystem until the next boot: remembered in the root, so a `run` does not pay
+    # the probe mount (tens of milliseconds) every time
+    marker = root / ".overlay-supported"
+    stamp = f"{_boot_id()} {dev}\n"
+    try:
+        if marker.read_text() == stamp:
+            _probed.add(dev)
+            return
+    except OSError:
+        pass
     probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=root))
     try:
         for d in ("lower1", "lower2", "upper", "work", "merged"):
@@ -79,8 +89,22 @@ def check_overlay_support(root: Path) -> None:
                                      f"use vfs, or put the barque root on ext4, xfs or btrfs", cause=e) from e
         unmount(probe / "merged")
         _probed.add(dev)
+        try:
+            tmp = root / f".overlay-supported.{os.getpid()}"
+            tmp.write_text(stamp)
+            os.replace(tmp, marker)
+        except OSError:
+            pass
     finally:
         shutil.rmtree(probe, ignore_errors=True)
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
 
 
 class OverlaySnapshotter(DirectorySnapshotter):
