@@ -444,13 +444,21 @@ def probe_main() -> None:
     os._exit(0)
 
 
-def _probe(req: dict) -> tuple[int, str]:
-    import select
+class _Stopped(BaseException):
+    """SIGTERM from the monitor: the check ran past its timeout."""
 
+
+def _stop(*_) -> None:
+    raise _Stopped
+
+
+def _probe(req: dict) -> tuple[int, str]:
     from barque.linux import _libc
     from barque.runtime import Runtime
     from barque.runtime.run import exit_code
 
+    # from the start: a stop during the runtime's setup unwinds through its cleanup, which kills what it forked
+    signal.signal(signal.SIGTERM, _stop)
     process = exec_process_spec(_container_process(Path(req["run_dir"])), req["args"])
     _libc.set_child_subreaper(True)
     pid_file = os.path.join(req["run_dir"], "health.pid")
@@ -467,15 +475,24 @@ def _probe(req: dict) -> tuple[int, str]:
         os.close(w)
         os.close(devnull)
     pid = _read_pid(pid_file)
-
-    def on_term(*_):
+    try:
+        status, output = _collect_output(r, pid)
+    except _Stopped:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        os._exit(1)
+        _wait(pid)
+        raise
+    finally:
+        os.close(r)
+    return exit_code(status), output
 
-    signal.signal(signal.SIGTERM, on_term)
+
+def _collect_output(r: int, pid: int) -> tuple[int, str]:
+    """Read the check's output (the first OUTPUT_LIMIT bytes kept) until it exits; (wait status, output)."""
+    import select
+
     kept = bytearray()
     truncated = False
     status = None
@@ -499,6 +516,4 @@ def _probe(req: dict) -> tuple[int, str]:
             break
         # after the exit, one more read for what it wrote last; a background child holding the pipe is not waited
         status = _exited(pid) if open_ else _wait(pid)
-    os.close(r)
-    output = kept.decode(errors="replace") + ("..." if truncated else "")
-    return exit_code(status), output
+    return status, kept.decode(errors="replace") + ("..." if truncated else "")

@@ -255,3 +255,46 @@ def test_health_module_imports_only_what_a_lean_monitor_has():
             "print(sorted(m for m in sys.modules if m.startswith('barque')))" % str(repo))
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True).stdout
     assert eval(out) == ["barque", "barque.container", "barque.container.health"]
+
+
+def test_probe_output_keeps_docker_first_4096_bytes_and_the_exit_status():
+    import os
+
+    from barque.container.exec import OUTPUT_LIMIT, _collect_output
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            os.write(w, b"a" * 3000)
+            os.write(w, b"b" * 3000)
+        finally:
+            os._exit(3)
+    os.close(w)
+    try:
+        status, output = _collect_output(r, pid)
+    finally:
+        os.close(r)
+    assert os.waitstatus_to_exitcode(status) == 3
+    assert output == "a" * 3000 + "b" * (OUTPUT_LIMIT - 3000) + "..."
+
+
+def test_probe_output_short_is_kept_whole():
+    import os
+
+    from barque.container.exec import _collect_output
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(w, "héllo\n".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        status, output = _collect_output(r, pid)
+    finally:
+        os.close(r)
+    assert status == 0 and output == "héllo\n"
