@@ -108,11 +108,11 @@ def _start_error(c, e: Exception) -> Exception:
                       code)
 
 
-def check_running(c, ref: str | None = None) -> None:
+def check_running(c) -> None:
     """Docker's refusals before an exec: not running, paused, restarting."""
     status = c.refresh().get("Status")
     if status == "paused":
-        raise Conflict(f"Container {ref or c.id} is paused, unpause the container before exec")
+        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
     if status == "restarting":
         raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
     if status != "running":
