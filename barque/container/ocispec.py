@@ -112,7 +112,7 @@ def _sort_mounts(mounts: list[dict]) -> list[dict]:
 
 
 def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: list[dict],
-               *, userns: tuple[list, list] | None = None) -> dict:
+               *, userns: tuple[list, list] | None = None, idmap_rootfs: bool = True) -> dict:
     """The OCI config for this container. `files`: host paths of hostname, hosts, resolv.conf to bind in;
     `user_mounts`: the OCI mounts of its volumes, binds and tmpfs; `userns`: (uidMappings, gidMappings)."""
     from barque.container.options import parse_security_opts
@@ -125,7 +125,7 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
         args = [INIT_PATH, "--", *args]
     spec = defaults.base_spec(args, str(rootfs), terminal=bool(config.get("Tty")))
     process = spec["process"]
-    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
+    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")  # ids as the container sees them
     process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     env = list(config.get("Env") or [])
     keys = {e.split("=", 1)[0] for e in env}
@@ -178,9 +178,10 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
         namespaces.append({"type": "user"})
         linux["uidMappings"] = [{"containerID": m[0], "hostID": m[1], "size": m[2]} for m in userns[0]]
         linux["gidMappings"] = [{"containerID": m[0], "hostID": m[1], "size": m[2]} for m in userns[1]]
-        from barque.runtime import IDMAP_ANNOTATION
+        if idmap_rootfs:  # the runtime idmaps the rootfs (vfs, btrfs); an overlay came idmapped already
+            from barque.runtime import IDMAP_ANNOTATION
 
-        spec.setdefault("annotations", {})[IDMAP_ANNOTATION] = "true"
+            spec.setdefault("annotations", {})[IDMAP_ANNOTATION] = "true"
     linux["namespaces"] = namespaces
     resources = _resources(host)
     linux["resources"] = {**linux.get("resources", {}), **resources}

@@ -80,21 +80,33 @@ def prepare_bundle(engine, c) -> tuple[Path, Path]:
     os.chmod(bundle, 0o711)  # a remapped root must reach its rootfs through it
     rootfs = bundle / "rootfs"
     rootfs.mkdir(exist_ok=True)
+    remap = (c.record["HostConfig"].get("UsernsMode") or "") == "remap"
+    userns = None
+    if remap:
+        from barque.container.userns import remap_ranges
+
+        userns = remap_ranges()
+    idmapped_here = False
     if not os.path.ismount(rootfs) and not mounted_under(rootfs):
-        mount_all(engine.snapshotter.mounts(c.private["snapshot"]), rootfs)
+        plans = engine.snapshotter.mounts(c.private["snapshot"])
+        if remap and len(plans) == 1 and plans[0].type == "overlay":
+            from barque.container.idmap import mount_idmapped_overlay
+
+            mount_idmapped_overlay(plans[0], rootfs, bundle / "idmap", *userns)
+            idmapped_here = True
+        else:
+            mount_all(plans, rootfs)
+    elif remap and engine.driver_name == "overlay":
+        idmapped_here = True
     try:
         for m in c.record.get("Mounts") or []:
             if m.get("Type") == "volume" and not m.get("_nocopy") and m.get("Source"):
                 populate(Path(m["Source"]), rootfs, m["Destination"])
         files = {"hostname": c.dir / "hostname", "hosts": c.dir / "hosts", "resolv.conf": c.dir / "resolv.conf"}
-        userns = None
-        if (c.record["HostConfig"].get("UsernsMode") or "") == "remap":
-            from barque.container.userns import remap_ranges
-
-            userns = remap_ranges()
         resolved = c.record.get("Mounts") or []
         verify_sources(resolved)
-        spec = build_spec(c.record, rootfs, files, oci_mounts(resolved), userns=userns)
+        spec = build_spec(c.record, rootfs, files, oci_mounts(resolved), userns=userns,
+                          idmap_rootfs=not idmapped_here)
         propagation = rootfs_propagation(resolved)
         if propagation:
             spec["linux"]["rootfsPropagation"] = propagation

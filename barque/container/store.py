@@ -168,7 +168,7 @@ class ContainerStore:
 
         cid, name = record["Id"], record["Name"].lstrip("/")
         d = self.dir(cid)
-        d.mkdir(parents=True, exist_ok=False, mode=0o710)
+        d.mkdir(parents=True, exist_ok=False, mode=0o711)  # a remapped root binds its /etc files from here
         try:
             with (nullcontext(conn) if conn is not None else self.db.transaction()) as tx:
                 try:
