@@ -353,7 +353,7 @@ def parallel_starts(engine: Engine, net: Sequence[str] = ()) -> tuple[float, int
         for p in procs:
             _, err = p.communicate(timeout=max(1.0, end - time.monotonic()))
             if p.returncode != 0:
-                errors.append(err.decode(errors="replace").strip())
+                errors.append(" | ".join(err.decode(errors="replace").split("\n")).strip(" |"))
         elapsed = time.perf_counter() - start
     finally:
         for p in procs:
