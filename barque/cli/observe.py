@@ -98,7 +98,7 @@ def _render_stats(rows: list[dict], fmt: str | None) -> str:
         print_listing(rows, fmt, [], echo=out.append)
         return "\n".join(out)
     if fmt and fmt.startswith("table") and fmt[5:].strip():
-        fields = [f.strip() for f in fmt[5:].strip().split("\\t")]
+        fields = [f.strip() for f in fmt[5:].strip().replace("\\t", "\t").split("\t")]  # typed \t or a tab
         headers = []
         for f in fields:
             m = re.fullmatch(r"{{\s*\.(\w+)\s*}}", f)
@@ -151,7 +151,10 @@ def stats(ctx, all_, fmt, no_stream, no_trunc, containers):
         cur = take(targets)
         rows = [stats_row(c, ref, prev.get(c.id), cur[c.id], trunc=not no_trunc) for ref, c in targets]
         text = _render_stats(rows, fmt)
-        click.echo(text if no_stream else CLEAR_SCREEN + text, color=True)  # kept when piped, as Docker
+        if not no_stream:
+            click.echo(CLEAR_SCREEN, nl=False, color=True)  # kept when piped, as Docker does
+        if text:
+            click.echo(text)
         if no_stream or not any(s.running for s in cur.values()):
             return
         prev = cur
