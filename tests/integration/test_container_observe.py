@@ -325,3 +325,59 @@ def test_restore_after_a_reboot(ob):
     # again: everything that should run runs, so nothing happens
     assert ob("system", "restore").stdout == ""
     assert sorted(ob("ps", "--format", "{{.Names}}").stdout.split()) == ["always-stopped1", "always1", "unless1"]
+
+
+# ---- the reductions on their own (no kernel needed) ---------------------------------------------------------------
+
+def test_dockerd_update_rules():
+    from barque.container.stats import merge_update
+    from barque.errors import Conflict, InvalidArgument
+
+    host = {"Memory": 64 << 20, "MemorySwap": 0, "NanoCpus": 0, "CpuQuota": 50000, "RestartPolicy": {"Name": "no"}}
+    new = merge_update(host, {"Memory": 128 << 20})
+    assert new["Memory"] == 128 << 20 and new["MemorySwap"] == 128 << 20  # the implied 2x, kept as dockerd keeps it
+    assert host["Memory"] == 64 << 20  # the original is untouched
+    with pytest.raises(Conflict, match="Nano CPUs cannot be updated as CPU Quota has already been set"):
+        merge_update(host, {"NanoCpus": 10**9})
+    with pytest.raises(Conflict, match="update the memoryswap at the same time"):
+        merge_update({"Memory": 0}, {"Memory": 64 << 20})
+    assert merge_update({"Memory": 0}, {"Memory": 64 << 20, "MemorySwap": -1})["MemorySwap"] == -1
+    with pytest.raises(InvalidArgument, match="Minimum memoryswap limit should be larger than memory limit"):
+        merge_update(host, {"Memory": 64 << 20, "MemorySwap": 32 << 20})
+    with pytest.raises(InvalidArgument, match="CPU cfs quota can not be less than 1ms"):
+        merge_update(host, {"CpuQuota": 10})
+    with pytest.raises(Conflict, match="AutoRemove is enabled"):
+        merge_update({"AutoRemove": True}, {"RestartPolicy": {"Name": "always"}})
+    assert merge_update(host, {"PidsLimit": 0})["PidsLimit"] == 0
+    assert merge_update(host, {"CpuShares": 0, "CpusetCpus": ""}) == {**host, "MemorySwap": 128 << 20}
+
+
+def test_ps_rows_are_the_containers_and_their_threads():
+    from barque.container.stats import parse_ps
+
+    out = ("USER  PID %CPU COMMAND\n"
+           "root  1   0.0  init\n"
+           "root  42  1.0  sleep 10  extra\n"
+           "-     -   0.5  (thread of 42)\n"
+           "root  43  0.0  other\n"
+           "-     -   0.0  (thread of 43)\n")
+    titles, rows = parse_ps(out, [42])
+    assert titles == ["USER", "PID", "%CPU", "COMMAND"]
+    assert rows == [["root", "42", "1.0", "sleep 10 extra"], ["-", "-", "0.5", "(thread of 42)"]]
+
+
+def test_docker_reductions_and_layout():
+    from barque.cli.observe import _bytes_size, _tabwrite
+    from barque.container.stats import Sample, cpu_percent, memory_without_cache
+
+    assert memory_without_cache({"usage": 1000, "stats": {"total_inactive_file": 300}}) == 700   # v1
+    assert memory_without_cache({"usage": 1000, "stats": {"inactive_file": 400}}) == 600         # v2
+    assert memory_without_cache({"usage": 1000, "stats": {"inactive_file": 4000}}) == 1000
+    a = Sample(cpu_total=1_000, system_total=10_000, online_cpus=4, running=True)
+    b = Sample(cpu_total=2_000, system_total=20_000, online_cpus=4, running=True)
+    assert cpu_percent(a, b) == pytest.approx(40.0)   # a tenth of the host's time on four CPUs
+    assert cpu_percent(None, b) == 0.0
+    assert [_bytes_size(n) for n in (0, 516096, 64 << 20, 2048000, 25276514304)] == \
+        ["0B", "504KiB", "64MiB", "1.953MiB", "23.54GiB"]
+    assert _tabwrite([["A", "BB", "C"], ["xxxxxxxxxx", "y", "z"]], 10) == \
+        "A            BB        C\nxxxxxxxxxx   y         z"
