@@ -103,14 +103,9 @@ def stop(ctx, timeout, sig, containers):
 @click.pass_context
 def restart(ctx, timeout, sig, containers):
     """Restart one or more containers."""
-    from barque.container.start import start as do_start
-    from barque.container.stop import stop as do_stop
+    from barque.container.stop import restart as do_restart
 
-    def action(engine, c):
-        do_stop(c, timeout, sig)
-        do_start(engine, c)
-
-    _each(ctx, containers, action)
+    _each(ctx, containers, lambda engine, c: do_restart(engine, c, timeout, sig))
 
 
 @click.command("kill", context_settings=CONTEXT)
@@ -192,7 +187,11 @@ def rename(ctx, container, new_name):
     new = validate_name(new_name)
     if new == c.name:
         raise InvalidArgument("Renaming a container with the same name as its current name")
+    old = c.name
     engine.containers.rename(c, new)
+    from barque.container.events import container_event
+
+    container_event(engine.settings.root, c.record, "rename", oldName="/" + old)
 
 
 def status_text(state: dict, now: float | None = None) -> str:

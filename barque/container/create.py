@@ -16,12 +16,15 @@ import os
 import secrets
 from pathlib import Path
 
-from barque.errors import InvalidArgument, NotFound
+from barque.container.events import container_event
+from barque.errors import Conflict, InvalidArgument, NotFound
 
 __all__ = ["create", "merge_config", "SNAPSHOT_PREFIX"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "container-"
+#: how many generated names a create tries when concurrent creates keep taking them first
+NAME_ATTEMPTS = 5
 
 _HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
           "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
@@ -152,7 +155,8 @@ def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa:
     cid = secrets.token_hex(32)
     while cid[:12].isdigit():  # Docker avoids all-digit short IDs: they read as numbers
         cid = secrets.token_hex(32)
-    if not name:
+    generated = not name
+    if generated:
         name = generate_name(engine.containers.name_taken)
     if host["NetworkMode"] == "host" and not config.get("Hostname"):
         config["Hostname"] = os.uname().nodename
@@ -179,15 +183,26 @@ def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa:
     try:
         from barque.container.mounts import resolve
 
-        # one transaction: a `volume prune` can never slip between making the volumes and recording their user
-        with engine.db.transaction() as conn:
-            record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
-                                       list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
-            c = engine.containers.add(record, conn=conn)
+        for attempt in range(NAME_ATTEMPTS):
+            try:
+                # one transaction: a `volume prune` can never slip between making the volumes and recording their
+                # user
+                with engine.db.transaction() as conn:
+                    record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
+                                               list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
+                    c = engine.containers.add(record, conn=conn)
+                break
+            except Conflict:
+                # a generated name another `run` took between our check and our insert: draw another
+                if not generated or attempt == NAME_ATTEMPTS - 1 or not engine.containers.name_taken(name):
+                    raise
+                name = generate_name(engine.containers.name_taken)
+                record["Name"] = "/" + name
     except BaseException:
         snap.remove(key)
         raise
     _write_etc_files(c.dir, config, host)
+    container_event(engine.settings.root, c.record, "create")
     return c
 
 

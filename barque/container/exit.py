@@ -76,30 +76,34 @@ def backoff(restarts: int, ran_for: float) -> float:
 
 
 def after_exit(cfg: dict, exit_code: int) -> bool:
-    from barque.container.monitor import now_rfc3339, read_state, write_state
+    from barque.container.events import record
+    from barque.container.monitor import now_rfc3339, proc_start, read_state, state_lock, write_state
 
     oom = release(cfg["runtime_root"], cfg["id"], cfg.get("rootfs"))
-    state = read_state(cfg["state_path"])
-    marker = os.path.join(cfg["run_dir"], STOP_MARKER)
-    stopped = os.path.exists(marker)
-    restarts = state.get("RestartCount", 0)
-    state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0, ExitCode=exit_code,
-                 OOMKilled=oom, FinishedAt=now_rfc3339(), _PidStart=None)
-    if state.get("Health"):
-        state["Health"]["Status"] = "unhealthy" if state["Health"].get("Status") == "unhealthy" else "unhealthy"
-    restart = should_restart(cfg.get("restart") or {}, exit_code, restarts, stopped)
-    if restart:
-        from barque.container.monitor import proc_start
-
-        started = _parse_time(state.get("StartedAt"))
-        delay = backoff(restarts, time.time() - started if started else 0)
-        pid = _spawn_restart(cfg, delay)
-        # the restarter stands in for the monitor until the new one exists: while it lives, "restarting" is true
-        state.update(Status="restarting", Restarting=True, RestartCount=restarts + 1, _MonitorPid=pid,
-                     _MonitorStart=proc_start(pid))
+    attrs = cfg.get("event_attrs") or {}
+    if oom:
+        record(cfg["root"], "container", "oom", cfg["id"], attrs)
+    record(cfg["root"], "container", "die", cfg["id"], {**attrs, "exitCode": str(exit_code)})
+    with state_lock(cfg["state_path"]):
+        state = read_state(cfg["state_path"])
+        stopped = os.path.exists(os.path.join(cfg["run_dir"], STOP_MARKER)) or bool(state.get("_StoppedByUser"))
+        restarts = state.get("RestartCount", 0)
+        state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0, ExitCode=exit_code,
+                     OOMKilled=oom, FinishedAt=now_rfc3339(), _PidStart=None)
+        if state.get("Health"):
+            state["Health"]["Status"] = "unhealthy"
+        # `update --restart` on a running container reaches its monitor through the state (stats.RESTART_POLICY_KEY)
+        policy = state.get("_RestartPolicy") or cfg.get("restart") or {}
+        if should_restart(policy, exit_code, restarts, stopped):
+            started = _parse_time(state.get("StartedAt"))
+            delay = backoff(restarts, time.time() - started if started else 0)
+            pid = _spawn_restart(cfg, delay)
+            # the restarter stands in for the monitor until the new one exists: while it lives, "restarting" is true
+            state.update(Status="restarting", Restarting=True, RestartCount=restarts + 1, _MonitorPid=pid,
+                         _MonitorStart=proc_start(pid))
+            write_state(cfg["state_path"], state)
+            return False
         write_state(cfg["state_path"], state)
-        return False
-    write_state(cfg["state_path"], state)
     if cfg.get("autoremove"):
         try:
             _remove(cfg)

@@ -138,6 +138,7 @@ class HealthChecker:
         self.state = HealthState(int(hc.get("Retries") or 3))
         self.started = clock()
         self.probe: _Probe | None = None
+        self._published: str | None = None
         self.next_at = self.started + self._interval()
 
     # -- the schedule
@@ -267,6 +268,14 @@ class HealthChecker:
         from barque.container.monitor import update_state
 
         update_state(self.cfg["state_path"], Health=health)
+        status = health.get("Status")
+        if status != self._published:
+            self._published = status
+            if status in ("healthy", "unhealthy") and self.cfg.get("root"):  # as dockerd: an event at each change of status
+                from barque.container.events import record
+
+                record(self.cfg["root"], "container", f"health_status: {status}", self.cfg["id"],
+                       self.cfg.get("event_attrs") or {})
 
     def paused(self) -> bool:
         from barque.container.monitor import read_state

@@ -73,10 +73,32 @@ def write_state(path: str, state: dict) -> None:
     os.replace(tmp, path)
 
 
+class state_lock:
+    """An exclusive flock beside state.json: the monitor, its health checker and the CLI each do a read-modify-write
+    of the state, and without it one of two concurrent writers (an exit and a health result, say) loses its
+    change."""
+
+    def __init__(self, path) -> None:
+        self.path = f"{path}.lock"
+        self.fd = -1
+
+    def __enter__(self) -> "state_lock":
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing the only descriptor releases the lock
+        self.fd = -1
+
+
 def update_state(path: str, **changes) -> dict:
-    state = read_state(path)
-    state.update(changes)
-    write_state(path, state)
+    with state_lock(path):
+        state = read_state(path)
+        state.update(changes)
+        write_state(path, state)
     return state
 
 
@@ -184,16 +206,18 @@ def _create_and_start(cfg: dict) -> dict:
         for fd in ours:
             os.close(fd)
         os.close(devnull)
-    state = read_state(cfg["state_path"])
-    state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False, Dead=False,
-                 Pid=fds["pid"], _PidStart=fds["pid_start"], _MonitorPid=os.getpid(),
-                 _MonitorStart=proc_start(os.getpid()), ExitCode=0, Error="", StartedAt=now_rfc3339(),
-                 FinishedAt="0001-01-01T00:00:00Z")
-    if cfg.get("healthcheck"):
-        state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
-    else:
-        state.pop("Health", None)
-    write_state(cfg["state_path"], state)
+    with state_lock(cfg["state_path"]):
+        state = read_state(cfg["state_path"])
+        state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False, Dead=False,
+                     Pid=fds["pid"], _PidStart=fds["pid_start"], _MonitorPid=os.getpid(),
+                     _MonitorStart=proc_start(os.getpid()), ExitCode=0, Error="", StartedAt=now_rfc3339(),
+                     FinishedAt="0001-01-01T00:00:00Z")
+        state.pop("_StoppedByUser", None)
+        if cfg.get("healthcheck"):
+            state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        else:
+            state.pop("Health", None)
+        write_state(cfg["state_path"], state)
     return fds
 
 

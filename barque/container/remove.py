@@ -43,6 +43,9 @@ def remove(engine, c, *, force: bool = False, volumes: bool = False, exited_alre
         except NotFound:
             pass
     engine.containers.delete(c)
+    from barque.container.events import container_event
+
+    container_event(engine.settings.root, c.record, "destroy")
     if volumes:
         for m in c.record.get("Mounts") or []:
             if m.get("Type") == "volume" and m.get("Name"):

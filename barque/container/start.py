@@ -12,6 +12,7 @@ import socket
 import sys
 from pathlib import Path
 
+from barque.container.events import container_attributes, container_event
 from barque.errors import FailedPrecondition
 
 __all__ = ["start", "StartFailed", "monitor_config"]
@@ -55,6 +56,7 @@ def monitor_config(engine, c, bundle: Path, rootfs: Path, size: tuple[int, int] 
         "restart": host.get("RestartPolicy") or {}, "autoremove": bool(host.get("AutoRemove")),
         "healthcheck": hc, "root": str(engine.settings.root), "engine_run_root": str(engine.settings.run_root),
         "driver": engine.driver_name, "barque_argv": barque_argv(engine),
+        "event_attrs": container_attributes(c.record),
     }
 
 
@@ -182,12 +184,12 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
         if ours is not None:
             ours.close()
         unmount_rootfs(str(rootfs))
-        state = c.refresh()
-        state.update(Status="created" if state.get("Status") in (None, "created") else "exited",
-                     ExitCode=result.get("code", 125), Error=result["error"], Running=False, Pid=0)
-        c.save_state(state)
+        status = "created" if c.refresh().get("Status") in (None, "created") else "exited"
+        c.update_state(Status=status, ExitCode=result.get("code", 125), Error=result["error"], Running=False,
+                       Pid=0)
         raise StartFailed(result["error"], result.get("code", 125))
     c.refresh()
+    container_event(engine.settings.root, c.record, "start")
     return ours
 
 

@@ -13,10 +13,16 @@ import time
 
 from barque.errors import Conflict
 
-__all__ = ["kill", "stop", "pause", "unpause", "DEFAULT_STOP_TIMEOUT"]
+__all__ = ["kill", "stop", "restart", "pause", "unpause", "DEFAULT_STOP_TIMEOUT"]
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 30.0
+
+
+def _event(c, action: str, **extra: str) -> None:
+    from barque.container.events import container_event
+
+    container_event(c.dir.parent.parent, c.record, action, **extra)  # <root>/containers/<id>
 
 
 def _signal_number(sig: str | int) -> int:
@@ -38,6 +44,7 @@ def _send(c, signum: int) -> bool:
         os.kill(pid, signum)
     except ProcessLookupError:
         return False
+    _event(c, "kill", signal=str(signum))
     return True
 
 
@@ -63,6 +70,8 @@ def mark_stopped(c) -> None:
         (c.run_dir / STOP_MARKER).touch()
     except OSError:
         pass
+    # durable too: the marker in the run directory is gone after a reboot, and `system restore` must know
+    c.update_state(_StoppedByUser=True)
 
 
 def wait_stopped(c, timeout: float) -> bool:
@@ -83,8 +92,8 @@ def stop(c, timeout: int | None = None, sig: str | None = None) -> None:
     state = c.refresh()
     if state.get("Status") == "restarting":
         mark_stopped(c)
-        state.update(Status="exited", Restarting=False, Running=False)
-        c.save_state(state)
+        c.update_state(when=lambda s: s.get("Status") == "restarting", Status="exited", Restarting=False,
+                       Running=False)
         return
     if state.get("Status") not in ("running", "paused"):
         return
@@ -96,15 +105,26 @@ def stop(c, timeout: int | None = None, sig: str | None = None) -> None:
     signum = _signal_number(sig or config.get("StopSignal") or "SIGTERM")
     mark_stopped(c)
     paused = c.status == "paused"
+    stopped = False
     if timeout != 0 and _send(c, signum):
         if paused:
             _thaw(c)
-        if timeout < 0 or wait_stopped(c, float(timeout)):
-            return
-    _send(c, signalmod.SIGKILL)
-    if paused:
-        _thaw(c)
-    wait_stopped(c, KILL_WAIT)
+        stopped = timeout < 0 or wait_stopped(c, float(timeout))
+    if not stopped:
+        _send(c, signalmod.SIGKILL)
+        if paused:
+            _thaw(c)
+        wait_stopped(c, KILL_WAIT)
+    _event(c, "stop")
+
+
+def restart(engine, c, timeout: int | None = None, sig: str | None = None) -> None:
+    """Docker's restart: a stop (of a running container), then a start."""
+    from barque.container.start import start
+
+    stop(c, timeout, sig)
+    start(engine, c)
+    _event(c, "restart")
 
 
 def _runtime(c):
@@ -118,10 +138,7 @@ def _thaw(c) -> None:
         _runtime(c).resume(c.id)
     except Exception:  # noqa: BLE001 - best effort: the process may be gone
         pass
-    state = c.refresh()
-    if state.get("Status") == "paused":
-        state.update(Status="running", Paused=False)
-        c.save_state(state)
+    c.update_state(when=lambda s: s.get("Status") == "paused", Status="running", Paused=False)
 
 
 def pause(c) -> None:
@@ -131,8 +148,8 @@ def pause(c) -> None:
             raise Conflict(f"Container {c.id} is already paused")
         raise Conflict(f"Container {c.id} is not running")
     _runtime(c).pause(c.id)
-    state.update(Status="paused", Paused=True)
-    c.save_state(state)
+    c.update_state(when=lambda s: s.get("Status") == "running", Status="paused", Paused=True)
+    _event(c, "pause")
 
 
 def unpause(c) -> None:
@@ -140,6 +157,5 @@ def unpause(c) -> None:
     if state.get("Status") != "paused":
         raise Conflict(f"Container {c.id} is not paused")
     _runtime(c).resume(c.id)
-    state = c.refresh()
-    state.update(Status="running", Paused=False)
-    c.save_state(state)
+    c.update_state(when=lambda s: s.get("Status") == "paused", Status="running", Paused=False)
+    _event(c, "unpause")

@@ -127,6 +127,19 @@ class Container:
         write_state(self.state_path, state)
         self._state = state
 
+    def update_state(self, when=None, **changes) -> dict:
+        """Read-modify-write of state.json under the lock the monitor takes too; `when(state)` (on the state as
+        read) may veto the change. Returns the state as it now is."""
+        from barque.container.monitor import state_lock
+
+        with state_lock(self.state_path):
+            state = reconcile(read_state(self.state_path))
+            if when is None or when(state):
+                state.update(changes)
+                write_state(self.state_path, state)
+        self._state = state
+        return state
+
     @property
     def status(self) -> str:
         return self.state.get("Status", "created")

@@ -94,6 +94,7 @@ def finalize_and_exec(process: dict, exe: str, seccomp_filter=None, *, in_userns
 
     user = process.get("user") or {}
     nnp = bool(process.get("noNewPrivileges"))
+    _default_signals()
     set_rlimits(process.get("rlimits") or [])
     if seccomp_filter is not None and not nnp:
         _load_seccomp(seccomp_filter)
@@ -120,6 +121,23 @@ def finalize_and_exec(process: dict, exe: str, seccomp_filter=None, *, in_userns
         if e.errno == errno.EACCES:
             raise FailedPrecondition(f'exec: "{process["args"][0]}": permission denied') from e
         raise FailedPrecondition(f'exec {exe}: {e.strerror or e}') from e
+
+
+def _default_signals() -> None:
+    """A process starts with every signal at its default and none blocked, as runc leaves it. An ignored signal
+    survives execve, and Python ignores SIGPIPE and SIGXFSZ: without this, `yes | head -1` in a container would
+    never end on a broken pipe."""
+    import signal
+
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if signal.getsignal(signum) is not signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # real-time signals Python does not know, or reserved ones
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _load_seccomp(f) -> None:

@@ -37,6 +37,12 @@ def test_run_foreground_output_and_exit_code(bb):
     assert bb("ps", "-aq").stdout == ""  # --rm removed it
 
 
+def test_process_starts_with_default_signals(bb):
+    """No signal ignored or blocked from the engine's own process: a pipeline ends on SIGPIPE as on the host."""
+    r = bb("run", "--rm", "busybox", "sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -n1")
+    assert r.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000", "y"]
+
+
 def test_run_stdin_interactive(bb):
     r = bb("run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z", input="hello\n")
     assert r.stdout == "HELLO\n"
