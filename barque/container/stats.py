@@ -285,12 +285,7 @@ def update(engine, c, changes: dict) -> None:
     engine.containers.update(c)
     if changes.get("RestartPolicy") and new.get("RestartPolicy") != host.get("RestartPolicy"):
         # a running container's monitor cannot read the database: the policy it applies at the exit is in the state
-        from barque.container.store import read_state, write_state
-
-        state = read_state(c.state_path)  # as written, not as reconciled
-        state[RESTART_POLICY_KEY] = new["RestartPolicy"]
-        write_state(c.state_path, state)
-        c.refresh()
+        c.update_state(**{RESTART_POLICY_KEY: new["RestartPolicy"]})
 
 
 # ---- top ------------------------------------------------------------------------------------------------------

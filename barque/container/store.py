@@ -133,12 +133,12 @@ class Container:
         from barque.container.monitor import state_lock
 
         with state_lock(self.state_path):
-            state = reconcile(read_state(self.state_path))
-            if when is None or when(state):
-                state.update(changes)
-                write_state(self.state_path, state)
-        self._state = state
-        return state
+            raw = read_state(self.state_path)  # written back as it was, plus the changes: not as reconciled
+            if when is None or when(reconcile(raw)):
+                raw.update(changes)
+                write_state(self.state_path, raw)
+        self._state = reconcile(raw)
+        return self._state
 
     @property
     def status(self) -> str:
