@@ -460,51 +460,26 @@ def container_inspect(ctx, fmt, size, containers):
 @click.pass_context
 def container_prune(ctx, force, filters):
     """Remove all stopped containers."""
-    from barque.cli.format import human_size
-    from barque.container.remove import remove
+    from barque.container.prune import parse_prune_filters, prune_containers
 
+    parsed = parse_prune_filters(filters)
     if not force:
         click.echo("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
                    nl=False)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return
-    engine = engine_from(ctx)
-    deleted, reclaimed = [], 0
-    until = None
-    labels = []
-    for f in filters:
-        k, _, v = f.partition("=")
-        if k == "until":
-            from barque.container.logs import parse_since
+    report = prune_containers(engine_from(ctx), parsed)
+    for message in report.errors:
+        print(f"Error: {message}", file=sys.stderr)
+    print_container_prune(report)
 
-            until = parse_since(v, time.time())
-        elif k == "label":
-            labels.append(v)
-        else:
-            raise InvalidArgument(f"invalid filter '{k}'")
-    from barque.oci.times import parse_time
 
-    for c in engine.containers.list():
-        if c.state.get("Status") in ("running", "paused", "restarting"):
-            continue
-        if until is not None and (parse_time(c.record["Created"]) or 0) >= until:
-            continue
-        cl = c.record["Config"].get("Labels") or {}
-        if any(not (lab.partition("=")[0] in cl and (not lab.partition("=")[1] or cl[lab.partition("=")[0]] == lab.partition("=")[2])) for lab in labels):
-            continue
-        try:
-            reclaimed += engine.snapshotter.usage(c.private["snapshot"]).size
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            remove(engine, c)
-        except BarqueError as e:
-            print(f"Error: {e.message}", file=sys.stderr)
-            continue
-        deleted.append(c.id)
-    if deleted:
+def print_container_prune(report) -> None:
+    from barque.cli.format import human_size
+
+    if report.deleted:
         click.echo("Deleted Containers:")
-        for d in deleted:
+        for d in report.deleted:
             click.echo(d)
         click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+    click.echo(f"Total reclaimed space: {human_size(report.reclaimed)}")

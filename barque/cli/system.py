@@ -17,13 +17,15 @@ def _info(engine) -> dict:
     from barque.linux.mountinfo import fs_type
 
     images = engine.images.list()
-    containers = engine.db.query("SELECT COUNT(*) AS n FROM containers")[0]["n"]
+    statuses = [c.status for c in engine.containers.list()]
+    running = sum(s in ("running", "restarting") for s in statuses)
+    paused = statuses.count("paused")
     return {
         "ID": "",
-        "Containers": containers,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": containers,
+        "Containers": len(statuses),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": len(statuses) - running - paused,
         "Images": len(images),
         "Driver": engine.driver_name,
         "DriverStatus": [["Backing Filesystem", fs_type(engine.root)]],
@@ -129,10 +131,43 @@ def _df(engine) -> dict:
     return {
         "Images": {"TotalCount": len(images), "Active": len(active_images), "Size": total,
                    "Reclaimable": reclaimable},
-        "Containers": {"TotalCount": len(in_use), "Active": 0, "Size": 0, "Reclaimable": 0},
-        "Volumes": {"TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
+        "Containers": _df_containers(engine),
+        "Volumes": _df_volumes(engine),
         "BuildCache": {"TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
     }
+
+
+def _df_containers(engine) -> dict:
+    total = active = size = reclaimable = 0
+    for c in engine.containers.list():
+        total += 1
+        try:
+            used = engine.snapshotter.usage(c.private["snapshot"]).size
+        except Exception:  # noqa: BLE001 - a report only
+            used = 0
+        size += used
+        if c.running:
+            active += 1
+        else:
+            reclaimable += used
+    return {"TotalCount": total, "Active": active, "Size": size, "Reclaimable": reclaimable}
+
+
+def _df_volumes(engine) -> dict:
+    total = active = size = reclaimable = 0
+    used = engine.volumes.used()
+    for v in engine.volumes.list():
+        total += 1
+        try:
+            bytes_ = engine.volumes.usage(v["Name"])
+        except Exception:  # noqa: BLE001 - a report only
+            bytes_ = 0
+        size += bytes_
+        if used.get(v["Name"]):
+            active += 1
+        else:
+            reclaimable += bytes_
+    return {"TotalCount": total, "Active": active, "Size": size, "Reclaimable": reclaimable}
 
 
 @click.command("df", context_settings=CONTEXT)
@@ -156,15 +191,44 @@ def df(ctx, verbose, fmt):
 @click.command("prune", context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images not just dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--volumes", is_flag=True, help="Prune anonymous volumes.")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<key>=<value>').")
 @click.pass_context
-def system_prune(ctx, all_, force):
-    """Remove unused data."""
+def system_prune(ctx, all_, force, volumes, filters):
+    """Remove unused data: stopped containers, dangling (with -a: unused) images, with --volumes anonymous
+    volumes no container uses."""
+    from barque.cli.containers import print_container_prune
+    from barque.cli.images import print_prune_report
+    from barque.container.prune import parse_prune_filters, prune_containers
     from barque.images.remove import prune_images
 
-    if not force and not click.confirm("WARNING! This will remove all dangling images and unreferenced content.\n"
-                                       "Are you sure you want to continue?", default=False):
-        return
-    from barque.cli.images import print_prune_report
-
-    report, gc = prune_images(engine_from(ctx), all_images=all_)
-    print_prune_report(report, report.reclaimed + gc.bytes_removed)
+    parsed = parse_prune_filters(filters)
+    if not force:
+        what = ["all stopped containers"]
+        if volumes:
+            what.append("all anonymous volumes not used by at least one container")
+        what.append("all images without at least one container associated to them" if all_
+                    else "all dangling images")
+        click.echo("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what))
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    engine = engine_from(ctx)
+    containers = prune_containers(engine, parsed)
+    for message in containers.errors:
+        click.echo(f"Error: {message}", err=True)
+    if containers.deleted:
+        click.echo("Deleted Containers:")
+        for d in containers.deleted:
+            click.echo(d)
+        click.echo("")
+    reclaimed = containers.reclaimed
+    if volumes:
+        names, freed = engine.volumes.prune(all=False, labels=parsed["label"], not_labels=parsed["label!"])
+        reclaimed += freed
+        if names:
+            click.echo("Deleted Volumes:")
+            for n in names:
+                click.echo(n)
+            click.echo("")
+    report, gc = prune_images(engine, all_images=all_, label_filters=parsed["label"])
+    print_prune_report(report, reclaimed + report.reclaimed + gc.bytes_removed)

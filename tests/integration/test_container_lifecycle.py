@@ -333,3 +333,30 @@ def test_container_prune_and_rm_volumes(bb):
     vol2 = inspect(bb, "gone2")["Mounts"][0]["Name"]
     bb("rm", "-v", "gone2")
     assert vol2 not in bb("volume", "ls", "-q").stdout
+
+
+def test_container_prune_filters_and_system_prune(bb):
+    bb("create", "--name", "keepme", "--label", "keep=yes", "busybox", "true")
+    bb("create", "--name", "dropme", "--label", "keep=no", "busybox", "true")
+    r = bb("container", "prune", "-f", "--filter", "bogus=1", check=False)
+    assert r.returncode == 1 and "invalid filter 'bogus'" in r.stderr
+    out = bb("container", "prune", "-f", "--filter", "label!=keep=yes").stdout
+    assert out.startswith("Deleted Containers:\n")
+    assert bb("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["keepme"]
+    bb("run", "--name", "anon", "-v", "/data", "busybox", "true")
+    vol = inspect(bb, "anon")["Mounts"][0]["Name"]
+    bb("run", "-d", "--name", "alive", "busybox", "sleep", "60")
+    counts = bb("info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}").stdout.split()
+    assert counts == ["3", "1", "2"]
+    df = bb("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}").stdout.splitlines()
+    assert "Containers 3 1" in df and "Local Volumes 1 1" in df
+    declined = bb("system", "prune", "--volumes", input="n\n").stdout
+    assert "all stopped containers" in declined and "all anonymous volumes" in declined
+    assert "keepme" in bb("ps", "-a", "--format", "{{.Names}}").stdout  # declined: nothing removed
+    out = bb("system", "prune", "-f", "--volumes").stdout
+    ids = set(bb("ps", "-aq", "--no-trunc").stdout.split())
+    assert bb("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["alive"]
+    assert "Deleted Containers:" in out and "Deleted Volumes:" in out and vol in out
+    assert not ids & set(out.split())
+    assert vol not in bb("volume", "ls", "-q").stdout
+    assert "Total reclaimed space:" in out
