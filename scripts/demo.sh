@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, as far as barque goes today: make base images offline, load and import images, list and inspect
-# them, save them again; then run a container with barque-runtime. Runs in its own roots, never /var/lib/barque.
+# them, save them again; run containers (detached, with a health check, a volume, exec, logs), commit one; then
+# run a bundle with barque-runtime alone. Runs in its own roots, never /var/lib/barque, and removes its containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -21,6 +22,28 @@ b history fixture/layers:1
 b image inspect --format '{{.Id}} {{json .Config.Cmd}} {{.RootFS.Layers}}' fixture/layers:1
 b save -o "$DEMO/images.tar" busybox:latest fixture/layers:1
 echo "+ saved $(du -h "$DEMO/images.tar" | cut -f1) to $DEMO/images.tar"
+
+# Containers, as with docker: no daemon; each detached container has a small monitor of its own.
+cleanup() { .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+b run --rm busybox echo "hello from a container"
+b run -d --name demo-web --restart on-failure:3 --health-cmd 'test -e /tmp/ok' --health-interval 1s \
+  -v demo-data:/data busybox sh -c 'trap "exit 0" TERM; touch /tmp/ok; echo started; sleep 300 & wait'
+for _ in $(seq 50); do
+  [ "$(b inspect --format '{{.State.Health.Status}}' demo-web 2>/dev/null)" = healthy ] && break
+  sleep 0.2
+done
+b ps
+b logs demo-web
+b exec demo-web sh -c 'echo written by exec > /data/f; echo changed > /etc/motd'
+b run --rm --volumes-from demo-web:ro busybox cat /data/f
+b diff demo-web
+b commit -m "committed by the demo" demo-web demo/committed:1
+b run --rm demo/committed:1 cat /etc/motd
+b stop -t 1 demo-web
+b inspect --format '{{.Name}} {{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}}' demo-web
+b rm -v demo-web
+b volume rm demo-data
 b system df
 b info
 
