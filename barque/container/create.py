@@ -129,6 +129,14 @@ def _check_host_config(host: dict) -> None:
 
 
 def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa: F821
+    # under the store's shared lock, as an image load is: garbage collection (exclusive) can then neither remove
+    # the image's layers between their lookup and the new snapshot on top of them, nor take that snapshot for an
+    # orphan before its record exists
+    with engine.lock.shared():
+        return _create(engine, body, name)
+
+
+def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
     from barque.container.logs import parse_log_config
     from barque.container.names import generate_name, validate_name
     from barque.images.unpack import chain_ids
@@ -190,7 +198,8 @@ def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa:
                 with engine.db.transaction() as conn:
                     record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
                                                list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
-                    c = engine.containers.add(record, conn=conn)
+                    c = engine.containers.add(record, conn=conn,
+                                              populate=lambda d: _write_etc_files(d, config, host))
                 break
             except Conflict:
                 # a generated name another `run` took between our check and our insert: draw another
@@ -201,7 +210,6 @@ def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa:
     except BaseException:
         snap.remove(key)
         raise
-    _write_etc_files(c.dir, config, host)
     container_event(engine.settings.root, c.record, "create")
     return c
 

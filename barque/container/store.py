@@ -174,8 +174,10 @@ class ContainerStore:
         record = json.loads(row["record"])
         return Container(record=record, dir=self.dir(row["id"]), run_dir=self.run_dir(row["id"]))
 
-    def add(self, record: dict, conn=None) -> Container:
-        """Record a new container (in `conn`'s transaction when given, so it commits with what made it)."""
+    def add(self, record: dict, conn=None, populate=None) -> Container:
+        """Record a new container (in `conn`'s transaction when given, so it commits with what made it).
+        `populate(dir)` fills its directory before the record is written: a container is never visible without
+        its files, whenever the process creating it is killed."""
         import sqlite3
         from contextlib import nullcontext
 
@@ -183,6 +185,8 @@ class ContainerStore:
         d = self.dir(cid)
         d.mkdir(parents=True, exist_ok=False, mode=0o711)  # a remapped root binds its /etc files from here
         try:
+            if populate is not None:
+                populate(d)
             with (nullcontext(conn) if conn is not None else self.db.transaction()) as tx:
                 try:
                     tx.execute("INSERT INTO containers (id, name, image_id, created, record) VALUES (?,?,?,?,?)",

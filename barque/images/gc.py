@@ -88,6 +88,7 @@ def _collect_snapshots(engine, result: GCResult) -> None:
     for info in infos:
         if info.name.startswith(UNPACK_PREFIX):
             _remove(snap, info.name)
+    _collect_orphan_containers(engine, infos)
     # remove unused layer snapshots from the top down: a parent goes once its children are gone
     while True:
         infos = list(snap.walk())
@@ -104,6 +105,27 @@ def _collect_snapshots(engine, result: GCResult) -> None:
         with engine.db.transaction() as conn:
             for chain in result.layers_removed:
                 conn.execute("DELETE FROM layers WHERE chain_id=?", (chain,))
+
+
+def _collect_orphan_containers(engine, infos) -> None:
+    """What a `create` killed half-way left: a container snapshot, or a container directory, with no record. A
+    create holds the shared store lock until its record is written, so under the exclusive lock none is in the
+    making."""
+    import shutil
+
+    from barque.container.create import SNAPSHOT_PREFIX
+
+    known = {r["id"] for r in engine.db.query("SELECT id FROM containers")}
+    for info in infos:
+        if info.name.startswith(SNAPSHOT_PREFIX) and info.name[len(SNAPSHOT_PREFIX):] not in known:
+            log.info("removing the snapshot of a container that was never recorded: %s", info.name)
+            _remove(engine.snapshotter, info.name)
+    top = engine.containers.root
+    if top.is_dir():
+        for d in top.iterdir():
+            if d.is_dir() and len(d.name) == 64 and d.name not in known:
+                log.info("removing the files of a container that was never recorded: %s", d.name)
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def _remove(snap, key: str) -> bool:
