@@ -103,7 +103,9 @@ def _start_error(c, e: Exception) -> Exception:
     if isinstance(e, NotFound) or msg.startswith("cannot exec in container"):
         return Conflict(f"Container {c.id} is not running")
     low = msg.lower()
-    code = 127 if "executable file not found" in low or "no such file or directory" in low else 126
+    # Docker: 127 when the command is not there, 126 for any other reason it cannot start (a missing -w included)
+    code = 127 if "executable file not found" in low or ("no such file or directory" in low and "exec:" in low) \
+        else 126
     return ExecFailed(f"OCI runtime exec failed: exec failed: unable to start container process: {msg}: unknown",
                       code)
 

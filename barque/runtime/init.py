@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from barque.errors import FailedPrecondition
 from barque.linux import _libc
 from barque.runtime import console, rootfs
 from barque.runtime.channel import Channel
@@ -241,6 +242,7 @@ def _stage2(ch: Channel, cfg: InitConfig) -> None:
         if slave is not None:
             console.make_controlling(slave)
         _keep_fds(cfg.preserve_fds)
+        _check_cwd(cfg.process)
         ch.send("ready")
         ready = True
         ch.close()
@@ -263,6 +265,16 @@ def _stage2(ch: Channel, cfg: InitConfig) -> None:
                 pass
         os._exit(127 if "not found" in str(e) else 126 if "permission denied" in str(e) else 1)
     os._exit(1)
+
+
+def _check_cwd(process: dict) -> None:
+    """A missing working directory is a setup error the caller hears about (runc's message; Docker: 126), not a
+    failure after `ready` that only the process's stderr would show. Checked as root: a directory the process's
+    user may not enter still fails at the chdir, later."""
+    cwd = process.get("cwd") or "/"
+    if not os.path.isdir(cwd):
+        why = "not a directory" if os.path.lexists(cwd) else "no such file or directory"
+        raise FailedPrecondition(f'chdir to cwd ("{cwd}") set in config.json failed: {why}')
 
 
 def _keep_fds(n: int) -> None:

@@ -114,6 +114,9 @@ def test_not_found_127_and_not_executable_126(box):
     r = box("exec", "box", "/etc/passwd", check=False)
     assert r.returncode == 126
     assert "permission denied" in r.stderr
+    r = box("exec", "-w", "/not/there", "box", "pwd", check=False)
+    assert r.returncode == 126 and r.stdout == ""
+    assert 'chdir to cwd ("/not/there") set in config.json failed: no such file or directory' in r.stderr
 
 
 def test_detached_exec_keeps_running_and_leaves_no_zombie(box):
