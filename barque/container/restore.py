@@ -13,7 +13,9 @@ Which ones, as dockerd decides at its start (a container that never started stay
   exit the user did not ask for, so a state left "running", "paused" or "restarting" means the host went down under
   it, and an exit recorded with an error means its last restart failed; an exit recorded cleanly was the user's
   stop. (A durable flag `_StoppedByUser`, once `stop` writes one, takes precedence.)
-* `no` and `on-failure`: none.
+* `on-failure`: those the host's shutdown killed (dockerd sees their death as exit 255, a failure), not those
+  that had ended on their own before it;
+* `no`: none.
 
 Idempotent: a container that runs is left alone, so running it twice, or on a host that did not reboot, is harmless.
 Containers sharing another's network namespace (`--network container:X`) start after the others.
@@ -68,6 +70,10 @@ def should_restore(c, raw: dict) -> bool:
         return True
     if policy == "unless-stopped":
         return not stopped_by_user(c, raw)
+    if policy == "on-failure":
+        # dockerd records an unobserved death as exit 255, a failure: a container that was running when the host
+        # went down comes back; one that had exited on its own (whatever its code) stays as it ended
+        return raw.get("Status") in _LIVE and not stopped_by_user(c, raw)
     return False
 
 

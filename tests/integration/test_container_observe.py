@@ -319,11 +319,13 @@ def test_restore_after_a_reboot(ob):
     ob("run", "-d", "--name", "unless-stopped1", "--restart", "unless-stopped", "busybox", "sleep", "1000")
     ob("run", "-d", "--name", "always-stopped1", "--restart", "always", "busybox", "sleep", "1000")
     ob("run", "-d", "--name", "no1", "busybox", "sleep", "1000")
+    ob("run", "-d", "--name", "fail1", "--restart", "on-failure:2", "busybox", "sleep", "1000")
+    ob("run", "--name", "fail-done1", "--restart", "on-failure", "busybox", "true")
     ob("create", "--name", "never1", "--restart", "always", "busybox", "sleep", "1000")
     ob("stop", "-t", "0", "unless-stopped1", "always-stopped1")
     old_pid = inspect(ob, "always1")["State"]["Pid"]
 
-    _simulate_reboot(ob, ["always1", "unless1", "no1"])
+    _simulate_reboot(ob, ["always1", "unless1", "no1", "fail1"])
     assert not list(CGROUP_ROOT.glob(f"*/barque/{inspect(ob, 'always1')['Id']}"))
     for name in ("always1", "unless1", "no1"):
         state = inspect(ob, name)["State"]
@@ -331,18 +333,20 @@ def test_restore_after_a_reboot(ob):
 
     r = ob("system", "restore")
     # always: even the one the user stopped (dockerd restarts those when it starts); unless-stopped: not that one
-    assert sorted(r.stdout.split()) == ["always-stopped1", "always1", "unless1"]
-    for name in ("always1", "unless1", "always-stopped1"):
+    assert sorted(r.stdout.split()) == ["always-stopped1", "always1", "fail1", "unless1"]
+    for name in ("always1", "unless1", "always-stopped1", "fail1"):
         state = inspect(ob, name)["State"]
         assert state["Status"] == "running", name
     assert inspect(ob, "always1")["State"]["Pid"] != old_pid
     assert "sleep 1000" in ob("top", "always1").stdout
-    for name, status in (("unless-stopped1", "exited"), ("no1", "exited"), ("never1", "created")):
+    for name, status in (("unless-stopped1", "exited"), ("no1", "exited"), ("never1", "created"),
+                         ("fail-done1", "exited")):
         assert inspect(ob, name)["State"]["Status"] == status, name
 
     # again: everything that should run runs, so nothing happens
     assert ob("system", "restore").stdout == ""
-    assert sorted(ob("ps", "--format", "{{.Names}}").stdout.split()) == ["always-stopped1", "always1", "unless1"]
+    assert sorted(ob("ps", "--format", "{{.Names}}").stdout.split()) == ["always-stopped1", "always1", "fail1",
+                                                                         "unless1"]
 
 
 # ---- the reductions on their own (no kernel needed) ---------------------------------------------------------------
