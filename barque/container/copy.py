@@ -845,6 +845,10 @@ def copy_in(engine, c, container_name: str, src: str | BinaryIO, dst: str, *, fo
     directory DST. Files are owned by the container's root unless `archive` keeps the source's owners.
     Returns the bytes of archive copied."""
     owner: Owner = (lambda e: (e.uid, e.gid)) if archive else (lambda e: (0, 0))
+    from barque.container.userns import writes_host_ids
+
+    if writes_host_ids(c):
+        owner = _remapped(owner)
     with container_view(engine, c, writable=True) as view:
         wanted = lexical_parts(dst)
         try:
@@ -879,6 +883,29 @@ def copy_in(engine, c, container_name: str, src: str | BinaryIO, dst: str, *, fo
                 directory, name = _plan(src_is_dir, _base(src), real, st is not None, dst_is_dir,
                                         asserts_directory(dst))
                 return _extract_in(view, container_name, directory, walk_entries(host, hloc, name), owner)
+
+
+def _remapped(owner: Owner) -> Owner:
+    """The owners as the host stores them for a remapped container whose writable layer holds host ids: its root
+    (0) is the first id of its range."""
+    from barque.container.userns import remap_ranges
+
+    uid_map, gid_map = remap_ranges()
+
+    def host_id(mapping: list, value: int, what: str) -> int:
+        for inside, outside, size in mapping:
+            if inside <= value < inside + size:
+                return outside + value - inside
+        raise InvalidArgument(f"cannot copy a file owned by {what} {value}: it is outside the container's user "
+                              "namespace")
+
+    def mapped(e: Entry) -> tuple[int, int] | None:
+        ids = owner(e)
+        if ids is None:
+            return None
+        return host_id(uid_map, ids[0], "uid"), host_id(gid_map, ids[1], "gid")
+
+    return mapped
 
 
 def _extract_in(view: FSView, container_name: str, directory: Parts, entries: Iterator[Entry], owner: Owner) -> int:

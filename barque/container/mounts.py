@@ -26,6 +26,7 @@ import csv
 import os
 import posixpath
 import re
+import stat
 import subprocess
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -658,10 +659,14 @@ def verify_sources(resolved: Iterable[Mapping]) -> None:
 
 # ---- copy-up ----------------------------------------------------------------------------------------------------
 
-def populate(volume_dir: Path, rootfs: Path, target: str) -> bool:
+def populate(volume_dir: Path, rootfs: Path, target: str, shift: tuple[list, list] | None = None) -> bool:
     """Docker's copy-up: an empty volume gets what the image has at `target` — content, ownership and mode of the
     directory itself. Returns whether it copied. `target` is resolved inside `rootfs` as a chroot would (a symlink
-    in the image cannot lead out), and the copy reads through the resolved directory's descriptor."""
+    in the image cannot lead out), and the copy reads through the resolved directory's descriptor.
+
+    `shift` (uid and gid mappings, [inside, outside, size] triples) moves the copied owners into a user
+    namespace's range, for a remapped container whose rootfs shows its own ids while its volumes, plain bind mounts,
+    must hold host ids."""
     from barque.layers.safepath import RootDir, clean_parts
 
     volume_dir = Path(volume_dir)
@@ -682,4 +687,28 @@ def populate(volume_dir: Path, rootfs: Path, target: str) -> bool:
         st = os.fstat(fd)
         os.chown(volume_dir, st.st_uid, st.st_gid)
         os.chmod(volume_dir, st.st_mode & 0o7777)
+    if shift is not None:
+        shift_owners(volume_dir, *shift)
     return True
+
+
+def _shifted(mapping: list, value: int) -> int:
+    for inside, outside, size in mapping:
+        if inside <= value < inside + size:
+            return outside + value - inside
+    return 65534  # outside the namespace: what the kernel shows it as there (the overflow id)
+
+
+def shift_owners(top: Path, uid_map: list, gid_map: list) -> None:
+    """Every file under `top` (itself included) owned by its ids mapped through the mappings; modes are set again
+    after the chown, which clears set-id bits."""
+    def one(path: str) -> None:
+        st = os.lstat(path)
+        os.lchown(path, _shifted(uid_map, st.st_uid), _shifted(gid_map, st.st_gid))
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+    one(str(top))
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            one(os.path.join(dirpath, name))

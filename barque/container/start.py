@@ -89,6 +89,12 @@ def prepare_bundle(engine, c) -> tuple[Path, Path]:
 
         userns = remap_ranges()
     idmapped_here = False
+    # the copy-up into volumes reads the rootfs as mounted here: on overlay it shows host ids already (idmapped
+    # lowers, an upper that stores host ids); the other drivers' rootfs shows the container's own ids until the
+    # runtime idmaps it, so their copies are shifted into the range
+    from barque.container.userns import writes_host_ids
+
+    shift = userns if remap and not writes_host_ids(c) else None
     if not os.path.ismount(rootfs) and not mounted_under(rootfs):
         plans = engine.snapshotter.mounts(c.private["snapshot"])
         if remap and len(plans) == 1 and plans[0].type == "overlay":
@@ -103,7 +109,9 @@ def prepare_bundle(engine, c) -> tuple[Path, Path]:
     try:
         for m in c.record.get("Mounts") or []:
             if m.get("Type") == "volume" and not m.get("_nocopy") and m.get("Source"):
-                populate(Path(m["Source"]), rootfs, m["Destination"])
+                populate(Path(m["Source"]), rootfs, m["Destination"], shift=shift)
+            if userns and m.get("Type") == "volume" and m.get("Source"):
+                _hand_to_remapped_root(Path(m["Source"]), userns)
         files = {"hostname": c.dir / "hostname", "hosts": c.dir / "hosts", "resolv.conf": c.dir / "resolv.conf"}
         resolved = c.record.get("Mounts") or []
         verify_sources(resolved)
@@ -119,6 +127,18 @@ def prepare_bundle(engine, c) -> tuple[Path, Path]:
         unmount_rootfs(str(rootfs))
         raise
     return bundle, rootfs
+
+
+def _hand_to_remapped_root(volume_dir: Path, userns: tuple[list, list]) -> None:
+    """A new, empty volume belongs to host root, which a remapped container sees as nobody: as under Docker's
+    userns-remap, it is handed to the container's root (volumes are bind mounts, so the host ids are what counts).
+    A volume with content keeps its owners."""
+    try:
+        st = volume_dir.stat()
+        if st.st_uid == 0 and st.st_gid == 0 and not any(volume_dir.iterdir()):
+            os.chown(volume_dir, userns[0][0][1], userns[1][0][1])
+    except OSError as e:
+        log.warning("volume %s not handed to the remapped root: %s", volume_dir, e)
 
 
 def _clear_stale_runtime_state(engine, cid: str) -> None:

@@ -9,7 +9,7 @@ copy of the snapshot is made.
 
 from __future__ import annotations
 
-__all__ = ["remap_ranges", "DEFAULT_RANGE"]
+__all__ = ["remap_ranges", "writes_host_ids", "DEFAULT_RANGE"]
 
 DEFAULT_RANGE = (231072, 65536)
 USER = "barque"
@@ -32,3 +32,12 @@ def remap_ranges() -> tuple[list, list]:
     uid = _subid("/etc/subuid") or DEFAULT_RANGE
     gid = _subid("/etc/subgid") or DEFAULT_RANGE
     return [[0, uid[0], uid[1]]], [[0, gid[0], gid[1]]]
+
+
+def writes_host_ids(c) -> bool:
+    """Whether what is written into remapped container `c`'s filesystem from the host must carry host ids. On
+    overlay only the shared read-only layers are idmapped (barque.container.idmap) and the writable layer stores host
+    ids, as the container's root writes them; the other drivers idmap the container's whole rootfs at run time, so
+    their files hold the container's own ids."""
+    remapped = (c.record["HostConfig"].get("UsernsMode") or "") == "remap"
+    return remapped and (c.record.get("Driver") or "") == "overlay"

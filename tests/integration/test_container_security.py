@@ -52,11 +52,26 @@ def test_userns_remap(barque_driver, busybox_tar):
     b("load", "-i", busybox_tar)
     out = b("run", "--name", "remapped", "--userns", "remap", "busybox", "sh", "-c",
             "cat /proc/self/uid_map; stat -c %u /etc/passwd; echo data > /root-owned && stat -c %u /root-owned; "
-            "sleep 0.2").stdout.split()
+            "sleep 0.2; [ -e /copied-stopped ] && sleep 60; exit 0").stdout.split()
     assert out[:3] == ["0", "231072", "65536"]  # root inside is 231072 outside
     assert out[3] == "0" and out[4] == "0"       # the image's files and new ones are root's inside
     info = json.loads(b("inspect", "remapped").stdout)[0]
     assert info["HostConfig"]["UsernsMode"] == "remap" and info["State"]["ExitCode"] == 0
+    # cp into it, stopped and running: the files are the container's root's, as Docker's cp makes them
+    src = b.root.parent / "copied.txt"
+    src.write_text("copied\n")
+    b("cp", str(src), "remapped:/copied-stopped")
+    b("start", "remapped")
+    b("cp", str(src), "remapped:/copied-running")
+    out = b("exec", "remapped", "sh", "-c", "stat -c %u:%g /copied-stopped /copied-running; "
+            "echo more >> /copied-running && cat /copied-running").stdout.split()
+    assert out == ["0:0", "0:0", "copied", "more"]
+    b("rm", "-f", "remapped")
+    # volumes: a new empty one belongs to the container's root, one filled from the image keeps the image's owners
+    out = b("run", "--rm", "--userns", "remap", "-v", "/fresh", "-v", "etcvol:/etc", "busybox", "sh", "-c",
+            "stat -c %u /fresh /etc/passwd; touch /fresh/f /etc/f && echo writable").stdout.split()
+    assert out == ["0", "0", "writable"]
+    b("volume", "rm", "etcvol")
     r = b("run", "--rm", "--userns", "nonsense", "busybox", "true", check=False)
     assert r.returncode == 125
 
