@@ -59,12 +59,13 @@ def _lower_lookup(lowers: Sequence[Path] | None, parent: Path | None) -> LowerSt
     return lambda path: None if parent is None else _lstat(parent / path)
 
 
-def _owner_or_mode_changed(change: Change, lower_stat: LowerStat) -> bool:
+def _owner_or_mode_changed(change: Change, lower_stat: LowerStat, ids=None) -> bool:
     assert change.source is not None
     new, old = _lstat(change.source), lower_stat(change.path)
     if new is None or old is None:
         return True
-    return (new.st_mode, new.st_uid, new.st_gid) != (old.st_mode, old.st_uid, old.st_gid)
+    new_owner = (new.st_uid, new.st_gid) if ids is None else ids(new.st_uid, new.st_gid)
+    return (new.st_mode, *new_owner) != (old.st_mode, old.st_uid, old.st_gid)
 
 
 def _runtime_made(change: Change, needed: set[str]) -> bool:
@@ -77,9 +78,10 @@ def _runtime_made(change: Change, needed: set[str]) -> bool:
     return stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0)
 
 
-def clean_changes(changes: Sequence[Change], lower_stat: LowerStat) -> list[Change]:
+def clean_changes(changes: Sequence[Change], lower_stat: LowerStat, ids=None) -> list[Change]:
     """Drop the runtime's mount points and directories that are only there as parents of what was dropped (see
-    the module docstring). Returns the rest sorted by path bytes, parents first."""
+    the module docstring). Returns the rest sorted by path bytes, parents first. `ids` translates the owners of
+    the container's layer to the image's (barque.container.userns.container_ids)."""
     ordered = sorted(changes, key=lambda ch: os.fsencode(ch.path))
     needed: set[str] = set()  # ancestors of the changes kept so far (children come after parents: walk backwards)
     kept: list[Change] = []
@@ -87,7 +89,7 @@ def clean_changes(changes: Sequence[Change], lower_stat: LowerStat) -> list[Chan
         if _runtime_made(ch, needed):
             continue
         if (ch.kind == "modify" and not ch.opaque and ch.path not in needed and ch.source is not None
-                and stat.S_ISDIR(os.lstat(ch.source).st_mode) and not _owner_or_mode_changed(ch, lower_stat)):
+                and stat.S_ISDIR(os.lstat(ch.source).st_mode) and not _owner_or_mode_changed(ch, lower_stat, ids)):
             continue
         kept.append(ch)
         needed.update(_ancestors(ch.path))
@@ -97,12 +99,14 @@ def clean_changes(changes: Sequence[Change], lower_stat: LowerStat) -> list[Chan
 
 def layer_changes(engine, c) -> list[Change]:
     """The container's changes to its image, ready for `barque.layers.pack_layer`."""
+    from barque.container.userns import container_ids
     from barque.layers import diff_dirs, overlay_changes
 
     kind, first, second = engine.snapshotter.diff_source(c.private["snapshot"])
     if kind == "overlay":
         lowers = [Path(p) for p in second]
-        return clean_changes(list(overlay_changes(Path(first), lowers)), _lower_lookup(lowers, None))
+        return clean_changes(list(overlay_changes(Path(first), lowers)), _lower_lookup(lowers, None),
+                             container_ids(c))
     parent = Path(first) if first is not None else None
     return clean_changes(list(diff_dirs(parent, Path(second))), _lower_lookup(None, parent))
 

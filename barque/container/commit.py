@@ -106,13 +106,14 @@ def _oci_layer_type(media_type: str) -> str:
 def _pack(engine, c):
     """The container's changes as a gzip layer blob in the content store; None when nothing changed."""
     from barque.container.changes import layer_changes
+    from barque.container.userns import container_ids
     from barque.layers import pack_layer
 
     changes = layer_changes(engine, c)
     if not changes:
         return None
     with engine.content.writer() as w:
-        packed = pack_layer(changes, w, "gzip")
+        packed = pack_layer(changes, w, "gzip", ids=container_ids(c))
         info = w.commit()
     if info.digest != packed.digest:  # pragma: no cover - the writer digests what pack_layer digested
         raise InvalidArgument(f"commit: layer written as {info.digest}, packed as {packed.digest}")

@@ -777,10 +777,24 @@ def copy_out(engine, c, container_name: str, src: str, dst: str | BinaryIO, *, f
             if asserts_directory(src) and not stat.S_ISDIR(st.st_mode):
                 raise InvalidArgument(f"lstat {src}: not a directory")
             base = _base(src)
+            entries = container_owned(c, walk_entries(view, loc, base))
             if host_dst is None:
                 assert not isinstance(dst, str)
-                return write_tar(walk_entries(view, loc, base), dst), "-"
-            return _extract_on_host(walk_entries(view, loc, base), stat.S_ISDIR(st.st_mode), base, host_dst), host_dst
+                return write_tar(entries, dst), "-"
+            return _extract_on_host(entries, stat.S_ISDIR(st.st_mode), base, host_dst), host_dst
+
+
+def container_owned(c, entries: Iterator[Entry]) -> Iterator[Entry]:
+    """The entries with the owners the container knows (see barque.container.userns.container_ids)."""
+    from barque.container.userns import container_ids
+
+    ids = container_ids(c)
+    if ids is None:
+        yield from entries
+        return
+    for e in entries:
+        e.uid, e.gid = ids(e.uid, e.gid)
+        yield e
 
 
 def _validate_output_path(path: str) -> None:

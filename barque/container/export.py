@@ -16,8 +16,8 @@ __all__ = ["export"]
 
 def export(engine, c, out: BinaryIO) -> int:
     """Write container `c`'s filesystem to `out` as a tar archive; returns the bytes written."""
-    from barque.container.copy import container_view, walk_entries, write_tar
+    from barque.container.copy import container_owned, container_view, walk_entries, write_tar
 
     with container_view(engine, c, writable=False, binds=False) as view:
         with view.walk(()) as root:
-            return write_tar(walk_entries(view, root, "", include_top=False), out)
+            return write_tar(container_owned(c, walk_entries(view, root, "", include_top=False)), out)

@@ -9,7 +9,7 @@ copy of the snapshot is made.
 
 from __future__ import annotations
 
-__all__ = ["remap_ranges", "writes_host_ids", "DEFAULT_RANGE"]
+__all__ = ["remap_ranges", "writes_host_ids", "container_ids", "DEFAULT_RANGE"]
 
 DEFAULT_RANGE = (231072, 65536)
 USER = "barque"
@@ -41,3 +41,21 @@ def writes_host_ids(c) -> bool:
     their files hold the container's own ids."""
     remapped = (c.record["HostConfig"].get("UsernsMode") or "") == "remap"
     return remapped and (c.record.get("Driver") or "") == "overlay"
+
+
+def _back(mapping: list, value: int) -> int:
+    for inside, outside, size in mapping:
+        if outside <= value < outside + size:
+            return inside + value - outside
+    return value
+
+
+def container_ids(c):
+    """For a container whose files on disk may hold host ids (`writes_host_ids`): a function taking an owner as
+    stored to the owner as the container knows it — what `commit`, `export`, `cp` out and `diff` must record.
+    Ids outside the range (the image's own files, seen without the idmapping) are already the container's. None
+    for every other container."""
+    if not writes_host_ids(c):
+        return None
+    uid_map, gid_map = remap_ranges()
+    return lambda uid, gid: (_back(uid_map, uid), _back(gid_map, gid))

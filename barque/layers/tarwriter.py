@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -101,8 +101,10 @@ def write_layer(
     *,
     source_date_epoch: int | None = None,
     hardlinks: bool = True,
+    ids: Callable[[int, int], tuple[int, int]] | None = None,
 ) -> None:
-    """Write the changes as an uncompressed layer tar to ``out`` (which is not closed)."""
+    """Write the changes as an uncompressed layer tar to ``out`` (which is not closed). ``ids`` translates the
+    owners on disk into the owners the archive records (a user namespace's host ids back to its own)."""
     ordered = sorted(changes, key=lambda c: os.fsencode(c.path))
     sink = _Sink(out)
     seen_inodes: dict[tuple[int, int], bytes] = {}
@@ -117,13 +119,14 @@ def write_layer(
             sink.write(tf.build_header(head + os.fsencode(whiteout_name(os.fsdecode(base))), tf.REG))
             continue
         assert change.source is not None
-        _write_entry(sink, change, name, source_date_epoch, seen_inodes if hardlinks else None)
+        _write_entry(sink, change, name, source_date_epoch, seen_inodes if hardlinks else None, ids)
     sink.write(tf.END_OF_ARCHIVE)
     sink.flush()
 
 
 def _write_entry(sink: _Sink, change: Change, name: bytes, source_date_epoch: int | None,
-                 seen_inodes: dict[tuple[int, int], bytes] | None) -> None:
+                 seen_inodes: dict[tuple[int, int], bytes] | None,
+                 ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
     source = change.source
     assert source is not None
     try:
@@ -134,7 +137,8 @@ def _write_entry(sink: _Sink, change: Change, name: bytes, source_date_epoch: in
     mtime = st.st_mtime_ns // 1_000_000_000
     if source_date_epoch is not None and mtime > source_date_epoch:
         mtime = source_date_epoch
-    common = dict(mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid, mtime=mtime)
+    uid, gid = (st.st_uid, st.st_gid) if ids is None else ids(st.st_uid, st.st_gid)
+    common = dict(mode=stat.S_IMODE(mode), uid=uid, gid=gid, mtime=mtime)
     if stat.S_ISSOCK(mode):
         log.debug("skipping socket %s: tar cannot hold sockets", change.path)
         return
@@ -199,12 +203,13 @@ def pack_layer(
     compression: str = "gzip",
     *,
     source_date_epoch: int | None = None,
+    ids: Callable[[int, int], tuple[int, int]] | None = None,
 ) -> PackedLayer:
     """Write the changes to ``dest`` as a compressed layer blob and describe it (diff ID, digest, size)."""
     compressed = _DigestingWriter(dest)
     compressor = open_compressor(compressed, compression)  # type: ignore[arg-type]
     plain = _DigestingWriter(compressor)
-    write_layer(changes, plain, source_date_epoch=source_date_epoch)  # type: ignore[arg-type]
+    write_layer(changes, plain, source_date_epoch=source_date_epoch, ids=ids)  # type: ignore[arg-type]
     compressor.close()
     return PackedLayer(
         diff_id=plain.digest(),

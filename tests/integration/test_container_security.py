@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -66,6 +67,19 @@ def test_userns_remap(barque_driver, busybox_tar):
     out = b("exec", "remapped", "sh", "-c", "stat -c %u:%g /copied-stopped /copied-running; "
             "echo more >> /copied-running && cat /copied-running").stdout.split()
     assert out == ["0:0", "0:0", "copied", "more"]
+    b("exec", "remapped", "sh", "-c", "mkdir /made && chown 5:6 /made")
+    # what leaves the container carries its own ids, not the host's: commit, export, cp out, diff
+    b("commit", "remapped", "remapped-img:1")
+    out = b("run", "--rm", "remapped-img:1", "stat", "-c", "%u:%g", "/copied-running", "/made").stdout.split()
+    assert out == ["0:0", "5:6"]
+    import tarfile
+
+    exported = tarfile.open(fileobj=io.BytesIO(b("export", "remapped").stdout_bytes))
+    owners = {m.name: (m.uid, m.gid) for m in exported.getmembers()}
+    assert owners["copied-running"] == (0, 0) and owners["made"] == (5, 6) and owners["etc/passwd"] == (0, 0)
+    copied = tarfile.open(fileobj=io.BytesIO(b("cp", "remapped:/made", "-").stdout_bytes))
+    assert [(m.name, m.uid, m.gid) for m in copied.getmembers()] == [("made", 5, 6)]
+    assert "C /etc" not in b("diff", "remapped").stdout.splitlines()
     b("rm", "-f", "remapped")
     # volumes: a new empty one belongs to the container's root, one filled from the image keeps the image's owners
     out = b("run", "--rm", "--userns", "remap", "-v", "/fresh", "-v", "etcvol:/etc", "busybox", "sh", "-c",
