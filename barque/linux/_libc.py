@@ -161,6 +161,17 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), f"prctl({option})")
 
 
+_SYS_rt_sigaction = 13 if os.uname().machine == "x86_64" else 134
+
+
+def default_signal(signum: int) -> None:
+    """rt_sigaction(signum, SIG_DFL) straight to the kernel: glibc's sigaction refuses the two real-time signals it
+    keeps for itself (32 and 33), yet an ignored disposition of them is inherited across execve like any other."""
+    act = ctypes.create_string_buffer(32)  # struct sigaction, all zero: SIG_DFL, no flags, empty mask
+    _check(_libc.syscall(ctypes.c_long(_SYS_rt_sigaction), ctypes.c_int(signum), act, None, ctypes.c_size_t(8)),
+           f"rt_sigaction({signum})")
+
+
 def set_child_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
 

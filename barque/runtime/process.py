@@ -129,6 +129,8 @@ def _default_signals() -> None:
     never end on a broken pipe."""
     import signal
 
+    from barque.linux import _libc
+
     for signum in range(1, signal.NSIG):
         if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
@@ -136,7 +138,7 @@ def _default_signals() -> None:
             if signal.getsignal(signum) is not signal.SIG_DFL:
                 signal.signal(signum, signal.SIG_DFL)
         except (OSError, ValueError):
-            pass  # real-time signals Python does not know, or reserved ones
+            _libc.default_signal(signum)  # the ones glibc reserves (32, 33): Python cannot reach them
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
