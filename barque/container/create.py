@@ -13,7 +13,6 @@ import copy
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from barque.container.events import container_event
@@ -160,9 +159,9 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
     host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
     if name:
         name = validate_name(name)
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()  # not `secrets`: its import (hmac, random) costs every run
     while cid[:12].isdigit():  # Docker avoids all-digit short IDs: they read as numbers
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
     generated = not name
     if generated:
         name = generate_name(engine.containers.name_taken)

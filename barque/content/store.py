@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -37,6 +36,8 @@ class Writer:
         self.expected = expected
         self.expected_size = size
         self._digester = Digester(expected.algorithm if expected else algorithm)
+        import tempfile  # here: the container commands import this module without ever writing a blob
+
         fd, name = tempfile.mkstemp(dir=store.ingest_dir, prefix="ingest-")
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)

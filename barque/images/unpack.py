@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -92,7 +92,7 @@ def _apply(content: ContentStore, snapshotter, layer: LayerRef, chain: Digest, p
            index: int) -> LayerRecord:
     from barque.layers import apply_layer, open_decompressed
 
-    key = f"{UNPACK_PREFIX}{uuid.uuid4().hex}-{chain.short}"
+    key = f"{UNPACK_PREFIX}{os.urandom(16).hex()}-{chain.short}"
     snapshotter.prepare(key, parent)
     committed = False
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import shutil
 import subprocess
 from abc import abstractmethod
@@ -176,7 +175,7 @@ class DirectorySnapshotter(Snapshotter):
     def _claim(self, path: Path) -> Path | None:
         """Take a directory nobody references any more out of the way by renaming it into trash/ (atomic, so of
         two processes sweeping at once exactly one gets it). None if it was already gone."""
-        dest = self.trash_dir / f"{path.name}-{secrets.token_hex(4)}"
+        dest = self.trash_dir / f"{path.name}-{os.urandom(4).hex()}"
         try:
             os.rename(path, dest)
         except FileNotFoundError:
@@ -224,7 +223,7 @@ class DirectorySnapshotter(Snapshotter):
                         f"parent {parent!r} of {key!r} is a {prec.kind.value} snapshot, not a committed one")
         self._check_new(kind, prec)
 
-        staging = self.staging_dir / f"{os.getpid()}-{secrets.token_hex(6)}"
+        staging = self.staging_dir / f"{os.getpid()}-{os.urandom(6).hex()}"
         dest: Path | None = None
         try:
             self._build(staging, kind, prec)
