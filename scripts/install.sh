@@ -11,6 +11,8 @@ APT_PACKAGES=(
   skopeo docker.io runc tini docker-registry
   # networking and security (runtime/network issues)
   nftables iptables iproute2 uidmap libseccomp2
+  # the C monitor of detached containers (barque/container/cmonitor)
+  gcc libc6-dev
 )
 
 missing=()
@@ -54,6 +56,14 @@ LAUNCHER
   chmod 755 ".venv/bin/$name.tmp"
   mv -f ".venv/bin/$name.tmp" ".venv/bin/$name"
 done
+
+# The C monitor detached containers keep (barque/container/monitor.py decides when it serves): rebuilt when its
+# source is newer than the binary.
+src=barque/container/cmonitor/barque-monitor.c
+if [ ! -x .venv/bin/barque-monitor ] || [ "$src" -nt .venv/bin/barque-monitor ]; then
+  gcc -O2 -Wall -Wextra -Werror -o .venv/bin/barque-monitor.tmp "$src"
+  mv -f .venv/bin/barque-monitor.tmp .venv/bin/barque-monitor
+fi
 
 # Byte-compile barque and its dependencies: some environments set PYTHONDONTWRITEBYTECODE, and without .pyc files
 # every CLI start compiles its imports again (the CLI's start-up is on the path of every command).

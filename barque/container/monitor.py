@@ -221,17 +221,88 @@ def _create_and_start(cfg: dict) -> dict:
     return fds
 
 
+def c_monitor_path() -> str | None:
+    """The C monitor (barque/container/cmonitor, built by scripts/install.sh beside the interpreter), unless
+    BARQUE_MONITOR=python asks for the Python one."""
+    if os.environ.get("BARQUE_MONITOR") == "python":
+        return None
+    path = os.path.join(os.path.dirname(sys.executable), "barque-monitor")
+    return path if os.access(path, os.X_OK) else None
+
+
+def _c_monitor_serves(cfg: dict) -> bool:
+    """What the C monitor does not do stays with the Python one: health checks, compressed (local) logs."""
+    log_cfg = cfg.get("log") or {}
+    return not cfg.get("healthcheck") and not log_cfg.get("compress")
+
+
 def _reexec_lean(cfg: dict, fds: dict) -> None:
-    """Replace this (large, forked) interpreter by a fresh small one running `main`; pid, children, subreaper
-    status and the descriptors in `fds` carry over."""
+    """Replace this (large, forked) interpreter by a small program for the idle life: the C monitor when it serves
+    this container, else a fresh `python -S` running `main`. Pid, children, subreaper status and the descriptors in
+    `fds` carry over."""
     keep = [fd for k, fd in fds.items() if k in ("out", "err", "in", "master") and fd is not None]
     for fd in keep:
         os.set_inheritable(fd, True)
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    blob = json.dumps({"cfg": cfg, "fds": fds})
+    cmon = c_monitor_path()
+    if cmon is not None and _c_monitor_serves(cfg):
+        # the finisher's configuration beside the state (in the container's directory under the root, so the
+        # monitor's command line names the root, as the Python monitor's does)
+        blob_path = os.path.join(os.path.dirname(cfg["state_path"]), "monitor.json")
+        write_state(blob_path, {"cfg": cfg, "fds": fds})
+        log_cfg = cfg.get("log") or {}
+        driver = log_cfg.get("driver", "json-file")
+        max_size = log_cfg.get("max_size")
+        argv = [cmon, "--pid", str(fds["pid"]), "--tty", "1" if cfg["tty"] else "0",
+                "--stdin-once", "1" if cfg.get("stdin_once", True) else "0", "--run-dir", cfg["run_dir"],
+                "--log", "" if driver == "none" else log_cfg["path"],
+                "--max-size", str(-1 if max_size is None else max_size),
+                "--max-file", str(log_cfg.get("max_file", 1))]
+        for key, flag in (("out", "--stdout"), ("err", "--stderr"), ("in", "--stdin"), ("master", "--master")):
+            if fds.get(key) is not None:
+                argv += [flag, str(fds[key])]
+        argv += ["--", sys.executable, "-S", "-c",
+                 f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+                 "from barque.container.monitor import finish_from_c; finish_from_c()", blob_path]
+        os.execv(cmon, argv)
     argv = [sys.executable, "-S", "-c",
             f"import sys; sys.path.insert(0, {pkg_parent!r}); from barque.container.monitor import main; main()",
-            json.dumps({"cfg": cfg, "fds": fds})]
+            blob]
     os.execv(sys.executable, argv)
+
+
+def finish_from_c() -> None:
+    """Entry of the C monitor's finisher: `… BLOB_PATH WAIT_STATUS CLIENT_FD…` — record the exit, restart or remove
+    as asked (`finish`), then tell each attached client, as `serve` does at its end."""
+    blob_path, status = sys.argv[1], int(sys.argv[2])
+    clients = [int(fd) for fd in sys.argv[3:]]
+    sys.argv = ["barque-monitor-finish", blob_path]
+    blob = read_state(blob_path)
+    cfg = blob["cfg"]
+    try:
+        os.unlink(blob_path)
+    except OSError:
+        pass
+    if status < 0:
+        code = 255  # never reaped: nothing is known of the exit
+    else:
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    removed = False
+    try:
+        removed = finish(cfg, code)
+    except BaseException:  # noqa: BLE001 - as `main`: the state file is all there is to report to
+        import traceback
+
+        update_state(cfg["state_path"], Error="monitor failed: " + traceback.format_exc(limit=3)[-500:])
+    payload = frame(EXIT, json.dumps({"ExitCode": code, "Removed": removed}).encode())
+    for fd in clients:
+        try:
+            os.write(fd, payload)
+        except OSError:
+            pass
+        os.close(fd)
+    os._exit(0)
 
 
 def main() -> None:

@@ -112,3 +112,27 @@ def test_ctrl_c_reaches_the_container(bb):
     t.send(b"\x03")
     t.read_until(b"got-int")
     assert t.wait() == 5
+
+
+@pytest.mark.parametrize("monitor", ["c", "python"])
+def test_attach_to_a_detached_terminal(bb, monitor):
+    """`run -dit`, then `attach`: the detached container's own monitor (the C one, or the Python one) serves the
+    terminal — input, window size, detach keys, re-attach, exit status."""
+    env = {"BARQUE_MONITOR": monitor}
+    bb("run", "-d", "-i", "-t", "--name", "dtty", "busybox", "sh", env=env)
+    state = json.loads((bb.root / "containers" / json.loads(bb("inspect", "dtty").stdout)[0]["Id"]
+                        / "state.json").read_text())
+    exe = os.path.basename(os.readlink(f"/proc/{state['_MonitorPid']}/exe"))
+    assert (exe == "barque-monitor") == (monitor == "c"), exe
+    t = Terminal(cli(bb, "attach", "dtty"), rows=21, cols=77)
+    t.send(b"stty size\r")
+    t.read_until(b"21 77")
+    t.send(b"\x10\x11")
+    assert t.wait() == 0
+    t2 = Terminal(cli(bb, "attach", "dtty"))
+    t2.send(b"echo again; exit 4\r")
+    t2.read_until(b"again")
+    assert t2.wait() == 4
+    info = json.loads(bb("inspect", "dtty").stdout)[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 4
+    assert "21 77" in bb("logs", "dtty").stdout
