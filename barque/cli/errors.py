@@ -23,6 +23,19 @@ class ExitStatus(Exception):
         self.status = status
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (a broken pipe elsewhere, a socket say, is an error
+    to report)."""
+    import select
+
+    try:
+        p = select.poll()
+        p.register(1, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in p.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def report(exc: BaseException) -> int:
     """Print `exc` the way Docker's CLI would and return the exit status to use."""
     if isinstance(exc, ExitStatus):
@@ -33,8 +46,8 @@ def report(exc: BaseException) -> int:
         return EXIT_ERROR
     if isinstance(exc, KeyboardInterrupt):
         return 130
-    if isinstance(exc, BrokenPipeError):
-        return EXIT_ERROR
+    if isinstance(exc, BrokenPipeError) and _stdout_closed():
+        return EXIT_ERROR  # `barque ps | head`: the reader is gone, so is anyone to tell
     if isinstance(exc, OSError):
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_ERROR

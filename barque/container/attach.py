@@ -32,7 +32,11 @@ def connect(c, hello: dict) -> "Attachment":
     finally:
         if dir_fd >= 0:
             os.close(dir_fd)
-    return Attachment(sock, hello)
+    try:
+        return Attachment(sock, hello)
+    except OSError as e:  # the monitor ended between our connect and our hello (EPIPE, ECONNRESET)
+        sock.close()
+        raise FailedPrecondition(f"cannot attach to container {c.id[:12]}: it is not running ({e.strerror})") from None
 
 
 class Attachment:
