@@ -56,10 +56,13 @@ _SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
 
 @contextlib.contextmanager
 def _find_library_by_soname() -> Iterator[None]:
+    """While it lasts, `ctypes.util.find_library` tries the known sonames first. When ctypes.util is not imported
+    yet, a stand-in module serves the import instead (the real one imports subprocess and shutil, ~10 ms), and the
+    real one is loaded only for a name the sonames do not cover."""
     import ctypes
-    import ctypes.util
+    import types
 
-    original = ctypes.util.find_library
+    real = sys.modules.get("ctypes.util")
 
     def find_library(name: str) -> str | None:
         soname = _SONAMES.get(name)
@@ -69,13 +72,34 @@ def _find_library_by_soname() -> Iterator[None]:
                 return soname
             except OSError:
                 pass
-        return original(name)
+        import importlib as _importlib
 
-    ctypes.util.find_library = find_library
+        saved = sys.modules.pop("ctypes.util", None)
+        try:
+            return _importlib.import_module("ctypes.util").find_library(name)
+        finally:
+            if saved is not None and saved is not stand_in:
+                sys.modules["ctypes.util"] = saved
+
+    stand_in = types.ModuleType("ctypes.util")
+    stand_in.find_library = find_library  # type: ignore[attr-defined]
+    if real is None:
+        sys.modules["ctypes.util"] = stand_in
+        ctypes.util = stand_in  # type: ignore[attr-defined]  # `import ctypes.util` binds the package attribute
+        try:
+            yield
+        finally:
+            if sys.modules.get("ctypes.util") is stand_in:
+                del sys.modules["ctypes.util"]
+            if getattr(ctypes, "util", None) is stand_in:
+                del ctypes.util
+        return
+    original = real.find_library
+    real.find_library = find_library
     try:
         yield
     finally:
-        ctypes.util.find_library = original
+        real.find_library = original
 
 
 def import_ffi(name: str) -> ModuleType:
