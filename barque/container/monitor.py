@@ -414,11 +414,11 @@ class Monitor:
         import selectors
 
         if hello.get("wait"):
+            # answered at the end of `serve`, after `finish` recorded the exit: an answer sent as soon as the
+            # container is reaped would let `stop` return before the state says "exited"
             c = Client(sock, {})
             self.clients.append(c)
             self.sel.register(sock, selectors.EVENT_READ, ("client", c))
-            if self.status is not None and not self.outputs:
-                self._send_exit(c)
             return
         c = Client(sock, hello)
         self.clients.append(c)
