@@ -1,0 +1,1 @@
+"""Dockerfile builds (issue 5): the language's word processing first; the builder itself follows."""
