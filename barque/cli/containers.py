@@ -475,11 +475,7 @@ def container_prune(ctx, force, filters):
 
 
 def print_container_prune(report) -> None:
-    from barque.cli.format import human_size
+    from barque.cli.format import human_size, print_deleted
 
-    if report.deleted:
-        click.echo("Deleted Containers:")
-        for d in report.deleted:
-            click.echo(d)
-        click.echo("")
+    print_deleted("Deleted Containers", report.deleted)
     click.echo(f"Total reclaimed space: {human_size(report.reclaimed)}")

@@ -60,6 +60,14 @@ def human_duration(seconds: float) -> str:
     return f"{h // 24 // 365} years"
 
 
+def print_deleted(heading: str, items: Iterable[str]) -> None:
+    """A prune's listing, as Docker prints it: `Deleted Containers:`, one per line, a blank line; nothing when
+    nothing went."""
+    items = list(items)
+    if items:
+        click.echo(f"{heading}:\n" + "".join(f"{i}\n" for i in items))
+
+
 def since(created: str, now: float | None = None) -> str:
     t = parse_time(created)
     if t is None:

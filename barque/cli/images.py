@@ -263,11 +263,8 @@ def image_prune(ctx, all_, force, filters):
 
 def print_prune_report(report, reclaimed: int) -> None:
     """Docker's prune output: the untagged and deleted images, then the space reclaimed."""
-    if report.untagged or report.deleted:
-        click.echo("Deleted Images:")
-        for n in report.untagged:
-            click.echo(f"untagged: {n}")
-        for d in report.deleted:
-            click.echo(f"deleted: {d}")
-        click.echo("")
+    from barque.cli.format import print_deleted
+
+    print_deleted("Deleted Images",
+                  [f"untagged: {n}" for n in report.untagged] + [f"deleted: {d}" for d in report.deleted])
     click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")

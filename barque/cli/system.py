@@ -137,37 +137,33 @@ def _df(engine) -> dict:
     }
 
 
-def _df_containers(engine) -> dict:
+def _usage(items) -> dict:
+    """`system df`'s row from (bytes, in use) pairs: what is not in use is reclaimable."""
     total = active = size = reclaimable = 0
-    for c in engine.containers.list():
+    for used_bytes, in_use in items:
         total += 1
-        try:
-            used = engine.snapshotter.usage(c.private["snapshot"]).size
-        except Exception:  # noqa: BLE001 - a report only
-            used = 0
-        size += used
-        if c.running:
-            active += 1
-        else:
-            reclaimable += used
+        size += used_bytes
+        active += bool(in_use)
+        reclaimable += 0 if in_use else used_bytes
     return {"TotalCount": total, "Active": active, "Size": size, "Reclaimable": reclaimable}
+
+
+def _report_size(measure) -> int:
+    try:
+        return measure()
+    except Exception:  # noqa: BLE001 - a report only
+        return 0
+
+
+def _df_containers(engine) -> dict:
+    return _usage((_report_size(lambda: engine.snapshotter.usage(c.private["snapshot"]).size), c.running)
+                  for c in engine.containers.list())
 
 
 def _df_volumes(engine) -> dict:
-    total = active = size = reclaimable = 0
     used = engine.volumes.used()
-    for v in engine.volumes.list():
-        total += 1
-        try:
-            bytes_ = engine.volumes.usage(v["Name"])
-        except Exception:  # noqa: BLE001 - a report only
-            bytes_ = 0
-        size += bytes_
-        if used.get(v["Name"]):
-            active += 1
-        else:
-            reclaimable += bytes_
-    return {"TotalCount": total, "Active": active, "Size": size, "Reclaimable": reclaimable}
+    return _usage((_report_size(lambda: engine.volumes.usage(v["Name"])), used.get(v["Name"]))
+                  for v in engine.volumes.list())
 
 
 @click.command("df", context_settings=CONTEXT)
@@ -197,7 +193,7 @@ def df(ctx, verbose, fmt):
 def system_prune(ctx, all_, force, volumes, filters):
     """Remove unused data: stopped containers, dangling (with -a: unused) images, with --volumes anonymous
     volumes no container uses."""
-    from barque.cli.containers import print_container_prune
+    from barque.cli.format import print_deleted
     from barque.cli.images import print_prune_report
     from barque.container.prune import parse_prune_filters, prune_containers
     from barque.images.remove import prune_images
@@ -216,19 +212,11 @@ def system_prune(ctx, all_, force, volumes, filters):
     containers = prune_containers(engine, parsed)
     for message in containers.errors:
         click.echo(f"Error: {message}", err=True)
-    if containers.deleted:
-        click.echo("Deleted Containers:")
-        for d in containers.deleted:
-            click.echo(d)
-        click.echo("")
+    print_deleted("Deleted Containers", containers.deleted)
     reclaimed = containers.reclaimed
     if volumes:
         names, freed = engine.volumes.prune(all=False, labels=parsed["label"], not_labels=parsed["label!"])
         reclaimed += freed
-        if names:
-            click.echo("Deleted Volumes:")
-            for n in names:
-                click.echo(n)
-            click.echo("")
+        print_deleted("Deleted Volumes", names)
     report, gc = prune_images(engine, all_images=all_, label_filters=parsed["label"])
     print_prune_report(report, reclaimed + report.reclaimed + gc.bytes_removed)

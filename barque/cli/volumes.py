@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from barque.cli.format import human_size, print_listing
+from barque.cli.format import human_size, print_deleted, print_listing
 from barque.cli.main import CONTEXT, engine_from
 from barque.errors import InvalidArgument
 
@@ -217,9 +217,5 @@ def prune(ctx, all_, force, filters):
             return
     names, reclaimed = _store(ctx).prune(all=every, labels=parsed.get("label", []),
                                          not_labels=parsed.get("label!", []))
-    if names:
-        click.echo("Deleted Volumes:")
-        for n in names:
-            click.echo(n)
-        click.echo("")
+    print_deleted("Deleted Volumes", names)
     click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")

@@ -902,16 +902,16 @@ def copy_in(engine, c, container_name: str, src: str | BinaryIO, dst: str, *, fo
 def _remapped(owner: Owner) -> Owner:
     """The owners as the host stores them for a remapped container whose writable layer holds host ids: its root
     (0) is the first id of its range."""
-    from barque.container.userns import remap_ranges
+    from barque.container.userns import remap_ranges, to_host
 
     uid_map, gid_map = remap_ranges()
 
     def host_id(mapping: list, value: int, what: str) -> int:
-        for inside, outside, size in mapping:
-            if inside <= value < inside + size:
-                return outside + value - inside
-        raise InvalidArgument(f"cannot copy a file owned by {what} {value}: it is outside the container's user "
-                              "namespace")
+        host = to_host(mapping, value)
+        if host is None:
+            raise InvalidArgument(f"cannot copy a file owned by {what} {value}: it is outside the container's "
+                                  "user namespace")
+        return host
 
     def mapped(e: Entry) -> tuple[int, int] | None:
         ids = owner(e)

@@ -77,7 +77,8 @@ def backoff(restarts: int, ran_for: float) -> float:
 
 def after_exit(cfg: dict, exit_code: int) -> bool:
     from barque.container.events import record
-    from barque.container.monitor import now_rfc3339, proc_start, read_state, state_lock, write_state
+    from barque.container.monitor import (RESTART_POLICY_KEY, STOPPED_BY_USER_KEY, now_rfc3339, proc_start,
+                                          read_state, state_lock, write_state)
 
     oom = release(cfg["runtime_root"], cfg["id"], cfg.get("rootfs"))
     attrs = cfg.get("event_attrs") or {}
@@ -86,14 +87,14 @@ def after_exit(cfg: dict, exit_code: int) -> bool:
     record(cfg["root"], "container", "die", cfg["id"], {**attrs, "exitCode": str(exit_code)})
     with state_lock(cfg["state_path"]):
         state = read_state(cfg["state_path"])
-        stopped = os.path.exists(os.path.join(cfg["run_dir"], STOP_MARKER)) or bool(state.get("_StoppedByUser"))
+        stopped = os.path.exists(os.path.join(cfg["run_dir"], STOP_MARKER)) or bool(state.get(STOPPED_BY_USER_KEY))
         restarts = state.get("RestartCount", 0)
         state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0, ExitCode=exit_code,
                      OOMKilled=oom, FinishedAt=now_rfc3339(), _PidStart=None)
         if state.get("Health"):
             state["Health"]["Status"] = "unhealthy"
-        # `update --restart` on a running container reaches its monitor through the state (stats.RESTART_POLICY_KEY)
-        policy = state.get("_RestartPolicy") or cfg.get("restart") or {}
+        # `update --restart` on a running container reaches its monitor through the state
+        policy = state.get(RESTART_POLICY_KEY) or cfg.get("restart") or {}
         if should_restart(policy, exit_code, restarts, stopped):
             started = _parse_time(state.get("StartedAt"))
             delay = backoff(restarts, time.time() - started if started else 0)

@@ -35,6 +35,18 @@ HEADER = struct.Struct(">BxxxI")
 DRAIN_TIMEOUT = 2.0
 
 
+#: state.json keys only barque reads (Docker's inspect has no such fields): the user stopped the container (no
+#: restart policy applies, `system restore` leaves it), and a restart policy `update` gave a running container
+STOPPED_BY_USER_KEY = "_StoppedByUser"
+RESTART_POLICY_KEY = "_RestartPolicy"
+
+
+def exit_code_of(status: int | None) -> int:
+    """Docker's exit code from a wait status: the process's own, or 128 + the signal that killed it."""
+    st = status or 0
+    return 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
+
+
 def frame(kind: int, payload: bytes) -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
@@ -212,7 +224,7 @@ def _create_and_start(cfg: dict) -> dict:
                      Pid=fds["pid"], _PidStart=fds["pid_start"], _MonitorPid=os.getpid(),
                      _MonitorStart=proc_start(os.getpid()), ExitCode=0, Error="", StartedAt=now_rfc3339(),
                      FinishedAt="0001-01-01T00:00:00Z")
-        state.pop("_StoppedByUser", None)
+        state.pop(STOPPED_BY_USER_KEY, None)
         if cfg.get("healthcheck"):
             state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
         else:
@@ -284,10 +296,7 @@ def finish_from_c() -> None:
         os.unlink(blob_path)
     except OSError:
         pass
-    if status < 0:
-        code = 255  # never reaped: nothing is known of the exit
-    else:
-        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    code = 255 if status < 0 else exit_code_of(status)  # < 0: never reaped, nothing is known of the exit
     removed = False
     try:
         removed = finish(cfg, code)
@@ -532,8 +541,7 @@ class Monitor:
         c.send(frame(EXIT, payload))
 
     def exit_code(self) -> int:
-        st = self.status or 0
-        return 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
+        return exit_code_of(self.status)
 
     def reap(self) -> None:
         while True:

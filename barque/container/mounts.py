@@ -692,19 +692,19 @@ def populate(volume_dir: Path, rootfs: Path, target: str, shift: tuple[list, lis
     return True
 
 
-def _shifted(mapping: list, value: int) -> int:
-    for inside, outside, size in mapping:
-        if inside <= value < inside + size:
-            return outside + value - inside
-    return 65534  # outside the namespace: what the kernel shows it as there (the overflow id)
-
-
 def shift_owners(top: Path, uid_map: list, gid_map: list) -> None:
-    """Every file under `top` (itself included) owned by its ids mapped through the mappings; modes are set again
-    after the chown, which clears set-id bits."""
+    """Every file under `top` (itself included) owned by its ids mapped through the mappings (the overflow id for
+    one they do not cover, as the kernel shows it); modes are set again after the chown, which clears set-id
+    bits."""
+    from barque.container.userns import OVERFLOW_ID, to_host
+
+    def shifted(mapping: list, value: int) -> int:
+        host = to_host(mapping, value)
+        return OVERFLOW_ID if host is None else host
+
     def one(path: str) -> None:
         st = os.lstat(path)
-        os.lchown(path, _shifted(uid_map, st.st_uid), _shifted(gid_map, st.st_gid))
+        os.lchown(path, shifted(uid_map, st.st_uid), shifted(gid_map, st.st_gid))
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(path, stat.S_IMODE(st.st_mode))
 

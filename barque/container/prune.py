@@ -3,15 +3,12 @@ restarting, narrowed by Docker's prune filters `until=` and `label=` / `label!=`
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
 from barque.errors import BarqueError, InvalidArgument
 
 __all__ = ["PruneReport", "parse_prune_filters", "prune_containers"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,13 +36,9 @@ def parse_prune_filters(values) -> dict:
     return out
 
 
-def _label_matches(spec: str, labels: dict) -> bool:
-    key, sep, value = spec.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
 def prune_containers(engine, filters: dict | None = None) -> PruneReport:
     from barque.container.remove import remove
+    from barque.images.filters import label_matches
     from barque.oci.times import parse_time
 
     filters = filters or {}
@@ -57,9 +50,9 @@ def prune_containers(engine, filters: dict | None = None) -> PruneReport:
         if until is not None and (parse_time(c.record["Created"]) or 0) >= until:
             continue
         labels = c.record["Config"].get("Labels") or {}
-        if not all(_label_matches(spec, labels) for spec in filters.get("label") or ()):
+        if not label_matches(labels, filters.get("label") or ()):
             continue
-        if any(_label_matches(spec, labels) for spec in filters.get("label!") or ()):
+        if any(label_matches(labels, [spec]) for spec in filters.get("label!") or ()):
             continue
         try:
             size = engine.snapshotter.usage(c.private["snapshot"]).size

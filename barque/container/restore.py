@@ -12,7 +12,7 @@ Which ones, as dockerd decides at its start (a container that never started stay
   reboot, so what the state file says is read instead: the monitor restarts an unless-stopped container after every
   exit the user did not ask for, so a state left "running", "paused" or "restarting" means the host went down under
   it, and an exit recorded with an error means its last restart failed; an exit recorded cleanly was the user's
-  stop. (A durable flag `_StoppedByUser`, once `stop` writes one, takes precedence.)
+  stop. (The durable flag `_StoppedByUser` that `stop` writes takes precedence; the rest reads older states.)
 * `on-failure`: those the host's shutdown killed (dockerd sees their death as exit 255, a failure), not those
   that had ended on their own before it;
 * `no`: none.
@@ -26,14 +26,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from barque.container.monitor import STOPPED_BY_USER_KEY
 from barque.errors import BarqueError
 
 __all__ = ["RestoreReport", "restore", "should_restore", "stopped_by_user", "STOPPED_BY_USER_KEY"]
 
 log = logging.getLogger(__name__)
 
-#: a durable "stopped by the user" flag in the state file, should `stop` keep one (see the module docstring)
-STOPPED_BY_USER_KEY = "_StoppedByUser"
 _LIVE = ("running", "paused", "restarting")
 
 

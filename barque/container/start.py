@@ -136,7 +136,9 @@ def _hand_to_remapped_root(volume_dir: Path, userns: tuple[list, list]) -> None:
     try:
         st = volume_dir.stat()
         if st.st_uid == 0 and st.st_gid == 0 and not any(volume_dir.iterdir()):
-            os.chown(volume_dir, userns[0][0][1], userns[1][0][1])
+            from barque.container.userns import root_ids
+
+            os.chown(volume_dir, *root_ids(userns))
     except OSError as e:
         log.warning("volume %s not handed to the remapped root: %s", volume_dir, e)
 

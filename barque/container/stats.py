@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from barque.container.monitor import RESTART_POLICY_KEY  # the policy `update` gives a running container
 from barque.errors import BarqueError, Conflict, InvalidArgument, NotFound
 
 __all__ = ["Sample", "sample", "cpu_percent", "mem_percent", "host_cpu", "host_memory", "net_io",
@@ -34,8 +35,6 @@ __all__ = ["Sample", "sample", "cpu_percent", "mem_percent", "host_cpu", "host_m
 
 PROC = Path("/proc")
 MIN_MEMORY = 6 * 1024 * 1024  # dockerd's linuxMinMemory
-#: the state-file key holding a restart policy changed by `update` (the monitor's copy dates from the start)
-RESTART_POLICY_KEY = "_RestartPolicy"
 
 
 @dataclass(frozen=True)

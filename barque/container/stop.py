@@ -22,7 +22,7 @@ KILL_WAIT = 30.0
 def _event(c, action: str, **extra: str) -> None:
     from barque.container.events import container_event
 
-    container_event(c.dir.parent.parent, c.record, action, **extra)  # <root>/containers/<id>
+    container_event(c.root, c.record, action, **extra)
 
 
 def _signal_number(sig: str | int) -> int:
@@ -71,7 +71,9 @@ def mark_stopped(c) -> None:
     except OSError:
         pass
     # durable too: the marker in the run directory is gone after a reboot, and `system restore` must know
-    c.update_state(_StoppedByUser=True)
+    from barque.container.monitor import STOPPED_BY_USER_KEY
+
+    c.update_state(**{STOPPED_BY_USER_KEY: True})
 
 
 def wait_stopped(c, timeout: float) -> bool:

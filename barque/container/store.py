@@ -110,6 +110,11 @@ class Container:
         return self.record["Name"].lstrip("/")
 
     @property
+    def root(self) -> Path:
+        """The engine root the container belongs to (its directory is `<root>/containers/<id>`)."""
+        return self.dir.parent.parent
+
+    @property
     def state_path(self) -> Path:
         return self.dir / STATE_FILE
 

@@ -9,7 +9,11 @@ copy of the snapshot is made.
 
 from __future__ import annotations
 
-__all__ = ["remap_ranges", "writes_host_ids", "container_ids", "DEFAULT_RANGE"]
+__all__ = ["remap_ranges", "to_host", "to_container", "root_ids", "writes_host_ids", "container_ids",
+           "DEFAULT_RANGE"]
+
+#: what the kernel shows an id outside a user namespace's mappings as, inside it
+OVERFLOW_ID = 65534
 
 DEFAULT_RANGE = (231072, 65536)
 USER = "barque"
@@ -43,11 +47,25 @@ def writes_host_ids(c) -> bool:
     return remapped and (c.record.get("Driver") or "") == "overlay"
 
 
-def _back(mapping: list, value: int) -> int:
+def to_host(mapping: list, value: int) -> int | None:
+    """A container id as the host stores it, through [inside, outside, size] mappings; None outside them."""
+    for inside, outside, size in mapping:
+        if inside <= value < inside + size:
+            return outside + value - inside
+    return None
+
+
+def to_container(mapping: list, value: int) -> int | None:
+    """A host id as the container sees it; None when the mappings do not cover it."""
     for inside, outside, size in mapping:
         if outside <= value < outside + size:
             return inside + value - outside
-    return value
+    return None
+
+
+def root_ids(userns: tuple[list, list]) -> tuple[int, int]:
+    """The host uid and gid of the container's root."""
+    return to_host(userns[0], 0) or 0, to_host(userns[1], 0) or 0
 
 
 def container_ids(c):
@@ -58,4 +76,9 @@ def container_ids(c):
     if not writes_host_ids(c):
         return None
     uid_map, gid_map = remap_ranges()
-    return lambda uid, gid: (_back(uid_map, uid), _back(gid_map, gid))
+
+    def ids(uid: int, gid: int) -> tuple[int, int]:
+        u, g = to_container(uid_map, uid), to_container(gid_map, gid)
+        return (uid if u is None else u), (gid if g is None else g)
+
+    return ids

@@ -278,12 +278,10 @@ class VolumeStore:
 
 
 def labels_match(labels: Mapping[str, str], wanted: Sequence[str]) -> bool:
-    """Every `key` or `key=value` in `wanted` is present (Docker ANDs label filters)."""
-    for w in wanted:
-        key, sep, value = w.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
+    """Every `key` or `key=value` in `wanted` is present (Docker ANDs label filters): images' rule."""
+    from barque.images.filters import label_matches
+
+    return label_matches(dict(labels), wanted)
 
 
 def _refuse_mounted(name: str, directory: Path) -> None:
