@@ -1,5 +1,6 @@
-"""Containers against Docker, the reference: the same program's json-file log written by dockerd and by barque is the
-same file (but for the times), barque reads the file dockerd wrote as `docker logs` shows it, and an image
+"""Containers against Docker, the reference: the same program's json-file log written by dockerd and by barque — by
+either of its monitors, the C one of detached containers and the Python one — is the same file (but for the
+times), barque reads the file dockerd wrote as `docker logs` shows it, and an image
 `barque commit` made runs under Docker with the change and the new config. Runs against the session's private
 dockerd (bench/dockerd.py), containers with `--network none`."""
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.interop
 
 #: output with what json-file must escape as Go does: <, >, &, a control character, invalid UTF-8, U+2028, a
 #: line longer than Docker's 16 KiB buffer (split into partial entries) and a last line without its newline
-PROGRAM = (r"printf 'plain\n<tag> & amp\n\001ctl\n\377\376bad\n\342\200\250sep\n'; "
+PROGRAM = (r"printf 'plain\n<tag> & amp\n\001ctl\ttab\n\377\376bad\n\342\200\250sep\n'; "
            r"head -c 20000 /dev/zero | tr '\0' x; echo; printf 'no newline'")
 TIME = re.compile(rb'"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"')
 
@@ -30,7 +31,8 @@ def _entries(path: Path) -> list[bytes]:
     return [TIME.sub(b'"time":"T"', line) for line in lines]
 
 
-def test_json_file_log_is_dockers_format(bb, docker):
+@pytest.mark.parametrize("monitor", ["c", "python"])
+def test_json_file_log_is_dockers_format(bb, docker, monitor):
     image = hand_to_docker(bb, docker, "busybox:latest", Path(bb.root.parent))
     name = unique("logs")
     docker.docker("run", "--name", name, "--network", "none", "--log-driver", "json-file", image, "sh", "-c",
@@ -38,7 +40,8 @@ def test_json_file_log_is_dockers_format(bb, docker):
     try:
         docker_path = Path(docker.inspect("container", name)["LogPath"])
         docker_logs = docker.docker("logs", name, text=False).stdout
-        bb("run", "--name", "same", "busybox", "sh", "-c", PROGRAM)
+        bb("run", "-d", "--name", "same", "busybox", "sh", "-c", PROGRAM, env={"BARQUE_MONITOR": monitor})
+        assert bb("wait", "same").stdout == "0\n"
         ours = Path(json.loads(bb("inspect", "same").stdout)[0]["LogPath"])
         assert _entries(ours) == _entries(docker_path)
 
