@@ -75,9 +75,10 @@ def start(ctx, attach, interactive, detach_keys, restarting, containers):
             c = engine.containers.get(containers[0])
         except BarqueError:
             return  # removed meanwhile: nothing to restart
-        from barque.container.exit import STOP_MARKER
+        from barque.container.monitor import STOPPED_BY_USER_KEY
 
-        if (c.run_dir / STOP_MARKER).exists() or c.refresh().get("Status") != "restarting":
+        state = c.refresh()
+        if state.get(STOPPED_BY_USER_KEY) or state.get("Status") != "restarting":
             return  # stopped by the user during the back-off
         do_start(engine, c, restarting=True)
         return

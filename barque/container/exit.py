@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 BACKOFF_START = 0.1
 BACKOFF_MAX = 60.0
 BACKOFF_RESET_AFTER = 10.0
-STOP_MARKER = "stopped-by-user"
 
 
 def oom_killed(cgroups_path: str) -> bool:
@@ -87,7 +86,7 @@ def after_exit(cfg: dict, exit_code: int) -> bool:
     record(cfg["root"], "container", "die", cfg["id"], {**attrs, "exitCode": str(exit_code)})
     with state_lock(cfg["state_path"]):
         state = read_state(cfg["state_path"])
-        stopped = os.path.exists(os.path.join(cfg["run_dir"], STOP_MARKER)) or bool(state.get(STOPPED_BY_USER_KEY))
+        stopped = bool(state.get(STOPPED_BY_USER_KEY))
         restarts = state.get("RestartCount", 0)
         state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0, ExitCode=exit_code,
                      OOMKilled=oom, FinishedAt=now_rfc3339(), _PidStart=None)

@@ -2,17 +2,17 @@
 
 Docker does this when dockerd starts; barque has no daemon, so a oneshot systemd unit runs `barque system restore`
 at boot (contrib/systemd/barque-restore.service). A reboot wipes the run root — the containers' monitors, mounted
-rootfs, runtime state and the stopped-by-user markers — while their state files still say "running";
+rootfs and runtime state — while their state files still say "running";
 `store.reconcile` shows those as exited (255), and this starts them with `barque.container.start.start`.
 
 Which ones, as dockerd decides at its start (a container that never started stays as it is):
 
 * `always`: every one, even one the user had stopped (Docker: "restarted when the daemon restarts");
-* `unless-stopped`: those the user did not stop. The marker `stop` leaves is in the run directory, gone after a
-  reboot, so what the state file says is read instead: the monitor restarts an unless-stopped container after every
-  exit the user did not ask for, so a state left "running", "paused" or "restarting" means the host went down under
-  it, and an exit recorded with an error means its last restart failed; an exit recorded cleanly was the user's
-  stop. (The durable flag `_StoppedByUser` that `stop` writes takes precedence; the rest reads older states.)
+* `unless-stopped`: those the user did not stop — the flag `_StoppedByUser` `stop` writes in the state. A state
+  written before that flag existed is read for what it implies: the monitor restarts an unless-stopped container
+  after every exit the user did not ask for, so a state left "running", "paused" or "restarting" means the host
+  went down under it, an exit recorded with an error means its last restart failed, and an exit recorded cleanly
+  was the user's stop.
 * `on-failure`: those the host's shutdown killed (dockerd sees their death as exit 255, a failure), not those
   that had ended on their own before it;
 * `no`: none.
@@ -49,12 +49,8 @@ def _started_before(raw: dict) -> bool:
 
 def stopped_by_user(c, raw: dict) -> bool:
     """Whether the user stopped `c` (see the module docstring); `raw` is its state file as written."""
-    from barque.container.exit import STOP_MARKER
-
     if STOPPED_BY_USER_KEY in raw:
         return bool(raw[STOPPED_BY_USER_KEY])
-    if (c.run_dir / STOP_MARKER).exists():  # no reboot since the stop: the marker is still there
-        return True
     if raw.get("Status") in _LIVE:
         return False
     return raw.get("Status") == "exited" and not raw.get("Error")

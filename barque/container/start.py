@@ -161,7 +161,7 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
     """Start `c`. With `attach` (the attach hello: which streams), returns a socket already attached to the new
     monitor — attached before the container runs, so no output is missed."""
     from barque.container import monitor
-    from barque.container.exit import STOP_MARKER, unmount_rootfs
+    from barque.container.exit import unmount_rootfs
 
     state = c.refresh()
     if state.get("Status") in ("running", "paused") and not restarting:
@@ -170,10 +170,6 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
         raise FailedPrecondition(f"container {c.id[:12]} is marked for removal and cannot be started")
     _clear_stale_runtime_state(engine, c.id)
     bundle, rootfs = prepare_bundle(engine, c)
-    try:
-        os.unlink(c.run_dir / STOP_MARKER)
-    except FileNotFoundError:
-        pass
     cfg = monitor_config(engine, c, bundle, rootfs, size)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     ours = theirs = None

@@ -1,7 +1,7 @@
 """`kill`, `stop`, `pause`/`unpause`: signals to a running container's PID 1 (checked against its start time so a
 reused pid is never signalled), and stop's Docker sequence — the stop signal, up to the timeout, then SIGKILL.
 
-A stop by the user is marked (a file in the run directory) before the signal, so the monitor does not apply the
+A stop by the user is marked in the container's state before the signal, so the monitor does not apply the
 restart policy to the exit it causes, as Docker does.
 """
 
@@ -63,14 +63,8 @@ def kill(c, sig: str | int = "SIGKILL") -> None:
 
 
 def mark_stopped(c) -> None:
-    from barque.container.exit import STOP_MARKER
-
-    try:
-        c.run_dir.mkdir(parents=True, exist_ok=True)
-        (c.run_dir / STOP_MARKER).touch()
-    except OSError:
-        pass
-    # durable too: the marker in the run directory is gone after a reboot, and `system restore` must know
+    """Before the signal: the monitor applies no restart policy to the exit, a pending restart is dropped, and
+    `system restore` leaves the container (the flag is in the state, which survives a reboot). A start clears it."""
     from barque.container.monitor import STOPPED_BY_USER_KEY
 
     c.update_state(**{STOPPED_BY_USER_KEY: True})

@@ -273,7 +273,7 @@ def test_events_of_a_lifecycle(ob):
 
 def _simulate_reboot(b, running: list[str]) -> None:
     """What a reboot does: the running containers' monitors and processes gone (SIGKILL), every rootfs unmounted,
-    the whole run root gone (run dirs with their stopped-by-user markers, runtime state) — while the state files on
+    the whole run root gone (run dirs, runtime state) — while the state files on
     the persistent root still say running."""
     from barque.linux.mountinfo import mounted_under
 
