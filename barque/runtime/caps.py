@@ -57,12 +57,13 @@ _SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
 @contextlib.contextmanager
 def _find_library_by_soname() -> Iterator[None]:
     """While it lasts, `ctypes.util.find_library` tries the known sonames first. When ctypes.util is not imported
-    yet, a stand-in module serves the import instead (the real one imports subprocess and shutil, ~10 ms), and the
-    real one is loaded only for a name the sonames do not cover."""
+    yet, a stand-in module serves the import (the real one imports subprocess and shutil, ~10 ms) and the real one is
+    loaded only for a name the sonames do not cover."""
     import ctypes
     import types
 
     real = sys.modules.get("ctypes.util")
+    original = real.find_library if real is not None else None
 
     def find_library(name: str) -> str | None:
         soname = _SONAMES.get(name)
@@ -72,34 +73,28 @@ def _find_library_by_soname() -> Iterator[None]:
                 return soname
             except OSError:
                 pass
-        import importlib as _importlib
+        if original is not None:
+            return original(name)
+        sys.modules.pop("ctypes.util", None)  # the stand-in: load the real module for this one
+        return importlib.import_module("ctypes.util").find_library(name)
 
-        saved = sys.modules.pop("ctypes.util", None)
-        try:
-            return _importlib.import_module("ctypes.util").find_library(name)
-        finally:
-            if saved is not None and saved is not stand_in:
-                sys.modules["ctypes.util"] = saved
-
-    stand_in = types.ModuleType("ctypes.util")
-    stand_in.find_library = find_library  # type: ignore[attr-defined]
-    if real is None:
-        sys.modules["ctypes.util"] = stand_in
-        ctypes.util = stand_in  # type: ignore[attr-defined]  # `import ctypes.util` binds the package attribute
+    if real is not None:
+        real.find_library = find_library
         try:
             yield
         finally:
-            if sys.modules.get("ctypes.util") is stand_in:
-                del sys.modules["ctypes.util"]
-            if getattr(ctypes, "util", None) is stand_in:
-                del ctypes.util
+            real.find_library = original
         return
-    original = real.find_library
-    real.find_library = find_library
+    stand_in = types.ModuleType("ctypes.util")
+    stand_in.find_library = find_library  # type: ignore[attr-defined]
+    sys.modules["ctypes.util"] = ctypes.util = stand_in  # type: ignore[attr-defined]  # what `import` binds
     try:
         yield
     finally:
-        real.find_library = original
+        if sys.modules.get("ctypes.util") is stand_in:
+            del sys.modules["ctypes.util"]
+        if getattr(ctypes, "util", None) is stand_in:
+            del ctypes.util
 
 
 def import_ffi(name: str) -> ModuleType:
