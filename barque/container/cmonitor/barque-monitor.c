@@ -335,7 +335,7 @@ static void log_close(void) {
 struct client {
     int fd;
     int hello; /* the hello line was read */
-    int in, out, err;
+    int out, err; /* it wants stdout, stderr (stdin: see `owner`) */
     struct buf buf;
 };
 
@@ -431,8 +431,7 @@ static void on_hello(size_t i) {
     if (!json_true(line, "wait")) {
         c->out = json_true(line, "stdout");
         c->err = json_true(line, "stderr");
-        c->in = json_true(line, "stdin") && stdin_fd >= 0 && owner < 0;
-        if (c->in) owner = (long)i;
+        if (json_true(line, "stdin") && stdin_fd >= 0 && owner < 0) owner = (long)i;
     }
     buf_drop(&c->buf, (size_t)(nl - c->buf.data) + 1);
     client_frames(i);
