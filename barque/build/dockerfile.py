@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from barque.errors import InvalidArgument
 
-__all__ = ["Dockerfile", "Instruction", "Stage", "parse", "DockerfileError"]
+__all__ = ["Dockerfile", "Instruction", "Stage", "parse", "parse_trigger", "DockerfileError"]
 
 #: the flags each instruction takes (a flag may be repeated where Docker allows it: RUN --mount)
 FLAGS: dict[str, frozenset[str]] = {
@@ -231,3 +231,20 @@ def _stage(ins: Instruction, index: int, seen: set[str], path: str) -> Stage:
     if base.lower() == name:
         fail(f"stage {args[2]!r} refers to itself in FROM: a stage cannot be built from itself")
     return Stage(base=base, name=name, index=index, line=ins.line, platform=ins.flag("platform"))
+
+
+def parse_trigger(text: str, image: str) -> Instruction:
+    """An ONBUILD trigger kept in an image's config (`RUN echo hi`), read as the instruction it is."""
+    import dockerfile as bk
+
+    name = f"ONBUILD trigger of {image}"
+    try:
+        commands = bk.parse_string(text)
+    except bk.GoParseError as e:
+        raise DockerfileError(f"{name}: {e}") from None
+    if len(commands) != 1:
+        raise DockerfileError(f"{name}: expected one instruction, got {text!r}")
+    ins = _instruction(commands[0], name, "\\")
+    if ins.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise DockerfileError(f"{name}: {ins.cmd} isn't allowed as an ONBUILD trigger")
+    return ins

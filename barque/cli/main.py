@@ -55,6 +55,7 @@ IMAGE_COMMANDS = {
     "save": "barque.cli.archive:save",
     "load": "barque.cli.archive:load",
     "import": "barque.cli.archive:import_",
+    "build": "barque.cli.build:build",
 }
 
 CONTAINER_COMMANDS = {
@@ -95,6 +96,7 @@ TOP_COMMANDS = {
     "save": "barque.cli.archive:save",
     "load": "barque.cli.archive:load",
     "import": "barque.cli.archive:import_",
+    "build": "barque.cli.build:build",
     "info": "barque.cli.system:info",
     "version": "barque.cli.system:version",
     "image": "barque.cli.main:image_group",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from barque.layers import Change
 
-__all__ = ["MOUNT_POINTS", "layer_changes", "diff", "clean_changes"]
+__all__ = ["MOUNT_POINTS", "layer_changes", "snapshot_changes", "diff", "clean_changes"]
 
 # what the runtime may create in the container's own layer as mount points (Docker's init layer holds these)
 MOUNT_POINTS = frozenset({
@@ -100,13 +100,18 @@ def clean_changes(changes: Sequence[Change], lower_stat: LowerStat, ids=None) ->
 def layer_changes(engine, c) -> list[Change]:
     """The container's changes to its image, ready for `barque.layers.pack_layer`."""
     from barque.container.userns import container_ids
+
+    return snapshot_changes(engine.snapshotter, c.private["snapshot"], container_ids(c))
+
+
+def snapshot_changes(snapshotter, key: str, ids=None) -> list[Change]:
+    """The changes of the active snapshot `key` to its parent, without the runtime's mount points."""
     from barque.layers import diff_dirs, overlay_changes
 
-    kind, first, second = engine.snapshotter.diff_source(c.private["snapshot"])
+    kind, first, second = snapshotter.diff_source(key)
     if kind == "overlay":
         lowers = [Path(p) for p in second]
-        return clean_changes(list(overlay_changes(Path(first), lowers)), _lower_lookup(lowers, None),
-                             container_ids(c))
+        return clean_changes(list(overlay_changes(Path(first), lowers)), _lower_lookup(lowers, None), ids)
     parent = Path(first) if first is not None else None
     return clean_changes(list(diff_dirs(parent, Path(second))), _lower_lookup(None, parent))
 

@@ -92,7 +92,7 @@ def committed_config(base: dict, container_id: str, container_cfg: dict, new_cfg
     return image_config(diff_ids, new_cfg, history, created, extra)
 
 
-def _oci_layer_type(media_type: str) -> str:
+def oci_layer_type(media_type: str) -> str:
     """The OCI media type of a parent's layer (a Docker-made parent lists Docker's types)."""
     from barque.oci import mediatypes as mt
 
@@ -154,7 +154,7 @@ def commit(engine, c, ref=None, *, author: str = "", message: str = "", changes:
                                   created, author, message)
         config_bytes = json.dumps(config, separators=(",", ":")).encode()
         config_info = engine.content.add(config_bytes)
-        descs = [(_oci_layer_type(layer.media_type), layer.digest, engine.content.info(layer.digest).size)
+        descs = [(oci_layer_type(layer.media_type), layer.digest, engine.content.info(layer.digest).size)
                  for layer in parents]
         layers = list(parents)
         if packed is not None:

@@ -198,7 +198,7 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
                     record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
                                                list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
                     c = engine.containers.add(record, conn=conn,
-                                              populate=lambda d: _write_etc_files(d, config, host))
+                                              populate=lambda d: write_etc_files(d, config, host))
                 break
             except Conflict:
                 # a generated name another `run` took between our check and our insert: draw another
@@ -219,7 +219,7 @@ def _now() -> str:
     return now_rfc3339()
 
 
-def _write_etc_files(cdir: Path, config: dict, host: dict) -> None:
+def write_etc_files(cdir: Path, config: dict, host: dict) -> None:
     hostname = config.get("Hostname") or ""
     mode = host.get("NetworkMode")
     if mode == "host":

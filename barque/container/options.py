@@ -49,7 +49,7 @@ _INT64_MAX = (1 << 63) - 1
 
 # --- Go-compatible helpers ---------------------------------------------------------------------------------------
 
-def _goquote(text: str) -> str:
+def go_quote(text: str) -> str:
     """Go's %q for the strings that reach an error message (the user's own flag values)."""
     out = []
     for ch in text:
@@ -71,7 +71,7 @@ def _goquote(text: str) -> str:
 
 def _flag_error(value: str, flag: str, reason: str) -> InvalidArgument:
     """pflag's wording for a value its Set method refused."""
-    return InvalidArgument(f"invalid argument {_goquote(value)} for {_goquote(flag)} flag: {reason}")
+    return InvalidArgument(f"invalid argument {go_quote(value)} for {go_quote(flag)} flag: {reason}")
 
 
 _GO_INT_BODY = {
@@ -101,10 +101,10 @@ def _go_parse_int(text: str) -> int:
     else:
         base, body = 10, s
     if not body or not _GO_INT_BODY[base].fullmatch(body):
-        raise ValueError(f"strconv.ParseInt: parsing {_goquote(text)}: invalid syntax")
+        raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
     value = sign * int(body.replace("_", ""), base)
     if not -(1 << 63) <= value <= _INT64_MAX:
-        raise ValueError(f"strconv.ParseInt: parsing {_goquote(text)}: value out of range")
+        raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
     return value
 
 
@@ -114,10 +114,10 @@ _GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 def _go_parse_float(text: str) -> float:
     """strconv.ParseFloat(text, 64) for the decimal forms a size can take."""
     if not _GO_FLOAT.fullmatch(text):
-        raise ValueError(f"strconv.ParseFloat: parsing {_goquote(text)}: invalid syntax")
+        raise ValueError(f"strconv.ParseFloat: parsing {go_quote(text)}: invalid syntax")
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise ValueError(f"strconv.ParseFloat: parsing {_goquote(text)}: value out of range")
+        raise ValueError(f"strconv.ParseFloat: parsing {go_quote(text)}: value out of range")
     return value
 
 
@@ -214,10 +214,10 @@ def _ulimit_value(text: str) -> int:
 
 def _go_parse_int_base10(text: str) -> int:
     if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ValueError(f"strconv.ParseInt: parsing {_goquote(text)}: invalid syntax")
+        raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
     value = int(text)
     if not -(1 << 63) <= value <= _INT64_MAX:
-        raise ValueError(f"strconv.ParseInt: parsing {_goquote(text)}: value out of range")
+        raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
     return value
 
 
@@ -302,7 +302,7 @@ _DURATION_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
 
 def _go_duration(orig: str) -> int:
     """Go's time.ParseDuration: a signed sequence of decimal numbers with units, e.g. "1m30s", "1.5h", "-2ms"."""
-    invalid = ValueError(f"time: invalid duration {_goquote(orig)}")
+    invalid = ValueError(f"time: invalid duration {go_quote(orig)}")
     s = orig
     negative = False
     if s[:1] in ("-", "+"):
@@ -323,11 +323,11 @@ def _go_duration(orig: str) -> int:
         while i < len(s) and s[i] != "." and not s[i].isdigit():
             i += 1
         if i == 0:
-            raise ValueError(f"time: missing unit in duration {_goquote(orig)}")
+            raise ValueError(f"time: missing unit in duration {go_quote(orig)}")
         unit_text, s = s[:i], s[i:]
         unit = _DURATION_UNITS.get(unit_text)
         if unit is None:
-            raise ValueError(f"time: unknown unit {_goquote(unit_text)} in duration {_goquote(orig)}")
+            raise ValueError(f"time: unknown unit {go_quote(unit_text)} in duration {go_quote(orig)}")
         number = Fraction(int(whole or "0"))
         if frac:
             number += Fraction(int(frac), 10 ** len(frac))
@@ -463,7 +463,7 @@ def parse_security_opts(values: Sequence[str]) -> dict:
         if not sep:
             key, sep, value = opt.partition(":")
         if not sep or value == "":
-            raise InvalidArgument(f"invalid --security-opt: {_goquote(opt)}")
+            raise InvalidArgument(f"invalid --security-opt: {go_quote(opt)}")
         if key == "seccomp":
             parsed["seccomp"] = None if value == "builtin" else value
         elif key == "no-new-privileges":
@@ -472,7 +472,7 @@ def parse_security_opts(values: Sequence[str]) -> dict:
             elif value in _GO_FALSE:
                 parsed["no_new_privileges"] = False
             else:
-                raise InvalidArgument(f"invalid --security-opt 2: {_goquote(opt)}")
+                raise InvalidArgument(f"invalid --security-opt 2: {go_quote(opt)}")
         elif key == "apparmor":
             parsed["apparmor"] = value
         elif key == "label":
@@ -480,7 +480,7 @@ def parse_security_opts(values: Sequence[str]) -> dict:
         elif key == "systempaths" and value == "unconfined":
             parsed["systempaths"] = "unconfined"
         else:
-            raise InvalidArgument(f"invalid --security-opt 2: {_goquote(opt)}")
+            raise InvalidArgument(f"invalid --security-opt 2: {go_quote(opt)}")
     return parsed
 
 
@@ -670,7 +670,7 @@ def parse_user(text: str) -> tuple[str, str | None]:
         return "", None
     user, sep, group = text.partition(":")
     if user == "" or (sep and group == "") or ":" in group:
-        raise InvalidArgument(f"invalid user format: {_goquote(text)}: expected user[:group]")
+        raise InvalidArgument(f"invalid user format: {go_quote(text)}: expected user[:group]")
     return user, (group if sep else None)
 
 

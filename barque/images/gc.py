@@ -28,7 +28,7 @@ class GCResult:
 
 def reachable_blobs(engine) -> set[str]:
     seen: set[str] = set()
-    pending = [img.target_digest for img in engine.images.list()]
+    pending = [img.target_digest for img in engine.images.list()] + _build_cache_manifests(engine)
     while pending:
         d = pending.pop()
         if str(d) in seen:
@@ -47,11 +47,19 @@ def reachable_blobs(engine) -> set[str]:
     return seen
 
 
+def _build_cache_manifests(engine) -> list[Digest]:
+    return [Digest.parse(r["manifest"]) for r in engine.db.query("SELECT manifest FROM build_cache")]
+
+
+def _build_cache_configs(engine) -> list[Digest]:
+    return [Digest.parse(r["config"]) for r in engine.db.query("SELECT config FROM build_cache")]
+
+
 def used_chains(engine) -> set[str]:
     used: set[str] = set()
-    for img in engine.images.list():
+    for config_digest in [img.id for img in engine.images.list()] + _build_cache_configs(engine):
         try:
-            config = json.loads(engine.content.read(img.id))
+            config = json.loads(engine.content.read(config_digest))
         except NotFound:
             continue
         diff_ids = [Digest.parse(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
@@ -89,6 +97,9 @@ def _collect_snapshots(engine, result: GCResult) -> None:
         if info.name.startswith(UNPACK_PREFIX):
             _remove(snap, info.name)
     _collect_orphan_containers(engine, infos)
+    from barque.build.worktree import sweep
+
+    sweep(engine)  # builds hold the shared lock while they run: a build snapshot seen now was left by a killed one
     # remove unused layer snapshots from the top down: a parent goes once its children are gone
     while True:
         infos = list(snap.walk())

@@ -66,6 +66,18 @@ MIGRATIONS: list[str] = [
         options TEXT NOT NULL DEFAULT 'null'   -- JSON object of driver options (type, device, o)
     );
     """,
+    # 3: the build cache: a step's key (parent state, instruction, content of its sources) -> the state it made
+    """
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,             -- sha256 of the step's inputs
+        config TEXT NOT NULL,             -- the resulting state's image config digest
+        manifest TEXT NOT NULL,           -- and its manifest (which lists the layer blobs)
+        parent TEXT NOT NULL DEFAULT '',  -- the state the step started from
+        description TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        last_used REAL NOT NULL
+    );
+    """,
 ]
 
 

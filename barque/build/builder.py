@@ -1,0 +1,568 @@
+"""`build`: a Dockerfile and its context into an image, step by step, as Docker's classic builder shows it.
+
+Stages are resolved first — the FROM of each (expanded with the ARGs before the first FROM), what each takes from
+the others (`FROM stage`, `COPY --from`, `RUN --mount from=`) — and only the stages the target needs are built. Each
+step turns the stage's state into the next (barque.build.state) and is looked up first in the build cache
+(barque.build.cache); settings instructions change only the config, WORKDIR, COPY, ADD and RUN work on a snapshot
+(barque.build.worktree) whose changes become a layer. The target's final state is registered under the tags in one
+transaction: a failed build tags nothing.
+
+Timestamps are the build's epoch, never the clock: SOURCE_DATE_EPOCH (the environment or a build argument) when
+set, else the base image's own creation time (0 for scratch). Together with the layer writer's sorted entries and
+clamped mtimes, the same Dockerfile, context, build arguments and base give the same image ID on any day.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from barque.build.cache import BuildCache, step_key
+from barque.build.context import BuildContext
+from barque.build.dockerfile import Dockerfile, DockerfileError, Instruction, Stage, parse, parse_trigger
+from barque.build.instructions import Step, apply_settings, command_words, nop, workdir_path
+from barque.build.state import State
+from barque.build.words import process_word, process_words
+from barque.errors import BarqueError, InvalidArgument, NotFound
+
+__all__ = ["BuildOptions", "BuildResult", "build", "BuildFailed"]
+
+log = logging.getLogger(__name__)
+
+PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                        "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+
+
+class BuildFailed(BarqueError):
+    """A step failed; the message is what Docker's builder says (the command and its exit code)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class BuildOptions:
+    tags: list = field(default_factory=list)              # References
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "default"
+    secrets: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tags: list
+    unused_args: list[str]
+
+
+@dataclass
+class _StageRun:
+    """Per-stage bookkeeping while it builds."""
+
+    stage: Stage
+    state: State
+    args: dict[str, str | None] = field(default_factory=dict)   # ARGs declared in the stage (None: no value)
+    cmd_set: bool = False
+
+
+def _platform_args() -> dict[str, str]:
+    from barque.images.importer import host_architecture
+
+    arch = host_architecture()
+    plat = f"linux/{arch}"
+    return {"TARGETPLATFORM": plat, "TARGETOS": "linux", "TARGETARCH": arch, "TARGETVARIANT": "",
+            "BUILDPLATFORM": plat, "BUILDOS": "linux", "BUILDARCH": arch, "BUILDVARIANT": ""}
+
+
+def _arg_words(ins: Instruction) -> list[tuple[str, str | None]]:
+    """ARG NAME[=default]…: (name, default as written or None)."""
+    out = []
+    for word in ins.args:
+        if not word:
+            continue
+        name, eq, default = word.partition("=")
+        if not name:
+            raise DockerfileError(f"dockerfile parse error on line {ins.line}: ARG names can not be blank")
+        out.append((name, default if eq else None))
+    return out
+
+
+class Builder:
+    def __init__(self, engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None]) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.opts = opts
+        self.out = out
+        self.cache = BuildCache(engine)
+        self.used_args: set[str] = set()
+        self.step_no = 0
+        self.total = 0
+        self.built: dict[int, State] = {}
+        self.df: Dockerfile | None = None
+        self.meta: dict[str, str] = {}
+        self.epoch_override = self._epoch_override()
+
+    # -- set-up
+    def _epoch_override(self) -> int | None:
+        text = self.opts.build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+        if text in (None, ""):
+            return None
+        if not text.isdigit():
+            raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH {text!r}: expected seconds since 1970")
+        if "SOURCE_DATE_EPOCH" in self.opts.build_args:
+            self.used_args.add("SOURCE_DATE_EPOCH")
+        return int(text)
+
+    def _meta_args(self, df: Dockerfile) -> dict[str, str]:
+        env = dict(_platform_args())
+        for ins in df.meta_args:
+            for name, default in _arg_words(ins):
+                self.used_args.add(name)
+                if name in self.opts.build_args:
+                    env[name] = self.opts.build_args[name]
+                elif default is not None:
+                    env[name] = process_word(default, env, df.escape)
+        return env
+
+    def _stage_ref(self, df: Dockerfile, text: str, before: int) -> int | None:
+        """The index of the stage `text` names, when it is a stage defined before stage `before`."""
+        low = text.lower()
+        for s in df.stages[:before]:
+            if s.name == low:
+                return s.index
+        if text.isdigit():
+            n = int(text)
+            if n >= before:
+                raise InvalidArgument(f"invalid from flag value {text}: refers to current or a later build stage")
+            return n
+        return None
+
+    def _dependencies(self, df: Dockerfile, stage: Stage) -> set[int]:
+        deps: set[int] = set()
+        base = process_word(stage.base, self.meta, df.escape)
+        ref = self._stage_ref(df, base, stage.index)
+        if ref is not None:
+            deps.add(ref)
+        for ins in stage.instructions:
+            sources = []
+            if ins.cmd in ("COPY", "ADD") and ins.flag("from"):
+                sources.append(ins.flag("from"))
+            if ins.cmd == "RUN":
+                from barque.build.run import parse_mount
+
+                for m in ins.flags.get("mount") or []:
+                    f = parse_mount(m)
+                    if f.get("from"):
+                        sources.append(f["from"])
+            for src in sources:
+                ref = self._stage_ref(df, process_word(src, self.meta, df.escape), stage.index)
+                if ref is not None:
+                    deps.add(ref)
+        return deps
+
+    def _needed(self, df: Dockerfile, target: Stage) -> list[Stage]:
+        needed: set[int] = set()
+        pending = [target.index]
+        while pending:
+            i = pending.pop()
+            if i in needed:
+                continue
+            needed.add(i)
+            pending.extend(self._dependencies(df, df.stages[i]))
+        return [s for s in df.stages if s.index in needed]
+
+    # -- output
+    def say(self, text: str) -> None:
+        self.out(text + "\n")
+
+    def step_line(self, ins_text: str) -> None:
+        self.step_no += 1
+        self.say(f"Step {self.step_no}/{self.total} : {ins_text}")
+
+    def result_line(self, state: State) -> None:
+        saved = state.save(self.engine)
+        self.say(f" ---> {saved.config_digest.short}")
+
+    # -- the build
+    def run(self) -> BuildResult:
+        from barque.images.register import NewImage, register
+        from barque.oci import mediatypes as mt
+
+        df = parse(self.ctx.dockerfile, self.ctx.dockerfile_name)
+        self.df = df
+        self.meta = self._meta_args(df)
+        if self.opts.target:
+            target = df.stage(self.opts.target)
+            if target is None or (self.opts.target.isdigit() and target.name is not None):
+                raise NotFound(f"failed to reach build target {self.opts.target} in Dockerfile: no stage named "
+                               f"{self.opts.target!r}")
+        else:
+            target = df.stages[-1]
+        if self.opts.labels:
+            line = "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in sorted(self.opts.labels.items()))
+            target.instructions.append(Instruction("LABEL", tuple(x for k, v in sorted(self.opts.labels.items())
+                                                                  for x in (json.dumps(k), json.dumps(v))),
+                                                   {}, False, 0, line))
+        stages = self._needed(df, target)
+        self.total = sum(1 + len(s.instructions) for s in stages)
+        with self.engine.lock.shared():
+            for stage in stages:
+                self.built[stage.index] = self._build_stage(df, stage)
+            final = self.built[target.index]
+            saved = final.save(self.engine)
+            new = NewImage(manifest_digest=saved.manifest_digest, manifest_media_type=mt.OCI_MANIFEST,
+                           manifest_size=saved.manifest_size, config_digest=saved.config_digest,
+                           config=final.image_config(), layers=list(final.layers), names=list(self.opts.tags))
+            register(self.engine, [new])
+        unused = sorted(a for a in self.opts.build_args if a not in self.used_args and a not in PROXY_ARGS)
+        return BuildResult(str(saved.config_digest), list(self.opts.tags), unused)
+
+    # -- stages
+    def _epoch_for(self, base_created: str) -> int:
+        from barque.oci.times import parse_time
+
+        if self.epoch_override is not None:
+            return self.epoch_override
+        t = parse_time(base_created) if base_created else None
+        return int(t) if t else 0
+
+    def _base_state(self, df: Dockerfile, stage: Stage) -> State:
+        from barque.oci.times import rfc3339
+
+        base = process_word(stage.base, self.meta, df.escape)
+        if not base:
+            raise InvalidArgument(f"base name ({stage.base}) should not be blank")
+        ref = self._stage_ref(df, base, stage.index)
+        if ref is not None:
+            state = self.built[ref].clone()
+            state.scratch = self.built[ref].scratch
+            return state
+        if base == "scratch":
+            return State.scratch_state(rfc3339(self._epoch_for("")))
+        try:
+            image = self.engine.images.resolve(base)
+        except NotFound:
+            raise NotFound(f"pull access denied for {base}, repository does not exist or may require 'docker "
+                           f"login': the image is not in the local store and barque has no registry to pull it "
+                           f"from") from None
+        doc = json.loads(self.engine.content.read(image.id))
+        return State.from_image(self.engine, image.id, rfc3339(self._epoch_for(doc.get("created") or "")))
+
+    def _build_stage(self, df: Dockerfile, stage: Stage) -> State:
+        self.step_line(f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else ""))
+        state = self._base_state(df, stage)
+        run = _StageRun(stage, state)
+        if state.scratch and not state.layers:
+            self.say(" ---> ")
+        else:
+            self.result_line(state)
+        triggers = list(state.config.get("OnBuild") or [])
+        if triggers:  # run in this build, not inherited by the next
+            state.config["OnBuild"] = None
+            state.changed()
+            self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) != 1 else ''}")
+            for text in triggers:
+                self._step(df, run, parse_trigger(text, stage.base))
+            self.result_line(run.state)
+        for ins in stage.instructions:
+            self.step_line(ins.original.strip())
+            self._step(df, run, ins)
+        return run.state
+
+    def _env(self, run: _StageRun) -> dict[str, str]:
+        env = {k: v for k, v in run.args.items() if v is not None}
+        env.update(run.state.env)
+        return env
+
+    def _step(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
+        if ins.cmd == "ARG":
+            self._arg(df, run, ins)
+        elif ins.cmd in ("COPY", "ADD"):
+            self._copy(df, run, ins)
+        elif ins.cmd == "RUN":
+            self._run(df, run, ins)
+        elif ins.cmd == "WORKDIR":
+            self._workdir(df, run, ins)
+        else:
+            self._settings(df, run, ins)
+
+    def _cached(self, run: _StageRun, *parts) -> tuple[str, bool]:
+        parent = str(run.state.save(self.engine).config_digest)
+        key = step_key(parent, *parts)
+        if self.opts.no_cache:
+            return key, False
+        hit = self.cache.get(key)
+        if hit is None:
+            return key, False
+        self.say(" ---> Using cache")
+        state = State.load(self.engine, hit.config, hit.manifest, run.state.created)
+        state.scratch = run.state.scratch
+        run.state = state
+        self.cache.touch(key)
+        self.result_line(state)
+        return key, True
+
+    def _remember(self, run: _StageRun, key: str, parent_state: State, description: str) -> None:
+        saved = run.state.save(self.engine)
+        self.cache.put(key, saved.config_digest, saved.manifest_digest,
+                       str(parent_state.save(self.engine).config_digest), description)
+        self.result_line(run.state)
+
+    # -- steps
+    def _arg(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
+        written = []
+        for name, default in _arg_words(ins):
+            self.used_args.add(name)
+            if name in self.opts.build_args:
+                value: str | None = self.opts.build_args[name]
+            elif default is not None:
+                value = process_word(default, self._env(run), df.escape)
+            else:
+                value = self.meta.get(name)
+            run.args[name] = value
+            written.append(name if default is None else f"{name}={default}")
+        before = run.state.clone()
+        created_by = nop("ARG " + " ".join(written))
+        key, hit = self._cached(run, "ARG", created_by)
+        if hit:
+            return
+        run.state.add_history(created_by, None)
+        self._remember(run, key, before, created_by)
+
+    def _settings(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
+        before = run.state.clone()
+        trial = run.state.clone()
+        step = Step(trial, self._env(run), df.escape, run)
+        created_by = apply_settings(step, ins)
+        key, hit = self._cached(run, ins.cmd, created_by, json.dumps(trial.config, sort_keys=True),
+                                trial.platform.get("author", ""))
+        if hit:
+            return
+        trial.add_history(created_by, None)
+        run.state = trial
+        self._remember(run, key, before, created_by)
+
+    def _workdir(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
+        from barque.build.worktree import WorkTree
+        from barque.container.rootfs import make_dirs
+
+        before = run.state.clone()
+        path = workdir_path(Step(run.state, self._env(run), df.escape, run), ins)
+        key, hit = self._cached(run, "WORKDIR", path)
+        if hit:
+            return
+        state = run.state.clone()
+        state.config["WorkingDir"] = path
+        with WorkTree(self.engine, before) as tree:
+            make_dirs(tree.rootfs, path)
+            layer = tree.layer(self._epoch(state))
+        state.add_history(nop("WORKDIR " + path, spaced=False), layer)
+        run.state = state
+        self._remember(run, key, before, f"WORKDIR {path}")
+
+    def _epoch(self, state: State) -> int:
+        from barque.oci.times import parse_time
+
+        t = parse_time(state.created)
+        return int(t) if t is not None else 0
+
+    # -- COPY / ADD
+    def _source_root(self, df: Dockerfile, run: _StageRun, ref: str | None, stack) -> tuple[Path, Callable]:
+        """The root files come from: the context (with its .dockerignore), a stage's or an image's rootfs."""
+        from barque.build.worktree import WorkTree
+
+        if not ref:
+            return self.ctx.root, self.ctx.excluded
+        name = process_word(ref, self.meta, df.escape)
+        idx = self._stage_ref(df, name, run.stage.index)
+        if idx is not None:
+            if idx not in self.built:
+                raise InvalidArgument(f"stage {name} is not built before stage {run.stage.index}")
+            state = self.built[idx]
+        else:
+            try:
+                image = self.engine.images.resolve(name)
+            except NotFound:
+                raise NotFound(f"invalid from flag value {name}: the image is not in the local store") from None
+            state = State.from_image(self.engine, image.id, "")
+        tree = stack.enter_context(WorkTree(self.engine, state, view=True))
+        return tree.rootfs, lambda rel: False
+
+    def _heredoc_sources(self, ins: Instruction, env: dict[str, str], escape: str, stack) -> dict[str, str]:
+        """COPY <<EOF: each heredoc as a file in a temporary directory (variables expanded unless the delimiter
+        was quoted, as BuildKit does)."""
+        import tempfile
+
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="barque-heredoc-")))
+        names: dict[str, str] = {}
+        quoted = {a.lstrip("<-").strip("'\"") for a in ins.args if a.startswith("<<") and a.lstrip("<-")[:1] in "'\""}
+        for name, content in ins.heredocs:
+            text = content if name in quoted else process_word(content, env, escape) if "$" in content else content
+            (tmp / name).write_text(text)
+            os.chmod(tmp / name, 0o644)
+            names[name] = str(tmp / name)
+        return names
+
+    def _copy(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
+        from contextlib import ExitStack
+
+        from barque.build import copy as cp
+        from barque.build.worktree import WorkTree
+
+        what = ins.cmd
+        env = self._env(run)
+        words = [process_word(a, env, df.escape) for a in ins.args if a != ""] if not ins.json else list(ins.args)
+        dest = words[-1]
+        specs = words[:-1]
+        chmod = cp.parse_chmod(ins.flag("chmod"))
+        with ExitStack() as stack:
+            heredoc_files = self._heredoc_sources(ins, env, df.escape, stack) if ins.heredocs else {}
+            root, excluded = self._source_root(df, run, ins.flag("from"), stack)
+            sources: list = []
+            urls: list[str] = []
+            for spec in specs:
+                if spec.startswith("<<"):
+                    name = spec.lstrip("<-").strip("'\"")
+                    path = Path(heredoc_files[name])
+                    sources.append(cp.Source(name, path, name))
+                elif what == "ADD" and spec.startswith(("http://", "https://")):
+                    urls.append(spec)
+                else:
+                    sources += cp.select_sources(root, [spec], excluded, what)
+            if len(sources) + len(urls) > 1 and not (dest.endswith("/") or dest in (".", "")):
+                raise cp.CopyError(f"When using {what} with more than one source file, the destination must be a "
+                                   "directory and end with a /")
+            downloads = [self._download(url, ins.flag("checksum"), stack) for url in urls]
+            digest = cp.sources_digest(sources, excluded)
+            for d in downloads:
+                digest = step_key(digest, d[1].name, d[2])
+            kind = "dir" if len(sources) == 1 and not urls and sources[0].path.is_dir() else \
+                "file" if len(sources) + len(urls) == 1 else "multi"
+            created_by = nop(f"{what} {kind}:{digest} in {dest} ", spaced=False)
+            before = run.state.clone()
+            key, hit = self._cached(run, what, digest, dest, ins.flag("chown") or "", ins.flag("chmod") or "",
+                                    run.state.config.get("WorkingDir") or "/")
+            if hit:
+                return
+            state = run.state.clone()
+            with WorkTree(self.engine, before) as tree:
+                owner = cp.resolve_chown(tree.rootfs, ins.flag("chown"))
+                unpack = (lambda s: s.rel not in heredoc_files and cp.is_archive(s.path)) if what == "ADD" else None
+                workdir = state.config.get("WorkingDir") or "/"
+                if sources:
+                    cp.copy_into(tree.rootfs, sources, excluded, dest, workdir, owner, chmod, what, unpack)
+                for d in downloads:
+                    cp.copy_into(tree.rootfs, [d[0]], lambda rel: False, dest, workdir, owner,
+                                 chmod if chmod is not None else 0o600, what)
+                layer = tree.layer(self._epoch(state))
+            state.add_history(created_by, layer)
+            run.state = state
+            self._remember(run, key, before, created_by)
+
+    def _download(self, url: str, checksum: str | None, stack):
+        from barque.build import copy as cp
+        from barque.build.fetch import fetch
+
+        path, mtime, digest = fetch(url, checksum, stack)
+        name = os.path.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
+        return cp.Source(name, path, name), path, digest
+
+    # -- RUN
+    def _run(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
+        from contextlib import ExitStack
+
+        from barque.build.run import MountPlan, RunFailed, RunSpec, parse_mount, run_command
+        from barque.build.worktree import WorkTree
+
+        state = run.state
+        shell = list(state.config.get("Shell") or ["/bin/sh", "-c"])
+        stdin = None
+        if ins.heredocs and not ins.json:
+            argv, stdin = _heredoc_command(ins, shell)
+        else:
+            argv = command_words(ins, shell)
+        # the build arguments this RUN sees (those ENV does not override), as Docker records them: |N K=V …
+        env_now = state.env
+        arg_env = {k: v for k, v in run.args.items() if v is not None and k not in env_now}
+        proxies = {k: v for k, v in self.opts.build_args.items() if k in PROXY_ARGS and k not in env_now}
+        shown = sorted(arg_env.items())
+        created_by = " ".join(argv)
+        if shown:
+            created_by = f"|{len(shown)} " + " ".join(f"{k}={v}" for k, v in shown) + " " + created_by
+        network = ins.flag("network") or self.opts.network
+        if network not in ("default", "none", "host"):
+            raise InvalidArgument(f"RUN --network={network}: expected default, none or host")
+        mounts = [parse_mount(m) for m in ins.flags.get("mount") or []]
+        mount_key = []
+        for f in mounts:
+            desc = dict(f)
+            if f["type"] == "bind" and not f.get("from"):
+                from barque.build import copy as cp
+
+                src = cp.select_sources(self.ctx.root, [f.get("source", "/")], self.ctx.excluded, "RUN --mount")
+                desc["content"] = cp.sources_digest(src, self.ctx.excluded)
+            mount_key.append(desc)
+        before = state.clone()
+        key, hit = self._cached(run, "RUN", argv, sorted(arg_env.items()), network, mount_key,
+                                stdin.decode("utf-8", "replace") if stdin else "")
+        if hit:
+            return
+        env = [f"{k}={v}" for k, v in {**arg_env, **proxies}.items()] + list(state.config.get("Env") or [])
+        new = state.clone()
+        with ExitStack() as stack:
+            tree = stack.enter_context(WorkTree(self.engine, before))
+            self.say(f" ---> Running in {tree.id[:12]}")
+            plan = MountPlan(self.engine, tree.rootfs, tree.dir)
+
+            def source_dir(ref: str | None) -> Path:
+                root, _ = self._source_root(df, run, ref, stack)
+                return root
+            for f in mounts:
+                plan.add(f, source_dir, self.opts.secrets)
+            spec = RunSpec(argv=argv, env=env, user=state.config.get("User") or "",
+                           workdir=state.config.get("WorkingDir") or "/", network=network, mounts=plan.mounts,
+                           stdin=stdin)
+            try:
+                code = run_command(self.engine, tree, spec, lambda b: self.out(b.decode("utf-8", "replace")))
+            except RunFailed as e:
+                self.say(f"Removing intermediate container {tree.id[:12]}")
+                raise BuildFailed(f"The command '{' '.join(argv)}' could not run: {e.message.strip()}",
+                                  code=e.code) from None
+            if code != 0:
+                self.say(f"Removing intermediate container {tree.id[:12]}")
+                raise BuildFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code=code)
+            plan.remove_points()
+            layer = tree.layer(self._epoch(new))
+            self.say(f"Removing intermediate container {tree.id[:12]}")
+        new.add_history(created_by, layer)
+        run.state = new
+        self._remember(run, key, before, created_by)
+
+
+def _heredoc_command(ins: Instruction, shell: list[str]) -> tuple[list[str], bytes | None]:
+    """RUN with heredocs, as BuildKit runs them: `RUN <<EOF` alone is a script (run by its #! line, else by the
+    shell); heredocs after a command are the shell's own here-documents."""
+    line = " ".join(ins.args)
+    if len(ins.heredocs) == 1 and line.strip().lstrip("<-").strip("'\"") == ins.heredocs[0][0]:
+        content = ins.heredocs[0][1]
+        if content.startswith("#!"):
+            interpreter = content.splitlines()[0][2:].split()
+            return interpreter, content.encode()
+        return [*shell, content], None
+    script = line
+    for name, content in ins.heredocs:
+        script += "\n" + content + ("" if content.endswith("\n") else "\n") + name
+    return [*shell, script], None
+
+
+def build(engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None]) -> BuildResult:
+    return Builder(engine, ctx, opts, out).run()

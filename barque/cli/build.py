@@ -1,0 +1,139 @@
+"""`barque build`: Docker's `build` (the classic builder's flags and output)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from barque.cli.errors import ExitStatus
+from barque.cli.main import CONTEXT, engine_from
+from barque.errors import InvalidArgument
+
+
+def _build_args(values) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        key, eq, value = v.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid build argument {v!r}: the name is empty")
+        if eq:
+            out[key] = value
+        elif key in os.environ:  # `--build-arg NAME` takes the value from the environment, as Docker's CLI
+            out[key] = os.environ[key]
+    return out
+
+
+def _labels(values) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, _, value = v.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid label {v!r}: the name is empty")
+        out[key] = value
+    return out
+
+
+def _secrets(values) -> dict[str, Path]:
+    """--secret id=NAME,src=FILE (or env=VAR, or type=file|env) as BuildKit's CLI takes them."""
+    import csv
+    import tempfile
+
+    out: dict[str, Path] = {}
+    for v in values:
+        fields = dict(item.partition("=")[::2] for item in next(csv.reader([v])))
+        ident = fields.get("id")
+        src = fields.get("src") or fields.get("source")
+        env = fields.get("env")
+        if fields.get("type") == "env" and not env:
+            env = src or ident
+            src = None
+        if not ident:
+            raise InvalidArgument(f"invalid secret {v!r}: an id is required")
+        if src:
+            path = Path(src)
+            if not path.is_file():
+                raise InvalidArgument(f"secret {ident}: {src} is not a readable file")
+            out[ident] = path
+        else:
+            value = os.environ.get(env or ident)
+            if value is None:
+                raise InvalidArgument(f"secret {ident}: no src= and no environment variable {env or ident}")
+            f = tempfile.NamedTemporaryFile(prefix="barque-secret-", delete=False)
+            f.write(value.encode())
+            f.close()
+            out[ident] = Path(f.name)
+    return out
+
+
+@click.command("build", context_settings=CONTEXT)
+@click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag in the 'name:tag' format.")
+@click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: 'PATH/Dockerfile').")
+@click.option("--build-arg", "build_args", multiple=True, help="Set build-time variables.")
+@click.option("--target", default=None, help="Set the target build stage to build.")
+@click.option("--no-cache", is_flag=True, help="Do not use cache when building the image.")
+@click.option("--label", "labels", multiple=True, help="Set metadata for an image.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the build output and print image ID on success.")
+@click.option("--iidfile", default=None, help="Write the image ID to the file.")
+@click.option("--network", default="default", help="Set the networking mode for the RUN instructions: default, "
+              "none or host.")
+@click.option("--secret", "secrets", multiple=True, help="Secret to expose to the build (id=mysecret,src=/path).")
+@click.option("--pull", is_flag=True, hidden=True, help="Accepted for Docker compatibility (no registry yet).")
+@click.option("--rm/--no-rm", default=True, hidden=True, help="Remove intermediate containers (always).")
+@click.option("--force-rm", is_flag=True, hidden=True, help="Always remove intermediate containers (always).")
+@click.option("--platform", default=None, hidden=True, help="Accepted when it names this machine's platform.")
+@click.option("--progress", default=None, hidden=True, help="Accepted for compatibility; output is classic.")
+@click.argument("context_path", metavar="PATH | URL | -")
+@click.pass_context
+def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, iidfile, network, secrets, pull, rm,
+          force_rm, platform, progress, context_path):
+    """Build an image from a Dockerfile."""
+    from barque.build.builder import BuildFailed, BuildOptions, build as run_build
+    from barque.build.context import open_context
+    from barque.oci.reference import parse_reference
+
+    refs = []
+    for t in tags:
+        ref = parse_reference(t)
+        if ref.digest is not None:
+            raise InvalidArgument(f"invalid reference format: {t}: a tag can not hold a digest")
+        refs.append(ref)
+    if network not in ("default", "none", "host", "bridge"):
+        raise InvalidArgument(f"network mode {network!r} not supported by the builder: default, none or host")
+    opts = BuildOptions(tags=refs, build_args=_build_args(build_args), target=target, no_cache=no_cache,
+                        labels=_labels(labels), network="default" if network == "bridge" else network,
+                        secrets=_secrets(secrets))
+    engine = engine_from(ctx)
+    buffered: list[str] = []
+
+    def out(text: str) -> None:
+        if quiet:
+            buffered.append(text)
+            return
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    try:
+        with open_context(context_path, dockerfile) as context:
+            result = run_build(engine, context, opts, out)
+    except BuildFailed as e:
+        if quiet:
+            sys.stderr.write("".join(buffered))
+        print(e.message, file=sys.stderr)
+        raise ExitStatus(e.code or 1) from None
+    except BaseException:
+        if quiet:
+            sys.stderr.write("".join(buffered))
+        raise
+    if result.unused_args:
+        out(f"[Warning] One or more build-args [{' '.join(result.unused_args)}] were not consumed\n")
+    if iidfile:
+        Path(iidfile).write_text(result.image_id)
+    if quiet:
+        print(result.image_id)
+        return
+    out(f"Successfully built {result.image_id.split(':', 1)[1][:12]}\n")
+    for ref in result.tags:
+        out(f"Successfully tagged {ref.tag_or_latest().familiar()}\n")
