@@ -272,7 +272,6 @@ class Builder:
             self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) != 1 else ''}")
             for text in triggers:
                 self._step(df, run, parse_trigger(text, stage.base))
-            self.result_line(run.state)
         for ins in stage.instructions:
             self.step_line(ins.original.strip())
             self._step(df, run, ins)

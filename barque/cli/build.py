@@ -137,3 +137,21 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
     out(f"Successfully built {result.image_id.split(':', 1)[1][:12]}\n")
     for ref in result.tags:
         out(f"Successfully tagged {ref.tag_or_latest().familiar()}\n")
+
+
+@click.command("prune", context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused build cache (barque keeps no other kind).")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def builder_prune(ctx, all_, force):
+    """Remove build cache."""
+    from barque.build.prune import prune_cache
+    from barque.cli.format import human_size, print_deleted
+
+    if not force:
+        click.echo("WARNING! This will remove all dangling build cache.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    keys, freed = prune_cache(engine_from(ctx))
+    print_deleted("Deleted build cache objects", [k[:25] for k in keys])
+    click.echo(f"Total reclaimed space: {human_size(freed, 4)}")

@@ -102,6 +102,7 @@ TOP_COMMANDS = {
     "image": "barque.cli.main:image_group",
     "system": "barque.cli.main:system_group",
     "bootstrap": "barque.cli.main:bootstrap_group",
+    "builder": "barque.cli.main:builder_group",
 }
 
 image_group = lazy_group("image", "Manage images", IMAGE_COMMANDS)
@@ -128,6 +129,10 @@ system_group = lazy_group("system", "Manage barque", {
     "df": "barque.cli.system:df",
     "info": "barque.cli.system:info",
     "prune": "barque.cli.system:system_prune",
+})
+builder_group = lazy_group("builder", "Manage builds", {
+    "build": "barque.cli.build:build",
+    "prune": "barque.cli.build:builder_prune",
 })
 bootstrap_group = lazy_group("bootstrap", "Make base images offline from the host's own packages", {
     "busybox": "barque.cli.bootstrap:busybox",

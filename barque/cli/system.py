@@ -133,8 +133,14 @@ def _df(engine) -> dict:
                    "Reclaimable": reclaimable},
         "Containers": _df_containers(engine),
         "Volumes": _df_volumes(engine),
-        "BuildCache": {"TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
+        "BuildCache": cache_usage(engine),
     }
+
+
+def cache_usage(engine) -> dict:
+    from barque.build.prune import cache_usage as usage
+
+    return usage(engine)
 
 
 def _usage(items) -> dict:
@@ -205,6 +211,7 @@ def system_prune(ctx, all_, force, volumes, filters):
             what.append("all anonymous volumes not used by at least one container")
         what.append("all images without at least one container associated to them" if all_
                     else "all dangling images")
+        what.append("all build cache")
         click.echo("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what))
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
@@ -218,5 +225,9 @@ def system_prune(ctx, all_, force, volumes, filters):
         names, freed = engine.volumes.prune(all=False, labels=parsed["label"], not_labels=parsed["label!"])
         reclaimed += freed
         print_deleted("Deleted Volumes", names)
+    from barque.build.prune import prune_cache
+
+    cache_keys, cache_freed = prune_cache(engine)
+    print_deleted("Deleted build cache objects", [k[:25] for k in cache_keys])
     report, gc = prune_images(engine, all_images=all_, label_filters=parsed["label"])
-    print_prune_report(report, reclaimed + report.reclaimed + gc.bytes_removed)
+    print_prune_report(report, reclaimed + report.reclaimed + gc.bytes_removed + cache_freed)
