@@ -296,7 +296,7 @@ class Builder:
 
     def _cached(self, run: _StageRun, *parts) -> tuple[str, bool]:
         parent = str(run.state.save(self.engine).config_digest)
-        key = step_key(parent, *parts)
+        key = step_key(parent, run.state.created, *parts)  # the epoch: it is in every file a step writes
         if self.opts.no_cache:
             return key, False
         hit = self.cache.get(key)
@@ -457,12 +457,13 @@ class Builder:
                 owner = cp.resolve_chown(tree.rootfs, ins.flag("chown"))
                 unpack = (lambda s: s.rel not in heredoc_files and cp.is_archive(s.path)) if what == "ADD" else None
                 workdir = state.config.get("WorkingDir") or "/"
+                epoch = self._epoch(state)
                 if sources:
-                    cp.copy_into(tree.rootfs, sources, excluded, dest, workdir, owner, chmod, what, unpack)
+                    cp.copy_into(tree.rootfs, sources, excluded, dest, workdir, owner, chmod, epoch, what, unpack)
                 for d in downloads:
                     cp.copy_into(tree.rootfs, [d[0]], lambda rel: False, dest, workdir, owner,
-                                 chmod if chmod is not None else 0o600, what)
-                layer = tree.layer(self._epoch(state))
+                                 chmod if chmod is not None else 0o600, epoch, what)
+                layer = tree.layer(epoch)
             state.add_history(created_by, layer)
             run.state = state
             self._remember(run, key, before, created_by)

@@ -7,6 +7,9 @@ excludes is not there. A directory source copies its contents, not itself; a fil
 in `/` or is a directory already, else to DEST itself; several sources need a DEST that ends in `/`. A relative
 DEST is under WORKDIR. What is copied belongs to root (or to `--chown`), keeps its mode (or takes `--chmod`), and
 missing directories on the way to DEST are made (0755, owned as the copy). Symlinks inside a copied tree stay links.
+Copies carry the build's epoch as their mtime, not the source's: the cache keys COPY by content, and a checkout's
+mtimes are an accident of when it was made — so a layer depends on the content alone (Docker keeps source mtimes;
+this is where barque departs from it, for reproducible images).
 
 ADD also unpacks a local tar archive (plain, gzip, bzip2 or xz) into DEST, and fetches a URL into DEST (mode 0600,
 the Last-Modified time, `--checksum` verified). Destination paths are resolved inside the root filesystem, so an
@@ -189,34 +192,38 @@ def destination(dest: str, workdir: str) -> tuple[str, bool]:
 class Copier:
     """Copies into one root filesystem: paths resolved inside it, owners and modes as COPY sets them."""
 
-    def __init__(self, rootfs: Path, owner: tuple[int, int] | None, chmod: int | None) -> None:
+    def __init__(self, rootfs: Path, owner: tuple[int, int] | None, chmod: int | None, mtime: int) -> None:
         self.rootfs = rootfs
         self.uid, self.gid = owner or (0, 0)
         self.chmod = chmod
+        self.mtime_ns = mtime * 1_000_000_000
 
     def host(self, path: str) -> Path:
         return _resolve(self.rootfs, path)
 
     def make_dirs(self, path: str) -> Path:
-        """Directories on the way to `path` (absolute, in the image) made as the copy's owner; the host path."""
-        parts = [p for p in path.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            host = self.host("/".join(parts[:i]))
+        """Directories on the way to `path` (absolute, in the image) made as the copy's owner; the host path.
+        The path is resolved first (its symlinks inside the root), so what is made is what the path names."""
+        target = self.host(path)
+        current = self.rootfs
+        for part in target.relative_to(self.rootfs).parts:
+            current = current / part
             try:
-                os.mkdir(host, 0o755)
+                os.mkdir(current, 0o755)
             except FileExistsError:
-                if not host.is_dir():
-                    raise CopyError(f"cannot copy to {path}: /{'/'.join(parts[:i])} is not a directory") from None
+                if current.is_symlink() or not current.is_dir():
+                    raise CopyError(f"cannot copy to {path}: {current.relative_to(self.rootfs)} is not a "
+                                    "directory") from None
                 continue
-            os.chmod(host, 0o755)
-            os.lchown(host, self.uid, self.gid)
-        return self.host(path)
+            os.chmod(current, 0o755)
+            os.lchown(current, self.uid, self.gid)
+        return target
 
     def _owned(self, path: Path, st: os.stat_result) -> None:
         os.lchown(path, self.uid, self.gid)
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(path, self.chmod if self.chmod is not None else stat.S_IMODE(st.st_mode))
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.utime(path, ns=(self.mtime_ns, self.mtime_ns))
 
     def _remove_existing(self, target: Path, is_dir: bool) -> None:
         try:
@@ -258,7 +265,7 @@ class Copier:
             if stat.S_ISDIR(st.st_mode):
                 dirs.append((target, st))
         for target, st in reversed(dirs):  # directory mtimes last: filling them moved them
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.utime(target, ns=(self.mtime_ns, self.mtime_ns))
 
     def copy_file(self, source: Path, st: os.stat_result, dest: str) -> None:
         parent = posixpath.dirname(dest)
@@ -270,7 +277,7 @@ class Copier:
 
 
 def copy_into(rootfs: Path, sources: list[Source], excluded: Callable[[str], bool], dest: str, workdir: str,
-              owner: tuple[int, int] | None, chmod: int | None, what: str = "COPY",
+              owner: tuple[int, int] | None, chmod: int | None, mtime: int, what: str = "COPY",
               unpack: Callable[[Source], bool] | None = None) -> None:
     """Copy `sources` to DEST inside `rootfs` with Docker's semantics (see the module docstring). `unpack`, for ADD,
     says whether a source is a local archive to extract into DEST instead."""
@@ -278,7 +285,7 @@ def copy_into(rootfs: Path, sources: list[Source], excluded: Callable[[str], boo
     if len(sources) > 1 and not as_dir:
         raise CopyError(f"When using {what} with more than one source file, the destination must be a directory "
                         "and end with a /")
-    copier = Copier(rootfs, owner, chmod)
+    copier = Copier(rootfs, owner, chmod, mtime)
     for src in sources:
         st = os.lstat(src.path)
         if stat.S_ISDIR(st.st_mode):
