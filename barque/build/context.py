@@ -77,7 +77,11 @@ def _stdin_context(data_stream) -> tuple[Path | None, bytes | None]:
     compression = detect_compression(data[:16])
     plain = data
     if compression:
-        plain = open_decompressed(io.BytesIO(data)).read()
+        try:
+            plain = open_decompressed(io.BytesIO(data)).read()
+        except (OSError, EOFError, InvalidArgument) as e:
+            raise InvalidArgument(f"unable to prepare context: the context from standard input is not a valid "
+                                  f"{compression} stream: {e}") from None
     if not _is_tar(plain[:512]):
         if compression:
             raise InvalidArgument("unable to prepare context: standard input is compressed but not a tar archive")

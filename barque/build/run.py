@@ -225,12 +225,18 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
         in_file.seek(0)
     for f in (sys.stdout, sys.stderr):
         f.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 125
         try:
             os.close(out_r)
             os.close(err_r)
+            from barque.linux import _libc
+
+            _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed build takes its runner along
+            if os.getppid() != parent:
+                os._exit(125)
             engine_close_in_child(engine)
             fd = in_file.fileno() if in_file is not None else os.open(os.devnull, os.O_RDONLY)
             os.dup2(fd, 0)
@@ -243,7 +249,8 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             msg = str(e) or type(e).__name__
             os.write(err_w, msg.encode(errors="replace"))
-            code = 127 if "not found" in msg else 126 if "permission denied" in msg.lower() else 125
+            missing = "not found" in msg or "no such file or directory" in msg
+            code = 127 if missing else 126 if "permission denied" in msg.lower() else 125
         finally:
             os._exit(code)
     os.close(out_w)
@@ -258,12 +265,13 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
             output(data)
         _, status = os.waitpid(pid, 0)
     except BaseException:
+        # Ctrl-C: the command dies with SIGKILL (a PID 1 ignores what it has no handler for), then its runner
+        force_delete(store, tree.id)
         try:
-            os.kill(pid, signal.SIGTERM)  # the runtime forwards it to the command
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         os.waitpid(pid, 0)
-        _force_delete(store, tree.id)
         raise
     finally:
         os.close(out_r)
@@ -274,7 +282,7 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
             break
         error += chunk
     os.close(err_r)
-    _force_delete(store, tree.id)
+    force_delete(store, tree.id)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
@@ -283,7 +291,7 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
     return code
 
 
-def _force_delete(store, cid: str) -> None:
+def force_delete(store, cid: str) -> None:
     from barque.errors import NotFound
     from barque.runtime.delete import delete
 

@@ -104,9 +104,14 @@ def sweep(engine) -> None:
     """Snapshots and mounts of builds that were killed (call under the store's exclusive lock)."""
     from barque.container.exit import unmount_rootfs
 
+    from barque.build.run import force_delete
+    from barque.runtime.state import StateStore
+
+    store = StateStore(engine.runtime_root)
     top = run_dir(engine)
     if top.is_dir():
         for d in top.iterdir():
+            force_delete(store, d.name)  # a RUN's command that outlived its build
             try:
                 unmount_rootfs(str(d / "rootfs"))
             except OSError as e:  # pragma: no cover - reported, the rest goes on

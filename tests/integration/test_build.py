@@ -500,3 +500,129 @@ def test_run_mounts_and_network(bld, tmp_path):
     (ctx / "Dockerfile").write_text("FROM bb:latest\nRUN --mount=type=secret,id=token,required=true true\n")
     r = b("build", ctx, check=False)
     assert r.returncode == 1 and "secret token not found" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ contexts, output
+
+
+def test_contexts_from_stdin_and_git(bld, tmp_path):
+    b = bld
+    # a tar on standard input
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in (("Dockerfile", b"FROM bb:latest\nCOPY in-tar /in-tar\n"), ("in-tar", b"from stdin\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    b("build", "-t", "st:1", "-", input=buf.getvalue())
+    assert run(b, "st:1", "cat", "/in-tar") == "from stdin\n"
+    # a Dockerfile alone on standard input: an empty context
+    b("build", "-t", "st:2", "-", input="FROM bb:latest\nRUN echo alone > /alone\n")
+    assert run(b, "st:2", "cat", "/alone") == "alone\n"
+    # -f - with a directory context
+    ctx = context(tmp_path, {"f": "ctx file\n", "Dockerfile": "FROM bb:latest\nRUN false\n"})
+    b("build", "-t", "st:3", "-f", "-", ctx, input="FROM bb:latest\nCOPY f /f\n")
+    assert run(b, "st:3", "cat", "/f") == "ctx file\n"
+    # -f naming another file
+    (ctx / "other.Dockerfile").write_text("FROM bb:latest\nCOPY f /other\n")
+    b("build", "-t", "st:4", "-f", ctx / "other.Dockerfile", ctx)
+    assert run(b, "st:4", "cat", "/other") == "ctx file\n"
+    # a local git repository, at a ref and in a sub-directory
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "app" / "Dockerfile").write_text("FROM bb:latest\nCOPY version /version\n")
+    (repo / "app" / "version").write_text("v1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "v1"], check=True)
+    subprocess.run(git + ["tag", "v1"], check=True)
+    (repo / "app" / "version").write_text("v2\n")
+    subprocess.run(git + ["commit", "-qam", "v2"], check=True)
+    b("build", "-t", "git:1", f"file://{repo}#v1:app")
+    assert run(b, "git:1", "cat", "/version") == "v1\n"
+    b("build", "-t", "git:2", f"file://{repo}#:app")
+    assert run(b, "git:2", "cat", "/version") == "v2\n"
+
+
+def test_quiet_and_iidfile(bld, tmp_path):
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": "FROM bb:latest\nRUN echo noisy\n"})
+    out = b("build", "-q", "--iidfile", tmp_path / "iid", "-t", "q:1", ctx).stdout
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", out)
+    assert (tmp_path / "iid").read_text() == out.strip() == inspect(b, "q:1")["Id"]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def _no_build_leftovers(b) -> None:
+    eng = b.engine()
+    assert [i.name for i in eng.snapshotter.walk() if i.name.startswith("build-")] == []
+    build_dir = b.run_root / "build"
+    assert not build_dir.exists() or list(build_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("dockerfile, message", [
+    ("FROM bb:latest\nRUNN echo\n", "dockerfile parse error on line 2 of {df}: unknown instruction: RUNN"),
+    ("FROM bb:latest\nCOPY only-one\n", "line 2 of {df}: COPY requires at least two arguments"),
+    ("RUN echo\nFROM bb:latest\n", "line 1 of {df}: no build stage in current context"),
+    ("FROM bb:latest AS me\nFROM me AS me\n", "duplicate stage name"),
+    ("FROM loop AS loop\n", "refers to itself"),
+    ("FROM bb:latest\nCOPY --nope=1 a b\n", "unknown flag: --nope"),
+    ("FROM bb:latest\nCOPY missing.txt /\n", "file not found in build context"),
+    ("FROM bb:latest\nCOPY ../outside /\n", "forbidden path outside the build context"),
+    ("FROM bb:latest\nCOPY a b /not-a-dir\n", "the destination must be a directory and end with a /"),
+    ("FROM no-such-image:1\n", "pull access denied for no-such-image:1"),
+    ("FROM bb:latest\nRUN echo about to fail && exit 3\n", "returned a non-zero code: 3"),
+    ("FROM bb:latest\nRUN [\"/no/such/binary\"]\n", "/no/such/binary"),
+])
+def test_bad_input_is_refused_and_leaves_nothing(bld, tmp_path, dockerfile, message):
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": dockerfile, "a": "a", "b": "b"})
+    before = b("images", "-aq").stdout
+    r = b("build", "-t", "bad:1", ctx, check=False)
+    assert r.returncode == (3 if "code: 3" in message else 127 if "binary" in message else 1), r.stderr
+    assert message.format(df=ctx / "Dockerfile") in r.stderr
+    assert b("images", "-aq").stdout == before  # nothing tagged, nothing half-registered
+    _no_build_leftovers(b)
+    if "about to fail" in dockerfile:
+        assert "about to fail" in r.stdout and "Step 2/2" in r.stdout
+
+
+def test_bad_command_lines(bld, tmp_path):
+    b = bld
+    r = b("build", tmp_path / "nonexistent", check=False)
+    assert r.returncode == 1 and "unable to prepare context: path" in r.stderr
+    empty = context(tmp_path, {"x": "x"})
+    r = b("build", empty, check=False)
+    assert r.returncode == 1 and "Dockerfile" in r.stderr
+    r = b("build", "--nope", empty, check=False)
+    assert r.returncode == 125 and "unknown flag" in r.stderr
+    r = b("build", "-t", "UPPER:case", empty, check=False)
+    assert r.returncode != 0 and "invalid reference format" in r.stderr
+    r = b("build", "-", input=b"\x1f\x8b\x08\x00garbage", check=False)
+    assert r.returncode == 1 and "context" in r.stderr
+
+
+def test_interrupted_build_is_swept(bld, tmp_path):
+    """A build killed mid-RUN leaves a snapshot and a mount; the next garbage collection takes them."""
+    from tests.conftest import BARQUE
+
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": "FROM bb:latest\nRUN echo started && sleep 60\n"})
+    proc = subprocess.Popen(BARQUE + b.args() + ["build", str(ctx)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"started" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.read1(4096)
+        assert b"started" in seen
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    time.sleep(0.3)
+    b("image", "prune", "-f")
+    _no_build_leftovers(b)
