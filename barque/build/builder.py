@@ -104,6 +104,7 @@ class Builder:
         self.out = out
         self.cache = BuildCache(engine)
         self.used_args: set[str] = set()
+        self.hits: list[str] = []          # cache keys used, marked at the end in one transaction
         self.step_no = 0
         self.total = 0
         self.built: dict[int, State] = {}
@@ -223,6 +224,7 @@ class Builder:
                            manifest_size=saved.manifest_size, config_digest=saved.config_digest,
                            config=final.image_config(), layers=list(final.layers), names=list(self.opts.tags))
             register(self.engine, [new])
+            self.cache.touch(self.hits)
         unused = sorted(a for a in self.opts.build_args if a not in self.used_args and a not in PROXY_ARGS)
         return BuildResult(str(saved.config_digest), list(self.opts.tags), unused)
 
@@ -306,7 +308,7 @@ class Builder:
         state = State.load(self.engine, hit.config, hit.manifest, run.state.created)
         state.scratch = run.state.scratch
         run.state = state
-        self.cache.touch(key)
+        self.hits.append(key)
         self.result_line(state)
         return key, True
 
@@ -351,14 +353,14 @@ class Builder:
         self._remember(run, key, before, created_by)
 
     def _workdir(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
-        from barque.build.worktree import WorkTree
-        from barque.container.rootfs import make_dirs
-
         before = run.state.clone()
         path = workdir_path(Step(run.state, self._env(run), df.escape, run), ins)
         key, hit = self._cached(run, "WORKDIR", path)
         if hit:
             return
+        from barque.build.worktree import WorkTree
+        from barque.container.rootfs import make_dirs
+
         state = run.state.clone()
         state.config["WorkingDir"] = path
         with WorkTree(self.engine, before) as tree:

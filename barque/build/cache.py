@@ -55,9 +55,14 @@ class BuildCache:
             return None  # swept by hand or a damaged store: build the step again
         return entry
 
-    def touch(self, key: str) -> None:
+    def touch(self, keys) -> None:
+        """Mark entries used now (one transaction for a whole build's hits)."""
+        keys = list(keys)
+        if not keys:
+            return
+        now = time.time()
         with self.engine.db.transaction() as conn:
-            conn.execute("UPDATE build_cache SET last_used = ? WHERE key = ?", (time.time(), key))
+            conn.executemany("UPDATE build_cache SET last_used = ? WHERE key = ?", [(now, k) for k in keys])
 
     def put(self, key: str, config: Digest, manifest: Digest, parent: str, description: str) -> None:
         now = time.time()

@@ -14,10 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +55,8 @@ def is_git_url(ref: str) -> bool:
 
 
 def _temp_dir(prefix: str) -> Path:
+    import tempfile
+
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
@@ -68,6 +67,7 @@ def _is_tar(head: bytes) -> bool:
 def _stdin_context(data_stream) -> tuple[Path | None, bytes | None]:
     """A context from standard input: (directory, None) for a tar, (None, dockerfile bytes) otherwise."""
     import io
+    import tarfile
 
     from barque.layers import detect_compression, open_decompressed
 
@@ -99,6 +99,8 @@ def _stdin_context(data_stream) -> tuple[Path | None, bytes | None]:
 
 def _git_context(url: str) -> tuple[Path, Path]:
     """Clone `url` (`#ref:subdir`) into a temporary directory; (the clone, the context directory in it)."""
+    import subprocess
+
     repo, _, fragment = url.partition("#")
     ref, _, subdir = fragment.partition(":")
     target = _temp_dir("barque-git-")

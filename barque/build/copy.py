@@ -56,7 +56,7 @@ def _clean_source(text: str, what: str) -> str:
 
 
 def _resolve(root: Path, rel: str) -> Path:
-    from barque.runtime.rootfs import secure_join
+    from barque.securejoin import secure_join
 
     return Path(secure_join(str(root), rel))
 
@@ -106,7 +106,7 @@ def select_sources(root: Path, specs: list[str], excluded: Callable[[str], bool]
 
 def _walk(src: Source, excluded: Callable[[str], bool]) -> Iterator[tuple[str, Path, os.stat_result]]:
     """(path relative to the source, host path, lstat) of a source and, for a directory, everything under it that
-    is not excluded, sorted."""
+    is not excluded, parents before children, names sorted."""
     st = os.lstat(src.path)
     yield "", src.path, st
     if not stat.S_ISDIR(st.st_mode):
@@ -114,16 +114,18 @@ def _walk(src: Source, excluded: Callable[[str], bool]) -> Iterator[tuple[str, P
     stack = [("", src.path)]
     while stack:
         rel, path = stack.pop()
-        for name in sorted(os.listdir(path), reverse=True):
-            child_rel = f"{rel}/{name}" if rel else name
-            ctx_rel = f"{src.rel}/{child_rel}" if src.rel else child_rel
-            if excluded(ctx_rel):
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for entry in entries:
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            if excluded(f"{src.rel}/{child_rel}" if src.rel else child_rel):
                 continue
-            child = path / name
-            cst = os.lstat(child)
-            yield child_rel, child, cst
+            cst = entry.stat(follow_symlinks=False)
+            yield child_rel, Path(entry.path), cst
             if stat.S_ISDIR(cst.st_mode):
-                stack.append((child_rel, child))
+                subdirs.append((child_rel, Path(entry.path)))
+        stack.extend(reversed(subdirs))
 
 
 def sources_digest(sources: list[Source], excluded: Callable[[str], bool]) -> str:

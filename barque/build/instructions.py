@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from barque.build.dockerfile import Instruction
 from barque.build.words import process_word, process_words
-from barque.container.options import go_quote
+from barque.gostrings import go_quote
 from barque.errors import InvalidArgument
 
 __all__ = ["apply_settings", "nop", "go_quote", "go_list", "SETTINGS", "command_words"]

@@ -105,7 +105,7 @@ class MountPlan:
         self.made: list[Path] = []        # mount points created in the rootfs, deepest last
 
     def _point(self, target: str, is_dir: bool) -> None:
-        from barque.runtime.rootfs import secure_join
+        from barque.securejoin import secure_join
 
         parts = [p for p in target.split("/") if p]
         for i in range(1, len(parts) + 1):
@@ -158,7 +158,7 @@ class MountPlan:
             return
         # bind: from the context (default), a stage or an image
         root = source_dir(fields.get("from"))
-        from barque.runtime.rootfs import secure_join
+        from barque.securejoin import secure_join
 
         src = Path(secure_join(str(root), fields.get("source", "/")))
         if not os.path.exists(src):

@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Iterable, Mapping, Sequence
 
 from barque.errors import InvalidArgument
+from barque.gostrings import go_quote
 
 __all__ = [
     "parse_bytes",
@@ -48,26 +49,6 @@ _INT64_MAX = (1 << 63) - 1
 
 
 # --- Go-compatible helpers ---------------------------------------------------------------------------------------
-
-def go_quote(text: str) -> str:
-    """Go's %q for the strings that reach an error message (the user's own flag values)."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif not ch.isprintable():
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x80 else (f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"))
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
 
 def _flag_error(value: str, flag: str, reason: str) -> InvalidArgument:
     """pflag's wording for a value its Set method refused."""

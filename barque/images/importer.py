@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import platform as _platform
+import os
 import time
 from typing import BinaryIO, Sequence
 
@@ -16,7 +16,7 @@ from barque.oci.reference import Reference
 
 
 def host_architecture() -> str:
-    machine = _platform.machine()
+    machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 

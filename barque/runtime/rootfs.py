@@ -27,6 +27,7 @@ from pathlib import Path
 from barque.errors import FailedPrecondition, InvalidArgument
 from barque.runtime.spec import MountOptions, parse_mount_options
 from barque.runtime.syscalls import Syscalls
+from barque.securejoin import secure_join
 
 __all__ = ["RootfsContext", "CgroupBind", "secure_join", "prepare", "pivot_root", "finalize", "DEFAULT_DEVICES"]
 
@@ -92,42 +93,6 @@ class RootfsContext:
             masked_paths=list(linux.get("maskedPaths") or []), readonly_paths=list(linux.get("readonlyPaths") or []),
             **kw,
         )
-
-
-# ---- paths --------------------------------------------------------------------------------------------------------
-
-def secure_join(root: str, unsafe: str, max_links: int = 255) -> str:
-    """`root` + `unsafe`, resolving symlinks in `unsafe` as if `root` were `/`: the result never leaves `root`.
-    Components that do not exist yet are kept as they are (the caller creates them)."""
-    root = os.path.abspath(root)
-    parts = [p for p in unsafe.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except OSError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                raise InvalidArgument(f"too many levels of symbolic links resolving {unsafe!r} in {root}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
 
 
 def _locked_flags(path: str) -> int:
