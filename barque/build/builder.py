@@ -195,9 +195,6 @@ class Builder:
 
     # -- the build
     def run(self) -> BuildResult:
-        from barque.images.register import NewImage, register
-        from barque.oci import mediatypes as mt
-
         df = parse(self.ctx.dockerfile, self.ctx.dockerfile_name)
         self.df = df
         self.meta = self._meta_args(df)
@@ -220,13 +217,29 @@ class Builder:
                 self.built[stage.index] = self._build_stage(df, stage)
             final = self.built[target.index]
             saved = final.save(self.engine)
-            new = NewImage(manifest_digest=saved.manifest_digest, manifest_media_type=mt.OCI_MANIFEST,
-                           manifest_size=saved.manifest_size, config_digest=saved.config_digest,
-                           config=final.image_config(), layers=list(final.layers), names=list(self.opts.tags))
-            register(self.engine, [new])
+            if self._known(saved.config_digest):
+                # built before (a cached rebuild): the image and its unpacked layers are there; only names change
+                with self.engine.db.transaction() as conn:
+                    for ref in self.opts.tags:
+                        self.engine.images.set_tag(conn, ref, saved.config_digest)
+            else:
+                from barque.images.register import NewImage, register
+                from barque.oci import mediatypes as mt
+
+                new = NewImage(manifest_digest=saved.manifest_digest, manifest_media_type=mt.OCI_MANIFEST,
+                               manifest_size=saved.manifest_size, config_digest=saved.config_digest,
+                               config=final.image_config(), layers=list(final.layers), names=list(self.opts.tags))
+                register(self.engine, [new])
             self.cache.touch(self.hits)
         unused = sorted(a for a in self.opts.build_args if a not in self.used_args and a not in PROXY_ARGS)
         return BuildResult(str(saved.config_digest), list(self.opts.tags), unused)
+
+    def _known(self, image_id) -> bool:
+        try:
+            self.engine.images.by_id(image_id)
+            return True
+        except NotFound:
+            return False
 
     # -- stages
     def _epoch_for(self, base_created: str) -> int:
@@ -243,6 +256,12 @@ class Builder:
         base = process_word(stage.base, self.meta, df.escape)
         if not base:
             raise InvalidArgument(f"base name ({stage.base}) should not be blank")
+        if stage.platform:
+            wanted = process_word(stage.platform, self.meta, df.escape)
+            here = self.meta["TARGETPLATFORM"]
+            if wanted not in (here, "linux", here.split("/", 1)[1]):
+                raise InvalidArgument(f"FROM --platform={wanted}: barque builds for this machine's platform only "
+                                      f"({here})")
         ref = self._stage_ref(df, base, stage.index)
         if ref is not None:
             state = self.built[ref].clone()

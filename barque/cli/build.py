@@ -36,10 +36,9 @@ def _labels(values) -> dict[str, str]:
     return out
 
 
-def _secrets(values) -> dict[str, Path]:
+def _secrets(values, temporary: list[Path]) -> dict[str, Path]:
     """--secret id=NAME,src=FILE (or env=VAR, or type=file|env) as BuildKit's CLI takes them."""
     import csv
-    import tempfile
 
     out: dict[str, Path] = {}
     for v in values:
@@ -61,9 +60,12 @@ def _secrets(values) -> dict[str, Path]:
             value = os.environ.get(env or ident)
             if value is None:
                 raise InvalidArgument(f"secret {ident}: no src= and no environment variable {env or ident}")
+            import tempfile
+
             f = tempfile.NamedTemporaryFile(prefix="barque-secret-", delete=False)
             f.write(value.encode())
             f.close()
+            temporary.append(Path(f.name))
             out[ident] = Path(f.name)
     return out
 
@@ -90,8 +92,7 @@ def _secrets(values) -> dict[str, Path]:
 def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, iidfile, network, secrets, pull, rm,
           force_rm, platform, progress, context_path):
     """Build an image from a Dockerfile."""
-    from barque.build.builder import BuildFailed, BuildOptions, build as run_build
-    from barque.build.context import open_context
+    from barque.build.builder import BuildOptions
     from barque.oci.reference import parse_reference
 
     refs = []
@@ -100,11 +101,30 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
         if ref.digest is not None:
             raise InvalidArgument(f"invalid reference format: {t}: a tag can not hold a digest")
         refs.append(ref)
+    if platform:
+        from barque.images.importer import host_architecture
+
+        wanted = [p.strip() for p in platform.split(",")]
+        if any(p not in (f"linux/{host_architecture()}", "linux", host_architecture()) for p in wanted):
+            raise InvalidArgument(f"--platform {platform}: barque builds for this machine's platform only "
+                                  f"(linux/{host_architecture()})")
     if network not in ("default", "none", "host", "bridge"):
         raise InvalidArgument(f"network mode {network!r} not supported by the builder: default, none or host")
-    opts = BuildOptions(tags=refs, build_args=_build_args(build_args), target=target, no_cache=no_cache,
-                        labels=_labels(labels), network="default" if network == "bridge" else network,
-                        secrets=_secrets(secrets))
+    temporary: list[Path] = []
+    try:
+        opts = BuildOptions(tags=refs, build_args=_build_args(build_args), target=target, no_cache=no_cache,
+                            labels=_labels(labels), network="default" if network == "bridge" else network,
+                            secrets=_secrets(secrets, temporary))
+        _build(ctx, opts, quiet, iidfile, context_path, dockerfile)
+    finally:
+        for t in temporary:
+            t.unlink(missing_ok=True)
+
+
+def _build(ctx, opts, quiet: bool, iidfile: str | None, context_path: str, dockerfile: str | None) -> None:
+    from barque.build.builder import BuildFailed, build as run_build
+    from barque.build.context import open_context
+
     engine = engine_from(ctx)
     buffered: list[str] = []
 

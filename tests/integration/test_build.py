@@ -626,3 +626,20 @@ def test_interrupted_build_is_swept(bld, tmp_path):
     time.sleep(0.3)
     b("image", "prune", "-f")
     _no_build_leftovers(b)
+
+
+def test_platform_and_network_flags(bld, tmp_path):
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": "FROM --platform=$BUILDPLATFORM bb:latest\nARG TARGETARCH\n"
+                                           "RUN echo $TARGETARCH > /arch && ls /sys/class/net | wc -l > /nets\n"})
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
+    b("build", "-t", "pl:1", "--platform", f"linux/{arch}", "--network", "host", ctx)
+    arch_in, nets = run(b, "pl:1", "cat", "/arch", "/nets").split()
+    assert arch_in == arch
+    host_nets = len(os.listdir("/sys/class/net"))
+    assert int(nets) == host_nets  # the RUN saw the host's interfaces
+    r = b("build", "--platform", "linux/s390x", ctx, check=False)
+    assert r.returncode == 1 and "this machine's platform only" in r.stderr
+    (ctx / "Dockerfile").write_text("FROM --platform=linux/s390x bb:latest\n")
+    r = b("build", ctx, check=False)
+    assert r.returncode == 1 and "FROM --platform=linux/s390x" in r.stderr
