@@ -105,6 +105,7 @@ class Builder:
         self.cache = BuildCache(engine)
         self.used_args: set[str] = set()
         self.hits: list[str] = []          # cache keys used, marked at the end in one transaction
+        self.hash_cache = None             # digests of context files by their stat
         self.step_no = 0
         self.total = 0
         self.built: dict[int, State] = {}
@@ -231,8 +232,19 @@ class Builder:
                                config=final.image_config(), layers=list(final.layers), names=list(self.opts.tags))
                 register(self.engine, [new])
             self.cache.touch(self.hits)
+            if self.hash_cache is not None:
+                self.hash_cache.flush()
         unused = sorted(a for a in self.opts.build_args if a not in self.used_args and a not in PROXY_ARGS)
         return BuildResult(str(saved.config_digest), list(self.opts.tags), unused)
+
+    def _hashes(self):
+        if not self.ctx.stable:  # a temporary context (standard input, a git clone) is not seen again
+            return None
+        if self.hash_cache is None:
+            from barque.build.hashcache import HashCache
+
+            self.hash_cache = HashCache(self.engine, str(self.ctx.root))
+        return self.hash_cache
 
     def _known(self, image_id) -> bool:
         try:
@@ -462,7 +474,7 @@ class Builder:
                 raise cp.CopyError(f"When using {what} with more than one source file, the destination must be a "
                                    "directory and end with a /")
             downloads = [self._download(url, ins.flag("checksum"), stack) for url in urls]
-            digest = cp.sources_digest(sources, excluded)
+            digest = cp.sources_digest(sources, excluded, self._hashes() if root == self.ctx.root else None)
             for d in downloads:
                 digest = step_key(digest, d[1].name, d[2])
             kind = "dir" if len(sources) == 1 and not urls and sources[0].path.is_dir() else \
@@ -530,7 +542,7 @@ class Builder:
                 from barque.build import copy as cp
 
                 src = cp.select_sources(self.ctx.root, [f.get("source", "/")], self.ctx.excluded, "RUN --mount")
-                desc["content"] = cp.sources_digest(src, self.ctx.excluded)
+                desc["content"] = cp.sources_digest(src, self.ctx.excluded, self._hashes())
             mount_key.append(desc)
         before = state.clone()
         key, hit = self._cached(run, "RUN", argv, sorted(arg_env.items()), network, mount_key,

@@ -34,6 +34,11 @@ class BuildContext:
     ignore: IgnoreMatcher
     _temp: list[Path] = field(default_factory=list)
 
+    @property
+    def stable(self) -> bool:
+        """A directory of the user's, which later builds will read again (not a temporary copy)."""
+        return not self._temp
+
     def excluded(self, rel: str) -> bool:
         return bool(rel) and self.ignore.matches(rel)
 

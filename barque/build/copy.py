@@ -128,16 +128,20 @@ def _walk(src: Source, excluded: Callable[[str], bool]) -> Iterator[tuple[str, P
         stack.extend(reversed(subdirs))
 
 
-def sources_digest(sources: list[Source], excluded: Callable[[str], bool]) -> str:
-    """A digest of what the sources hold: names, types, modes, content and link targets — not mtimes or owners."""
+def sources_digest(sources: list[Source], excluded: Callable[[str], bool], hashes=None) -> str:
+    """A digest of what the sources hold: names, types, modes, content and link targets — not mtimes or owners.
+    `hashes` (barque.build.hashcache) remembers the content digests of files that did not change."""
     h = hashlib.sha256()
     for src in sources:
         h.update(f"source {src.name}\0".encode())
         for rel, path, st in sorted(_walk(src, excluded), key=lambda t: t[0]):
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0".encode())
             if stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    h.update(hashlib.file_digest(f, "sha256").digest())
+                if hashes is not None:
+                    h.update(hashes.digest(str(path), st))
+                else:
+                    with open(path, "rb") as f:
+                        h.update(hashlib.file_digest(f, "sha256").digest())
             elif stat.S_ISLNK(st.st_mode):
                 h.update(os.fsencode(os.readlink(path)))
             h.update(b"\0")

@@ -50,5 +50,7 @@ def prune_cache(engine) -> tuple[list[str], int]:
     cache = BuildCache(engine)
     keys = [e.key for e in cache.entries()]
     cache.drop(keys)
+    with engine.db.transaction() as conn:
+        conn.execute("DELETE FROM build_hashes")
     gc = collect(engine)
     return keys, gc.layer_bytes_removed + gc.bytes_removed

@@ -78,6 +78,19 @@ MIGRATIONS: list[str] = [
         last_used REAL NOT NULL
     );
     """,
+    # 4: content digests of build-context files, known by their stat (as git's index), so a rebuild need not
+    #    read every file again
+    """
+    CREATE TABLE build_hashes (
+        path TEXT PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        digest BLOB NOT NULL
+    );
+    """,
 ]
 
 

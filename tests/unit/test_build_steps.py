@@ -208,3 +208,43 @@ def test_contexts(tmp_path):
         assert ctx.dockerfile == "FROM lower\n" and ctx.excluded("x.tmp") and not ctx.excluded("x.txt")
     with pytest.raises(NotFound, match="not found"):
         open_context(str(tmp_path / "missing"))
+
+
+def test_hash_cache_reads_a_file_again_only_when_its_stat_changed(tmp_path):
+    from types import SimpleNamespace
+
+    from barque.build.hashcache import HashCache
+    from barque.metadata import Database
+
+    db = Database(tmp_path / "db.sqlite")
+    engine = SimpleNamespace(db=db)
+    top = tmp_path / "ctx"
+    top.mkdir()
+    f = top / "f"
+    f.write_bytes(b"aaaa")
+    os.utime(f, (1_000_000, 1_000_000))
+    import hashlib
+
+    cache = HashCache(engine, str(top))
+    cache.now_ns += 10 * 10**9  # as if the build ran 10 s after the file was written: past the racy window
+    assert cache.digest(str(f), os.lstat(f)) == hashlib.sha256(b"aaaa").digest()
+    assert len(cache.pending) == 1
+    cache.flush()
+    assert HashCache(engine, str(top)).known[str(f)][1] == hashlib.sha256(b"aaaa").digest()
+    # same size, same mtime, new content: the ctime moved, so it is read again
+    f.write_bytes(b"bbbb")
+    os.utime(f, (1_000_000, 1_000_000))
+    again = HashCache(engine, str(top))
+    assert again.digest(str(f), os.lstat(f)) == hashlib.sha256(b"bbbb").digest()
+    # a fresh file (inside the racy window) is not remembered
+    g = top / "g"
+    g.write_bytes(b"new")
+    fresh = HashCache(engine, str(top))
+    fresh.digest(str(g), os.lstat(g))
+    assert [p[0] for p in fresh.pending] == []
+    # what is remembered is trusted while the stat holds
+    remembered = HashCache(engine, str(top))
+    st = os.lstat(f)
+    remembered.known[str(f)] = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), b"X")
+    assert remembered.digest(str(f), st) == b"X"
+    db.close()
