@@ -363,7 +363,7 @@ class Builder:
             run.args[name] = value
             written.append(name if default is None else f"{name}={default}")
         before = run.state.clone()
-        created_by = nop("ARG " + " ".join(written))
+        created_by = nop("ARG " + " ".join(written), shell=run.state.config.get("Shell"))
         key, hit = self._cached(run, "ARG", created_by)
         if hit:
             return
@@ -397,7 +397,7 @@ class Builder:
         with WorkTree(self.engine, before) as tree:
             make_dirs(tree.rootfs, path)
             layer = tree.layer(self._epoch(state))
-        state.add_history(nop("WORKDIR " + path, spaced=False), layer)
+        state.add_history(nop("WORKDIR " + path, spaced=False, shell=state.config.get("Shell")), layer)
         run.state = state
         self._remember(run, key, before, f"WORKDIR {path}")
 
@@ -479,7 +479,10 @@ class Builder:
                 digest = step_key(digest, d[1].name, d[2])
             kind = "dir" if len(sources) == 1 and not urls and sources[0].path.is_dir() else \
                 "file" if len(sources) + len(urls) == 1 else "multi"
-            created_by = nop(f"{what} {kind}:{digest} in {dest} ", spaced=False)
+            # Docker's line, to the missing space after --chown
+            chown_note = f"--chown={ins.flag('chown')}" if ins.flag("chown") else ""
+            created_by = nop(f"{what} {chown_note}{kind}:{digest} in {dest} ", spaced=False,
+                             shell=run.state.config.get("Shell"))
             before = run.state.clone()
             key, hit = self._cached(run, what, digest, dest, ins.flag("chown") or "", ins.flag("chmod") or "",
                                     run.state.config.get("WorkingDir") or "/")
@@ -561,6 +564,10 @@ class Builder:
                 return root
             for f in mounts:
                 plan.add(f, source_dir, self.opts.secrets)
+            covered = {f["target"] for f in mounts}
+            for path in sorted(state.config.get("Volumes") or {}):
+                if path not in covered:
+                    plan.volume(path)
             spec = RunSpec(argv=argv, env=env, user=state.config.get("User") or "",
                            workdir=state.config.get("WorkingDir") or "/", network=network, mounts=plan.mounts,
                            stdin=stdin)

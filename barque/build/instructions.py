@@ -19,12 +19,10 @@ from barque.errors import InvalidArgument
 
 __all__ = ["apply_settings", "nop", "go_quote", "go_list", "SETTINGS", "command_words"]
 
-NOP = "/bin/sh -c #(nop) "
-
-
-def nop(text: str, spaced: bool = True) -> str:
-    """The created_by of a settings step (`spaced`: Docker's commit() adds a space before the instruction)."""
-    return NOP + (" " if spaced else "") + text
+def nop(text: str, spaced: bool = True, shell: list[str] | None = None) -> str:
+    """The created_by of a settings step: the stage's SHELL, `#(nop) ` and the instruction (`spaced`: Docker's
+    commit() passes the instruction as one more word, hence a second space)."""
+    return " ".join(shell or ["/bin/sh", "-c"]) + " #(nop) " + (" " if spaced else "") + text
 
 
 def go_list(items, quote: bool = False) -> str:
@@ -107,7 +105,7 @@ def _expose(step: Step, ins: Instruction) -> str:
             for port in _ports(word):
                 ports[port] = {}
     step.state.config["ExposedPorts"] = ports
-    return nop("EXPOSE " + " ".join(written))
+    return nop("EXPOSE " + " ".join(sorted(written)))  # Docker's parser sorts the ports
 
 
 def _ports(word: str) -> list[str]:
@@ -157,7 +155,7 @@ def _healthcheck(step: Step, ins: Instruction) -> str:
 
     if ins.args[0].upper() == "NONE":
         step.state.config["Healthcheck"] = {"Test": ["NONE"]}
-        return nop('HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}')
+        return nop('HEALTHCHECK &{["NONE"] "0s" "0s" "0s" \'\\x00\'}')
     rest = list(ins.args[1:])
     if ins.json:
         test = ["CMD", *rest]
@@ -178,8 +176,9 @@ def _healthcheck(step: Step, ins: Instruction) -> str:
             raise InvalidArgument(f"--retries must be a positive integer: {retries!r}")
         hc["Retries"] = int(retries)
     step.state.config["Healthcheck"] = hc
-    durations = " ".join(go_quote(go_duration(hc.get(k, 0))) for k in ("Interval", "Timeout", "StartPeriod",
-                                                                         "StartInterval"))
+    # Go's %v of Docker's HealthConfig; StartInterval (Docker 25) shows only when set, as older Dockers lack it
+    keys = ("Interval", "Timeout", "StartPeriod") + (("StartInterval",) if "StartInterval" in hc else ())
+    durations = " ".join(go_quote(go_duration(hc.get(k, 0))) for k in keys)
     return nop(f"HEALTHCHECK &{{{go_list(test, quote=True)} {durations} '\\x{hc.get('Retries', 0):02x}'}}")
 
 
@@ -210,10 +209,11 @@ SETTINGS: dict[str, Callable[[Step, Instruction], str]] = {
 
 
 def apply_settings(step: Step, ins: Instruction) -> str:
-    """Apply a settings instruction to `step.state`; the history's created_by."""
+    """Apply a settings instruction to `step.state`; the history's created_by, under the SHELL in force after the
+    instruction, as Docker records it (a SHELL instruction's own line already has the new shell)."""
     created_by = SETTINGS[ins.cmd](step, ins)
     step.state.changed()
-    return created_by
+    return " ".join(step.shell) + created_by[len("/bin/sh -c"):]
 
 
 def workdir_path(step: Step, ins: Instruction) -> str:

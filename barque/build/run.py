@@ -6,6 +6,10 @@ namespaces and the network the step asks for (`--network`, else the build's). Th
 the build forks, the child runs barque's runtime (`run`, as `barque-runtime run` does), the command's output comes
 back through a pipe to the build's output, and the exit status decides the step.
 
+The image's VOLUMEs are mounted as Docker's classic builder mounts them: a throwaway copy each, so what a RUN
+writes under a declared volume is discarded (the Dockerfile reference's "changing the volume from within the
+Dockerfile" rule), while the mount point itself stays in the layer, as it does in Docker's.
+
 `RUN --mount` adds what BuildKit's mounts add, none of which reach the layer: `type=cache` (a directory kept under
 the barque root between builds, per `id` or target), `type=bind` (a path of the context, a stage or an image;
 read-only unless `rw`, whose writes are then thrown away), `type=tmpfs` and `type=secret` (a `--secret` file, by
@@ -173,6 +177,22 @@ class MountPlan:
         self._point(target, src.is_dir())
         self.mounts.append({"destination": target, "type": "bind", "source": str(src),
                             "options": ["rbind"] + ([] if rw else ["ro"])})
+
+    def volume(self, target: str) -> None:
+        """A path the image declares a VOLUME: as in Docker's classic builder, later RUNs get a throwaway copy of
+        it (what they write there is discarded), and its mount point stays in the layer."""
+        from barque.securejoin import secure_join
+
+        host = Path(secure_join(str(self.rootfs), target))
+        copy = self.work / f"volume-{len(self.mounts)}"
+        if host.is_dir() and not host.is_symlink():
+            shutil.copytree(host, copy, symlinks=True)
+        else:
+            if os.path.lexists(host):
+                return  # not a directory in this image: nothing to mount over
+            os.makedirs(host, 0o755)
+            copy.mkdir()
+        self.mounts.append({"destination": target, "type": "bind", "source": str(copy), "options": ["rbind"]})
 
     def remove_points(self) -> None:
         for path in reversed(self.made):

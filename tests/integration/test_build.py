@@ -643,3 +643,12 @@ def test_platform_and_network_flags(bld, tmp_path):
     (ctx / "Dockerfile").write_text("FROM --platform=linux/s390x bb:latest\n")
     r = b("build", ctx, check=False)
     assert r.returncode == 1 and "FROM --platform=linux/s390x" in r.stderr
+
+
+def test_writes_under_a_declared_volume_are_discarded(bld, tmp_path):
+    """Docker's classic builder: once a VOLUME is declared, later RUNs write to a throwaway copy of it."""
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": "FROM bb:latest\nRUN mkdir /vol && echo before > /vol/kept\n"
+                                           "VOLUME /vol\nRUN echo after > /vol/lost && cat /vol/kept > /seen\n"})
+    b("build", "-t", "vol:1", ctx)
+    assert run(b, "vol:1", "sh", "-c", "ls /vol; cat /seen") == "kept\nbefore\n"

@@ -43,7 +43,7 @@ def test_history_lines_are_the_classic_builders():
         '/bin/sh -c #(nop)  LABEL k=v',
         '/bin/sh -c #(nop)  CMD ["cat" "/a b"]',
         '/bin/sh -c #(nop)  VOLUME [/v /w]',
-        '/bin/sh -c #(nop)  EXPOSE 80 53/udp',
+        '/bin/sh -c #(nop)  EXPOSE 53/udp 80',
         '/bin/sh -c #(nop)  USER nobody',
         '/bin/sh -c #(nop)  STOPSIGNAL SIGINT',
         '/bin/sh -c #(nop)  SHELL [/bin/bash -c]',
@@ -92,7 +92,7 @@ def test_healthcheck():
     config, line = settings("HEALTHCHECK --interval=1m30s --timeout=5s CMD [\"probe\", \"-q\"]\n")
     assert config["Healthcheck"] == {"Test": ["CMD", "probe", "-q"], "Interval": 90_000_000_000,
                                      "Timeout": 5_000_000_000}
-    assert line[0].endswith('HEALTHCHECK &{["CMD" "probe" "-q"] "1m30s" "5s" "0s" "0s" \'\\x00\'}')
+    assert line[0].endswith('HEALTHCHECK &{["CMD" "probe" "-q"] "1m30s" "5s" "0s" \'\\x00\'}')
     config, _ = settings("HEALTHCHECK NONE\n")
     assert config["Healthcheck"] == {"Test": ["NONE"]}
 
