@@ -46,9 +46,9 @@ def test_history_lines_are_the_classic_builders():
         '/bin/sh -c #(nop)  EXPOSE 53/udp 80',
         '/bin/sh -c #(nop)  USER nobody',
         '/bin/sh -c #(nop)  STOPSIGNAL SIGINT',
-        '/bin/sh -c #(nop)  SHELL [/bin/bash -c]',
-        '/bin/sh -c #(nop)  ONBUILD RUN make',
-        '/bin/sh -c #(nop)  ENTRYPOINT ["x"]',
+        '/bin/bash -c #(nop)  SHELL [/bin/bash -c]',  # as Docker: under the new shell
+        '/bin/bash -c #(nop)  ONBUILD RUN make',
+        '/bin/bash -c #(nop)  ENTRYPOINT ["x"]',
     ]
     assert nop("WORKDIR /d", spaced=False) == "/bin/sh -c #(nop) WORKDIR /d"
     assert go_list(['a"b', "tab\t", "é"], quote=True) == '["a\\"b" "tab\\t" "é"]'
