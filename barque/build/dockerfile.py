@@ -233,6 +233,19 @@ def _stage(ins: Instruction, index: int, seen: set[str], path: str) -> Stage:
     return Stage(base=base, name=name, index=index, line=ins.line, platform=ins.flag("platform"))
 
 
+def parse_change(text: str) -> Instruction:
+    """One instruction given alone (`commit --change`, `import --change`), checked as in a Dockerfile."""
+    import dockerfile as bk
+
+    try:
+        commands = bk.parse_string(text)
+    except bk.GoParseError as e:
+        raise DockerfileError(str(e)) from None
+    if len(commands) != 1:
+        raise DockerfileError(f"expected one instruction, got {text!r}")
+    return _instruction(commands[0], "--change", "\\")
+
+
 def parse_trigger(text: str, image: str) -> Instruction:
     """An ONBUILD trigger kept in an image's config (`RUN echo hi`), read as the instruction it is."""
     import dockerfile as bk
