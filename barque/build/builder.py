@@ -451,6 +451,10 @@ class Builder:
         from barque.build.worktree import WorkTree
 
         what = ins.cmd
+        for flag in ("parents", "keep-git-dir"):
+            if flag in ins.flags:
+                raise InvalidArgument(f"{what} --{flag} (a BuildKit labs feature) is not supported by barque's "
+                                      "builder")
         env = self._env(run)
         words = [process_word(a, env, df.escape) for a in ins.args if a != ""] if not ins.json else list(ins.args)
         dest = words[-1]
@@ -470,6 +474,10 @@ class Builder:
                     urls.append(spec)
                 else:
                     sources += cp.select_sources(root, [spec], excluded, what)
+            if ins.flags.get("exclude"):
+                excluded = _with_excludes(excluded, [process_word(p, env, df.escape) for p in ins.flags["exclude"]],
+                                          [s.rel for s in sources])
+                sources = [s for s in sources if not excluded(s.rel)]
             if len(sources) + len(urls) > 1 and not (dest.endswith("/") or dest in (".", "")):
                 raise cp.CopyError(f"When using {what} with more than one source file, the destination must be a "
                                    "directory and end with a /")
@@ -485,7 +493,7 @@ class Builder:
                              shell=run.state.config.get("Shell"))
             before = run.state.clone()
             key, hit = self._cached(run, what, digest, dest, ins.flag("chown") or "", ins.flag("chmod") or "",
-                                    run.state.config.get("WorkingDir") or "/")
+                                    run.state.config.get("WorkingDir") or "/", ins.flags.get("exclude") or [])
             if hit:
                 return
             state = run.state.clone()
@@ -534,6 +542,9 @@ class Builder:
         created_by = " ".join(argv)
         if shown:
             created_by = f"|{len(shown)} " + " ".join(f"{k}={v}" for k, v in shown) + " " + created_by
+        if ins.flag("security") not in (None, "sandbox"):
+            raise InvalidArgument(f"RUN --security={ins.flag('security')}: barque's builder runs every step "
+                                  "sandboxed (no insecure entitlement)")
         network = ins.flag("network") or self.opts.network
         if network not in ("default", "none", "host"):
             raise InvalidArgument(f"RUN --network={network}: expected default, none or host")
@@ -586,6 +597,27 @@ class Builder:
         new.add_history(created_by, layer)
         run.state = new
         self._remember(run, key, before, created_by)
+
+
+def _with_excludes(excluded: Callable[[str], bool], patterns: list[str], roots: list[str]) -> Callable[[str], bool]:
+    """COPY --exclude: .dockerignore-style patterns matched against paths relative to each source (BuildKit's rule),
+    on top of what the context already excludes."""
+    from barque.build.ignore import IgnoreMatcher
+
+    extra = IgnoreMatcher(patterns)
+
+    def check(rel: str) -> bool:
+        if excluded(rel):
+            return True
+        for root in roots:
+            if root and rel.startswith(root + "/") and extra.matches(rel[len(root) + 1:]):
+                return True
+            if root == rel and extra.matches(rel.rsplit("/", 1)[-1]):
+                return True
+            if not root and extra.matches(rel):
+                return True
+        return False
+    return check
 
 
 def _heredoc_command(ins: Instruction, shell: list[str]) -> tuple[list[str], bytes | None]:

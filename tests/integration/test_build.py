@@ -652,3 +652,15 @@ def test_writes_under_a_declared_volume_are_discarded(bld, tmp_path):
                                            "VOLUME /vol\nRUN echo after > /vol/lost && cat /vol/kept > /seen\n"})
     b("build", "-t", "vol:1", ctx)
     assert run(b, "vol:1", "sh", "-c", "ls /vol; cat /seen") == "kept\nbefore\n"
+
+
+def test_copy_exclude_and_refused_flags(bld, tmp_path):
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": "FROM bb:latest\nCOPY --exclude=*.tmp --exclude=sub/skip src/ /dst/\n",
+                             "src/keep.txt": "k", "src/drop.tmp": "d", "src/sub/skip/x": "x", "src/sub/y": "y"})
+    b("build", "-t", "ex:1", ctx)
+    assert sorted(run(b, "ex:1", "find", "/dst", "-type", "f").split()) == ["/dst/keep.txt", "/dst/sub/y"]
+    for line, message in (("COPY --parents src/ /x/", "--parents"), ("RUN --security=insecure true", "sandboxed")):
+        (ctx / "Dockerfile").write_text(f"FROM bb:latest\n{line}\n")
+        r = b("build", ctx, check=False)
+        assert r.returncode == 1 and message in r.stderr
