@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, as far as barque goes today: make base images offline, load and import images, list and inspect
-# them, save them again; run containers (detached, with a health check, a volume, exec, logs), commit one; then
+# them, save them again; build one from a Dockerfile; run containers (detached, with a health check, a volume, exec, logs), commit one; then
 # run a bundle with barque-runtime alone. Runs in its own roots, never /var/lib/barque, and removes its containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,13 @@ b history fixture/layers:1
 b image inspect --format '{{.Id}} {{json .Config.Cmd}} {{.RootFS.Layers}}' fixture/layers:1
 b save -o "$DEMO/images.tar" busybox:latest fixture/layers:1
 echo "+ saved $(du -h "$DEMO/images.tar" | cut -f1) to $DEMO/images.tar"
+
+# Builds: the Dockerfile Docker built fixture/layers:1 from, rebuilt by barque (bb:latest is its base's name),
+# then again from the cache — same image ID, every step "Using cache".
+b tag busybox:latest bb:latest
+b build -t demo/layers:built ../shared/fixtures/docker-made/build-context
+b build -t demo/layers:built ../shared/fixtures/docker-made/build-context
+b run --rm demo/layers:built
 
 # Containers, as with docker: no daemon; each detached container has a small monitor of its own.
 cleanup() { .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true; }

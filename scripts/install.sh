@@ -13,6 +13,8 @@ APT_PACKAGES=(
   nftables iptables iproute2 uidmap libseccomp2
   # the C monitor of detached containers (barque/container/cmonitor)
   gcc libc6-dev
+  # build contexts from git repositories (barque build file://REPO#REF:DIR)
+  git
 )
 
 missing=()
