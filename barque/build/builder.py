@@ -208,9 +208,8 @@ class Builder:
             target = df.stages[-1]
         if self.opts.labels:
             line = "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in sorted(self.opts.labels.items()))
-            target.instructions.append(Instruction("LABEL", tuple(x for k, v in sorted(self.opts.labels.items())
-                                                                  for x in (json.dumps(k), json.dumps(v))),
-                                                   {}, False, 0, line))
+            words = tuple(json.dumps(x, ensure_ascii=False) for kv in sorted(self.opts.labels.items()) for x in kv)
+            target.instructions.append(Instruction("LABEL", words, {}, False, 0, line))
         stages = self._needed(df, target)
         self.total = sum(1 + len(s.instructions) for s in stages)
         with self.engine.lock.shared():

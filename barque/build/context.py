@@ -2,7 +2,7 @@
 
 A context is a directory (read where it is: nothing is copied or sent), a tar on standard input (`-`, plain or
 compressed; standard input that is not a tar is a Dockerfile alone, with an empty context), or a git repository
-(`file://PATH`, `git://…`, `…​.git`, with `#REF:SUBDIR` as Docker takes it) cloned into a temporary directory.
+(`file://PATH`, `git://…`, `…​.git`, a local repository's path, with `#REF:SUBDIR` as Docker takes it) cloned into a temporary directory.
 
 What `.dockerignore` excludes does not exist for COPY and ADD, as in Docker where it never reaches the daemon. The
 Dockerfile is found as Docker's CLI finds it: `-f` relative to the current directory (or `-f -` for standard
@@ -55,8 +55,16 @@ class BuildContext:
 
 
 def is_git_url(ref: str) -> bool:
-    return ref.startswith(("file://", "git://", "git@", "ssh://")) or (
-        ref.startswith(("http://", "https://")) and ref.split("#", 1)[0].endswith(".git"))
+    """A git repository to clone: a git URL, or a local repository's path given with `#REF[:DIR]` or ending in
+    `.git` (a plain directory that happens to be a checkout is read as a directory, as Docker reads it)."""
+    if ref.startswith(("file://", "git://", "git@", "ssh://")) or (
+            ref.startswith(("http://", "https://")) and ref.split("#", 1)[0].endswith(".git")):
+        return True
+    path, hash_, _ = ref.partition("#")
+    if not (hash_ or path.rstrip("/").endswith(".git")) or not os.path.isdir(path):
+        return False
+    return os.path.isdir(os.path.join(path, ".git")) or (os.path.isfile(os.path.join(path, "HEAD"))
+                                                         and os.path.isdir(os.path.join(path, "objects")))
 
 
 def _temp_dir(prefix: str) -> Path:

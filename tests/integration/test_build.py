@@ -543,6 +543,8 @@ def test_contexts_from_stdin_and_git(bld, tmp_path):
     assert run(b, "git:1", "cat", "/version") == "v1\n"
     b("build", "-t", "git:2", f"file://{repo}#:app")
     assert run(b, "git:2", "cat", "/version") == "v2\n"
+    b("build", "-t", "git:3", f"{repo}#v1:app")  # a local repository's path, with a ref
+    assert run(b, "git:3", "cat", "/version") == "v1\n"
 
 
 def test_quiet_and_iidfile(bld, tmp_path):

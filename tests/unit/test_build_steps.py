@@ -186,6 +186,8 @@ def test_onbuild_triggers_parse_as_instructions():
 def test_contexts(tmp_path):
     assert is_git_url("file:///srv/repo#main:sub") and is_git_url("https://example.com/r.git#v1")
     assert not is_git_url("https://example.com/archive.tar.gz") and not is_git_url("./dir")
+    (tmp_path / "checkout" / ".git").mkdir(parents=True)
+    assert is_git_url(f"{tmp_path}/checkout#main") and not is_git_url(f"{tmp_path}/checkout")
     root, text = _stdin_context(io.BytesIO(b"FROM scratch\n"))
     assert root is None and text == b"FROM scratch\n"
     buf = io.BytesIO()
