@@ -4,7 +4,8 @@ A context is a directory (read where it is: nothing is copied or sent), a tar on
 compressed; standard input that is not a tar is a Dockerfile alone, with an empty context), or a git repository
 (`file://PATH`, `git://…`, `…​.git`, a local repository's path, with `#REF:SUBDIR` as Docker takes it) cloned into a temporary directory.
 
-What `.dockerignore` excludes does not exist for COPY and ADD, as in Docker where it never reaches the daemon. The
+What `.dockerignore` excludes does not exist for COPY and ADD, as in Docker where it never reaches the daemon; a
+Dockerfile's own `NAME.dockerignore` beside it replaces the context's, as BuildKit has it. The
 Dockerfile is found as Docker's CLI finds it: `-f` relative to the current directory (or `-f -` for standard
 input), else `Dockerfile` (or `dockerfile`) at the top of the context.
 """
@@ -198,6 +199,9 @@ def open_context(ref: str, dockerfile: str | None = None, stdin=None) -> BuildCo
             text, name = _read_dockerfile(root, dockerfile if ref != "-" else None)
         patterns: list[str] = []
         ignore_file = root / ".dockerignore"
+        own = Path(name + ".dockerignore") if inline is None else None
+        if own is not None and own.is_file():  # BuildKit: a Dockerfile's own NAME.dockerignore comes first
+            ignore_file = own
         if ignore_file.is_file():
             patterns = read_patterns(ignore_file.read_text(encoding="utf-8", errors="surrogateescape"))
         return BuildContext(root=root, dockerfile=text, dockerfile_name=name, ignore=IgnoreMatcher(patterns),

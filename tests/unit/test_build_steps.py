@@ -210,6 +210,10 @@ def test_contexts(tmp_path):
         assert ctx.dockerfile == "FROM lower\n" and ctx.excluded("x.tmp") and not ctx.excluded("x.txt")
     with pytest.raises(NotFound, match="not found"):
         open_context(str(tmp_path / "missing"))
+    (tmp_path / "app.Dockerfile").write_text("FROM own\n")
+    (tmp_path / "app.Dockerfile.dockerignore").write_text("*.txt\n")
+    with open_context(str(tmp_path), str(tmp_path / "app.Dockerfile")) as ctx:
+        assert ctx.excluded("x.txt") and not ctx.excluded("x.tmp")
 
 
 def test_hash_cache_reads_a_file_again_only_when_its_stat_changed(tmp_path):
