@@ -34,7 +34,7 @@ class State:
     config: dict                                 # the image config's "config": Env, Cmd, WorkingDir, Labels…
     layers: list[LayerRef] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
-    platform: dict = field(default_factory=dict)  # architecture, os, variant… of the base
+    platform: dict = field(default_factory=dict)  # architecture, os, variant… of the base; author (MAINTAINER)
     created: str = ""                            # the build's fixed time (SOURCE_DATE_EPOCH or the base's)
     scratch: bool = False
     saved: Saved | None = None                   # set once written; cleared by every change
@@ -53,6 +53,8 @@ class State:
         doc = json.loads(engine.content.read(image_id))
         manifest = json.loads(engine.content.read(image.target_digest))
         state = cls._from_docs(doc, manifest, created)
+        if state.platform.pop("author", None) is not None:  # MAINTAINER is the building stage's, never inherited
+            return state
         if image.target_media_type == "application/vnd.oci.image.manifest.v1+json":
             # the image as it is: its own IDs are the state's (a Docker-made image's manifest is rewritten on save)
             state.saved = Saved(image_id, engine.content.info(image_id).size, image.target_digest, image.target_size)
@@ -71,7 +73,8 @@ class State:
     def _from_docs(cls, doc: dict, manifest: dict, created: str) -> "State":
         from barque.images.register import layer_refs
 
-        platform = {k: doc[k] for k in ("architecture", "os", "variant", "os.version", "os.features") if doc.get(k)}
+        platform = {k: doc[k] for k in ("architecture", "os", "variant", "os.version", "os.features", "author")
+                    if doc.get(k)}
         return cls(config=copy.deepcopy(doc.get("config") or {}), layers=layer_refs(manifest, doc),
                    history=list(doc.get("history") or []), platform=platform, created=created)
 

@@ -273,6 +273,11 @@ def test_settings_instructions(bld, tmp_path):
     shell, flags = b("run", "--rm", "--entrypoint", "cat", "s:1", "/shell").stdout.split()
     assert shell == "/bin/sh" and "e" in flags  # RUN went through the SHELL
     assert b("run", "--rm", "--entrypoint", "id", "s:1", "-un").stdout == "nobody\n"
+    # from the cache, the same image (the author survives the cached steps); a child does not inherit the author
+    assert image_id(b("build", "-t", "s:2", "--label", "from.flag=yes", ctx).stdout) == img["Id"][7:19]
+    (ctx / "Dockerfile").write_text("FROM s:1\nLABEL child=1\n")
+    b("build", "-t", "s:child", ctx)
+    assert not inspect(b, "s:child").get("Author")
 
 
 def test_dockerignore(bld, tmp_path):
