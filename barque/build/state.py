@@ -55,9 +55,8 @@ class State:
         state = cls._from_docs(doc, manifest, created)
         if state.platform.pop("author", None) is not None:  # MAINTAINER is the building stage's, never inherited
             return state
-        if image.target_media_type == "application/vnd.oci.image.manifest.v1+json":
-            # the image as it is: its own IDs are the state's (a Docker-made image's manifest is rewritten on save)
-            state.saved = Saved(image_id, engine.content.info(image_id).size, image.target_digest, image.target_size)
+        # the image as it is: its own config and manifest (OCI or Docker's) are the state's, its ID the step's
+        state.saved = Saved(image_id, engine.content.info(image_id).size, image.target_digest, image.target_size)
         return state
 
     @classmethod
