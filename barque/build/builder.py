@@ -55,6 +55,8 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "default"
     secrets: dict[str, Path] = field(default_factory=dict)
+    host: dict = field(default_factory=dict)               # RUN steps' resources, as a HostConfig (-m, --ulimit…)
+    extra_hosts: list[str] = field(default_factory=list)   # "IP\tNAME" lines for RUN steps' /etc/hosts
 
 
 @dataclass
@@ -580,7 +582,7 @@ class Builder:
                     plan.volume(path)
             spec = RunSpec(argv=argv, env=env, user=state.config.get("User") or "",
                            workdir=state.config.get("WorkingDir") or "/", network=network, mounts=plan.mounts,
-                           stdin=stdin)
+                           stdin=stdin, host=self.opts.host, extra_hosts=self.opts.extra_hosts)
             try:
                 code = run_command(self.engine, tree, spec, lambda b: self.out(b.decode("utf-8", "replace")))
             except RunFailed as e:

@@ -51,6 +51,8 @@ class RunSpec:
     network: str = "default"
     mounts: list[dict] = field(default_factory=list)   # OCI mounts (destination, type, source, options)
     stdin: bytes | None = None
+    host: dict = field(default_factory=dict)           # HostConfig resources (Memory, CpuShares, Ulimits…)
+    extra_hosts: list[str] = field(default_factory=list)
 
 
 _MOUNT_KEYS = {
@@ -209,7 +211,7 @@ def _record(cid: str, spec: RunSpec) -> dict:
     return {
         "Id": cid, "Name": "/build-" + cid[:12], "Path": spec.argv[0], "Args": spec.argv[1:],
         "Config": {"Env": spec.env, "User": spec.user, "WorkingDir": spec.workdir, "Hostname": cid[:12]},
-        "HostConfig": {"NetworkMode": "host" if spec.network == "host" else spec.network},
+        "HostConfig": {**spec.host, "NetworkMode": spec.network},
         "_barque": {},
     }
 
@@ -221,6 +223,9 @@ def run_command(engine, tree, spec: RunSpec, output: Callable[[bytes], None]) ->
 
     record = _record(tree.id, spec)
     write_etc_files(tree.dir, record["Config"], record["HostConfig"])
+    if spec.extra_hosts:
+        with open(tree.dir / "hosts", "a") as f:
+            f.write("".join(line + "\n" for line in spec.extra_hosts))
     files = {k: tree.dir / k for k in ("hostname", "hosts", "resolv.conf")}
     oci = build_spec(record, tree.rootfs, files, [])
     oci["process"]["terminal"] = False

@@ -26,6 +26,49 @@ def _build_args(values) -> dict[str, str]:
     return out
 
 
+def _limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
+            ulimits) -> dict:
+    """The resource flags as the HostConfig of each RUN step (Docker's build takes them for its containers)."""
+    from barque.container import options as o
+
+    host: dict = {}
+    if memory:
+        host["Memory"] = o.parse_bytes(memory, "-m, --memory")
+    if memory_swap:
+        host["MemorySwap"] = o.parse_memory_swap(memory_swap)
+    for value, key, flag in ((cpu_shares, "CpuShares", "--cpu-shares"), (cpu_period, "CpuPeriod", "--cpu-period"),
+                             (cpu_quota, "CpuQuota", "--cpu-quota")):
+        if value is not None:
+            host[key] = o.parse_int_flag(value, flag)
+    if cpuset_cpus:
+        host["CpusetCpus"] = o.parse_cpuset(cpuset_cpus, "--cpuset-cpus")
+    if cpuset_mems:
+        host["CpusetMems"] = o.parse_cpuset(cpuset_mems, "--cpuset-mems")
+    if shm_size:
+        host["ShmSize"] = o.parse_bytes(shm_size, "--shm-size")
+    if ulimits:
+        host["Ulimits"] = [o.parse_ulimit(u) for u in ulimits]
+    return host
+
+
+def _extra_hosts(values) -> list[str]:
+    """--add-host HOST:IP, as Docker's CLI checks it; `HOST IP` lines for the RUN steps' /etc/hosts."""
+    import ipaddress
+
+    out = []
+    for v in values:
+        name, sep, ip = v.partition(":") if "=" not in v else v.partition("=")
+        try:
+            ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            raise InvalidArgument(f"invalid argument \"{v}\" for \"--add-host\" flag: invalid IP address in "
+                                  f"add-host: \"{ip}\"") from None
+        if not sep or not name:
+            raise InvalidArgument(f"invalid argument \"{v}\" for \"--add-host\" flag: bad format for add-host")
+        out.append(f"{ip.strip('[]')}\t{name}")
+    return out
+
+
 def _labels(values) -> dict[str, str]:
     out = {}
     for v in values:
@@ -82,6 +125,16 @@ def _secrets(values, temporary: list[Path]) -> dict[str, Path]:
 @click.option("--network", default="default", help="Set the networking mode for the RUN instructions: default, "
               "none or host.")
 @click.option("--secret", "secrets", multiple=True, help="Secret to expose to the build (id=mysecret,src=/path).")
+@click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip) for RUN.")
+@click.option("-m", "--memory", default=None, help="Memory limit of RUN steps.")
+@click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap: -1 for unlimited swap.")
+@click.option("--cpu-shares", default=None, help="CPU shares (relative weight) of RUN steps.")
+@click.option("--cpu-period", default=None, help="Limit the CPU CFS (Completely Fair Scheduler) period.")
+@click.option("--cpu-quota", default=None, help="Limit the CPU CFS (Completely Fair Scheduler) quota.")
+@click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1).")
+@click.option("--cpuset-mems", default=None, help="MEMs in which to allow execution (0-3, 0,1).")
+@click.option("--shm-size", default=None, help="Size of /dev/shm of RUN steps.")
+@click.option("--ulimit", "ulimits", multiple=True, help="Ulimit options of RUN steps.")
 @click.option("--pull", is_flag=True, hidden=True, help="Accepted for Docker compatibility (no registry yet).")
 @click.option("--rm/--no-rm", default=True, hidden=True, help="Remove intermediate containers (always).")
 @click.option("--force-rm", is_flag=True, hidden=True, help="Always remove intermediate containers (always).")
@@ -89,8 +142,9 @@ def _secrets(values, temporary: list[Path]) -> dict[str, Path]:
 @click.option("--progress", default=None, hidden=True, help="Accepted for compatibility; output is classic.")
 @click.argument("context_path", metavar="PATH | URL | -")
 @click.pass_context
-def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, iidfile, network, secrets, pull, rm,
-          force_rm, platform, progress, context_path):
+def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, iidfile, network, secrets, add_hosts,
+          memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size, ulimits, pull,
+          rm, force_rm, platform, progress, context_path):
     """Build an image from a Dockerfile."""
     from barque.build.builder import BuildOptions
     from barque.oci.reference import parse_reference
@@ -114,7 +168,10 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
     try:
         opts = BuildOptions(tags=refs, build_args=_build_args(build_args), target=target, no_cache=no_cache,
                             labels=_labels(labels), network="default" if network == "bridge" else network,
-                            secrets=_secrets(secrets, temporary))
+                            secrets=_secrets(secrets, temporary),
+                            host=_limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus,
+                                         cpuset_mems, shm_size, ulimits),
+                            extra_hosts=_extra_hosts(add_hosts))
         _build(ctx, opts, quiet, iidfile, context_path, dockerfile)
     finally:
         for t in temporary:

@@ -197,7 +197,7 @@ def update(ctx, memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_p
     for value, key, flag in ((cpu_shares, "CpuShares", "-c, --cpu-shares"), (cpu_period, "CpuPeriod", "--cpu-period"),
                              (cpu_quota, "CpuQuota", "--cpu-quota")):
         if value is not None:
-            changes[key] = o._parse_int_flag(value, flag)
+            changes[key] = o.parse_int_flag(value, flag)
     if cpuset_cpus is not None:
         changes["CpusetCpus"] = o.parse_cpuset(cpuset_cpus, "--cpuset-cpus")
     if cpuset_mems is not None:

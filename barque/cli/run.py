@@ -142,7 +142,7 @@ def body_from_flags(p: dict) -> dict:
         host["NanoCpus"] = o.parse_cpus(p["cpus"])
     for flag, key in (("cpu_shares", "CpuShares"), ("cpu_period", "CpuPeriod"), ("cpu_quota", "CpuQuota")):
         if p[flag] is not None:
-            host[key] = o._parse_int_flag(p[flag], "--" + flag.replace("_", "-"))
+            host[key] = o.parse_int_flag(p[flag], "--" + flag.replace("_", "-"))
     if p["cpus"] and (p["cpu_period"] or p["cpu_quota"]):
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     if p["cpuset_cpus"]:

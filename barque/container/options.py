@@ -102,7 +102,7 @@ def _go_parse_float(text: str) -> float:
     return value
 
 
-def _parse_int_flag(text: str, flag: str) -> int:
+def parse_int_flag(text: str, flag: str) -> int:
     try:
         return _go_parse_int(text)
     except ValueError as exc:
@@ -502,7 +502,7 @@ def parse_healthcheck(cmd: str | None, interval: str | None, timeout: str | None
         "StartInterval": (parse_duration(start_interval, "--health-start-interval")
                           if start_interval is not None else 0),
     }
-    count = _parse_int_flag(retries, "--health-retries") if retries is not None else 0
+    count = parse_int_flag(retries, "--health-retries") if retries is not None else 0
     given = bool(cmd) or count != 0 or any(durations.values())
     if no_healthcheck:
         if given:
@@ -671,7 +671,7 @@ def parse_cpuset(text: str, flag: str) -> str:
 
 def parse_pids_limit(text: str) -> int:
     """`--pids-limit`: a positive limit, or 0 for unlimited (Docker reads 0 and -1, any value <= 0, so)."""
-    value = _parse_int_flag(text, "--pids-limit")
+    value = parse_int_flag(text, "--pids-limit")
     return value if value > 0 else 0
 
 

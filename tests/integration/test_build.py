@@ -671,3 +671,17 @@ def test_copy_exclude_and_refused_flags(bld, tmp_path):
         (ctx / "Dockerfile").write_text(f"FROM bb:latest\n{line}\n")
         r = b("build", ctx, check=False)
         assert r.returncode == 1 and message in r.stderr
+
+
+def test_run_steps_take_the_resource_flags(bld, tmp_path):
+    b = bld
+    ctx = context(tmp_path, {"Dockerfile": "FROM bb:latest\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                                           "/sys/fs/cgroup/memory.max 2>/dev/null > /mem; ulimit -n > /nofile; "
+                                           "grep -c myhost /etc/hosts > /hosts; df -k /dev/shm | tail -1 > /shm\n"})
+    b("build", "-t", "lim:1", "-m", "64m", "--ulimit", "nofile=512:512", "--add-host", "myhost:10.1.2.3",
+      "--shm-size", "8m", ctx)
+    mem, nofile, hosts, shm = run(b, "lim:1", "sh", "-c", "cat /mem; cat /nofile /hosts /shm").splitlines()
+    assert mem == str(64 * 1024 * 1024) and nofile == "512" and hosts == "1"
+    assert shm.split()[1] == "8192"
+    r = b("build", "--add-host", "bad", ctx, check=False)
+    assert r.returncode == 1 and "--add-host" in r.stderr
