@@ -21,6 +21,7 @@ from barque.gostrings import go_quote
 
 __all__ = [
     "parse_bytes",
+    "parse_int_flag",
     "parse_memory_swap",
     "parse_cpus",
     "parse_ulimit",
