@@ -215,8 +215,7 @@ class Builder:
         stages = self._needed(df, target)
         self.total = sum(1 + len(s.instructions) for s in stages)
         with self.engine.lock.shared():
-            for stage in stages:
-                self.built[stage.index] = self._build_stage(df, stage)
+            self._build_stages(df, stages)
             final = self.built[target.index]
             saved = final.save(self.engine)
             if self._known(saved.config_digest):
@@ -237,6 +236,19 @@ class Builder:
                 self.hash_cache.flush()
         unused = sorted(a for a in self.opts.build_args if a not in self.used_args and a not in PROXY_ARGS)
         return BuildResult(str(saved.config_digest), list(self.opts.tags), unused)
+
+    def _build_stages(self, df: Dockerfile, stages: list[Stage]) -> None:
+        """In order; independent stages at the same time when there are CPUs for it (barque.build.parallel)."""
+        from barque.build.parallel import build_stages, could_overlap
+
+        order = [s.index for s in stages]
+        deps = {s.index: self._dependencies(df, s) for s in stages}
+        workers = int(os.environ.get("BARQUE_BUILD_PARALLELISM") or os.cpu_count() or 1)
+        if workers > 1 and could_overlap(order, deps):
+            build_stages(self, df, stages, deps, workers)
+            return
+        for stage in stages:
+            self.built[stage.index] = self._build_stage(df, stage)
 
     def _hashes(self):
         if not self.ctx.stable:  # a temporary context (standard input, a git clone) is not seen again

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from barque.build.cache import BuildCache
 from barque.errors import NotFound
@@ -44,7 +46,8 @@ def cache_usage(engine) -> dict:
 
 
 def prune_cache(engine) -> tuple[list[str], int]:
-    """Drop every cache entry, then collect what only they kept; (the entries' keys, bytes freed)."""
+    """Drop every cache entry and the RUN cache mounts, then collect what only the entries kept; (the entries'
+    keys, bytes freed)."""
     from barque.images.gc import collect
 
     cache = BuildCache(engine)
@@ -52,5 +55,10 @@ def prune_cache(engine) -> tuple[list[str], int]:
     cache.drop(keys)
     with engine.db.transaction() as conn:
         conn.execute("DELETE FROM build_hashes")
+    mounts = Path(engine.settings.root) / "build-cache-mounts"  # RUN --mount=type=cache directories
+    freed = 0
+    if mounts.is_dir():
+        freed = sum(f.stat().st_size for f in mounts.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(mounts, ignore_errors=True)
     gc = collect(engine)
-    return keys, gc.layer_bytes_removed + gc.bytes_removed
+    return keys, gc.layer_bytes_removed + gc.bytes_removed + freed

@@ -685,3 +685,27 @@ def test_run_steps_take_the_resource_flags(bld, tmp_path):
     assert shm.split()[1] == "8192"
     r = b("build", "--add-host", "bad", ctx, check=False)
     assert r.returncode == 1 and "--add-host" in r.stderr
+
+
+def test_independent_stages_build_at_the_same_time(bld, tmp_path):
+    """Two stages meet through a shared cache mount: each waits (bounded) for the other's mark, which only works
+    when both run at once. The output still reads as a sequential build's."""
+    b = bld
+    wait = "for i in $(seq 100); do [ -e /meet/{other} ] && break; sleep 0.1; done; [ -e /meet/{other} ]"
+    stage = ("FROM bb:latest AS {me}\n"
+             "RUN --mount=type=cache,target=/meet,id=meet-{tag} sh -c 'touch /meet/{me}; " + wait +
+             " && echo {me} met {other} > /{me}'\n")
+    def dockerfile() -> str:
+        tag = os.urandom(4).hex()  # a fresh meeting place each build: the cache mount outlives builds
+        return (stage.format(me="a", other="b", tag=tag) + stage.format(me="b", other="a", tag=tag) +
+                "FROM bb:latest\nCOPY --from=a /a /\nCOPY --from=b /b /\n")
+    ctx = context(tmp_path, {"Dockerfile": dockerfile()})
+    out = b("build", "-t", "par:1", ctx).stdout
+    assert run(b, "par:1", "cat", "/a", "/b") == "a met b\nb met a\n"
+    numbers = [int(n) for n in re.findall(r"^Step (\d+)/7 :", out, re.M)]
+    assert numbers == list(range(1, 8))
+    # one at a time, the first stage waits for a mark that never comes: the build fails, and leaves nothing
+    (ctx / "Dockerfile").write_text(dockerfile())
+    r = b("build", "--no-cache", ctx, check=False, env={"BARQUE_BUILD_PARALLELISM": "1"})
+    assert r.returncode == 1 and "returned a non-zero code: 1" in r.stderr
+    _no_build_leftovers(b)
