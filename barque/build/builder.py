@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from barque.build.context import BuildContext
 from barque.build.dockerfile import Dockerfile, DockerfileError, Instruction, Stage, parse, parse_trigger
 from barque.build.instructions import Step, apply_settings, command_words, nop, workdir_path
 from barque.build.state import State
-from barque.build.words import process_word, process_words
+from barque.build.words import process_word
 from barque.errors import BarqueError, InvalidArgument, NotFound
 
 __all__ = ["BuildOptions", "BuildResult", "build", "BuildFailed"]

@@ -311,7 +311,6 @@ def ps(ctx, all_, quiet, last, latest, filters, fmt, no_trunc, size):
             click.echo(c.id if no_trunc else c.id[:12])
         return
     rows = []
-    tags: dict[str, str] = {}
     for c in chosen:
         cmd = command_text(c)
         if not no_trunc and len(cmd) > 20:
@@ -368,7 +367,7 @@ def logs(ctx, follow, tail, since, until, timestamps, details, container):
     c = engine.containers.get(container)
     driver = (c.record["HostConfig"].get("LogConfig") or {}).get("Type", "json-file")
     if driver == "none" or not c.record.get("LogPath"):
-        raise BarqueError(f'configured logging driver does not support reading')
+        raise BarqueError('configured logging driver does not support reading')
     if tail in ("all", ""):
         n = None
     else:
