@@ -76,7 +76,7 @@ class _StageRun:
 
 
 def _platform_args() -> dict[str, str]:
-    from barque.images.importer import host_architecture
+    from barque.oci.platform import host_architecture
 
     arch = host_architecture()
     plat = f"linux/{arch}"
@@ -238,14 +238,15 @@ class Builder:
 
     def _build_stages(self, df: Dockerfile, stages: list[Stage]) -> None:
         """In order; independent stages at the same time when there are CPUs for it (barque.build.parallel)."""
-        from barque.build.parallel import build_stages, could_overlap
+        if len(stages) > 1:
+            from barque.build.parallel import build_stages, could_overlap
 
-        order = [s.index for s in stages]
-        deps = {s.index: self._dependencies(df, s) for s in stages}
-        workers = int(os.environ.get("BARQUE_BUILD_PARALLELISM") or os.cpu_count() or 1)
-        if workers > 1 and could_overlap(order, deps):
-            build_stages(self, df, stages, deps, workers)
-            return
+            order = [s.index for s in stages]
+            deps = {s.index: self._dependencies(df, s) for s in stages}
+            workers = int(os.environ.get("BARQUE_BUILD_PARALLELISM") or os.cpu_count() or 1)
+            if workers > 1 and could_overlap(order, deps):
+                build_stages(self, df, stages, deps, workers)
+                return
         for stage in stages:
             self.built[stage.index] = self._build_stage(df, stage)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,8 @@ class BuildContext:
         return bool(rel) and self.ignore.matches(rel)
 
     def close(self) -> None:
+        import shutil
+
         for t in self._temp:
             shutil.rmtree(t, ignore_errors=True)
         self._temp.clear()
@@ -81,6 +82,7 @@ def _is_tar(head: bytes) -> bool:
 def _stdin_context(data_stream) -> tuple[Path | None, bytes | None]:
     """A context from standard input: (directory, None) for a tar, (None, dockerfile bytes) otherwise."""
     import io
+    import shutil
     import tarfile
 
     from barque.layers import detect_compression, open_decompressed
@@ -113,6 +115,7 @@ def _stdin_context(data_stream) -> tuple[Path | None, bytes | None]:
 
 def _git_context(url: str) -> tuple[Path, Path]:
     """Clone `url` (`#ref:subdir`) into a temporary directory; (the clone, the context directory in it)."""
+    import shutil
     import subprocess
 
     repo, _, fragment = url.partition("#")
@@ -207,6 +210,8 @@ def open_context(ref: str, dockerfile: str | None = None, stdin=None) -> BuildCo
         return BuildContext(root=root, dockerfile=text, dockerfile_name=name, ignore=IgnoreMatcher(patterns),
                             _temp=temp)
     except BaseException:
+        import shutil
+
         for t in temp:
             shutil.rmtree(t, ignore_errors=True)
         raise

@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +244,8 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_file = None
     if stdin is not None:
+        import tempfile
+
         in_file = tempfile.TemporaryFile()
         in_file.write(stdin)
         in_file.seek(0)

@@ -41,7 +41,7 @@ class State:
 
     @classmethod
     def scratch_state(cls, created: str) -> "State":
-        from barque.images.importer import host_architecture
+        from barque.oci.platform import host_architecture
 
         # as Docker's builder: FROM scratch starts with the default PATH and nothing else
         return cls(config={"Env": [DEFAULT_PATH]}, platform={"architecture": host_architecture(), "os": "linux"},

@@ -29,9 +29,12 @@ def _build_args(values) -> dict[str, str]:
 def _limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             ulimits) -> dict:
     """The resource flags as the HostConfig of each RUN step (Docker's build takes them for its containers)."""
+    host: dict = {}
+    if not any((memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
+                ulimits)):
+        return host
     from barque.container import options as o
 
-    host: dict = {}
     if memory:
         host["Memory"] = o.parse_bytes(memory, "-m, --memory")
     if memory_swap:
@@ -156,7 +159,7 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
             raise InvalidArgument(f"invalid reference format: {t}: a tag can not hold a digest")
         refs.append(ref)
     if platform:
-        from barque.images.importer import host_architecture
+        from barque.oci.platform import host_architecture
 
         wanted = [p.strip() for p in platform.split(",")]
         if any(p not in (f"linux/{host_architecture()}", "linux", host_architecture()) for p in wanted):

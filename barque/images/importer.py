@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import BinaryIO, Sequence
 
@@ -12,12 +11,8 @@ from barque.images.changes import apply_changes
 from barque.images.register import NewImage, Registered, oci_manifest, register
 from barque.images.unpack import LayerRef
 from barque.oci import mediatypes as mt
+from barque.oci.platform import host_architecture
 from barque.oci.reference import Reference
-
-
-def host_architecture() -> str:
-    machine = os.uname().machine
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
 def image_config(diff_ids: Sequence[str], container_config: dict, history: list[dict], created: str,

@@ -39,6 +39,7 @@ __all__ = [
     "parse_platform",
     "format_platform",
     "host_platform",
+    "host_architecture",
     "host_matcher",
     "only",
     "only_strict",
@@ -284,6 +285,11 @@ def host_platform(machine: str | None = None, cpuinfo: str | None = None) -> Pla
     if arch == "amd64" and cpuinfo:
         return Platform("linux", "amd64", _amd64_level(cpuinfo))
     return Platform("linux", arch)
+
+
+def host_architecture() -> str:
+    """GOARCH of this machine (amd64, arm64…), as image configs name it."""
+    return host_platform().architecture
 
 
 def _variant_number(variant: str) -> int | None:
