@@ -22,7 +22,6 @@ import fnmatch
 import hashlib
 import os
 import posixpath
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -239,6 +238,8 @@ class Copier:
         if stat.S_ISDIR(st.st_mode):
             if is_dir:
                 return
+            import shutil
+
             shutil.rmtree(target)
         else:
             os.unlink(target)
@@ -250,6 +251,8 @@ class Copier:
             if not target.is_dir():
                 os.mkdir(target)
         elif stat.S_ISREG(mode):
+            import shutil
+
             shutil.copyfile(source, target, follow_symlinks=False)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(source), target)

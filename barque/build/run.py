@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -124,6 +123,8 @@ class MountPlan:
             self.made.append(host)
 
     def add(self, fields: dict, source_dir: Callable[[str | None], Path], secrets: dict[str, Path]) -> None:
+        import shutil
+
         kind, target = fields["type"], fields["target"]
         if not target.startswith("/"):
             target = "/" + target
@@ -182,6 +183,8 @@ class MountPlan:
     def volume(self, target: str) -> None:
         """A path the image declares a VOLUME: as in Docker's classic builder, later RUNs get a throwaway copy of
         it (what they write there is discarded), and its mount point stays in the layer."""
+        import shutil
+
         from barque.securejoin import secure_join
 
         host = Path(secure_join(str(self.rootfs), target))
