@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 DRIVER_FILE = "storage-driver"
 
 
+#: what a forked child inherited and must neither use nor close (kept referenced, so no finaliser closes it)
+_INHERITED: list = []
+
+
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -79,6 +83,19 @@ class Engine:
     def runtime_root(self) -> Path:
         """barque-runtime's state root for this engine's containers (on the run root: it is run-time state)."""
         return self.run_root / "runtime"
+
+    def after_fork(self) -> None:
+        """In a forked child: stop using the parent's SQLite connections (the metadata database's and the snapshot
+        driver's) without closing them — SQLite forbids both, a close could even checkpoint the parent's WAL away —
+        so that the next use opens the child's own."""
+        db = self.__dict__.get("db")
+        conn = getattr(getattr(db, "_local", None), "conn", None) if db is not None else None
+        if conn is not None:
+            _INHERITED.append(conn)
+            db._local.conn = None
+        snapshotter = self.__dict__.pop("snapshotter", None)
+        if snapshotter is not None:
+            _INHERITED.append(snapshotter)
 
     def close(self) -> None:
         """Release open files (database connections, driver metadata); the engine is unusable afterwards."""

@@ -212,12 +212,9 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
 
 
 def engine_close_in_child(engine) -> None:
-    """SQLite connections must not be used across fork: drop the inherited ones without closing them cleanly
-    (which would touch the parent's locks)."""
+    """SQLite connections must not be used across fork: the child drops the inherited ones (see Engine.after_fork)."""
     try:
-        local = engine.db._local if "db" in engine.__dict__ else None
-        if local is not None and getattr(local, "conn", None) is not None:
-            local.conn = None
+        engine.after_fork()
     except Exception:  # noqa: BLE001
         pass
 

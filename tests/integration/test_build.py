@@ -709,3 +709,28 @@ def test_independent_stages_build_at_the_same_time(bld, tmp_path):
     r = b("build", "--no-cache", ctx, check=False, env={"BARQUE_BUILD_PARALLELISM": "1"})
     assert r.returncode == 1 and "returned a non-zero code: 1" in r.stderr
     _no_build_leftovers(b)
+
+
+def test_escape_directive_continuations_and_arg_scope_per_stage(bld, tmp_path):
+    b = bld
+    df = (
+        "# escape=`\n"
+        "# syntax=docker/dockerfile:1\n"
+        "ARG GLOBAL=g\n"
+        "FROM bb:latest AS one\n"
+        "ARG LOCAL=one-only\n"
+        "ENV PRICE=`$5 PATHISH=C:\\dir\n"
+        "RUN echo first `\n"
+        "    second > /joined\n"
+        "FROM bb:latest\n"
+        "COPY --from=one /joined /\n"
+        "RUN echo \"[$LOCAL][$GLOBAL]\" > /scope\n"
+        "ARG GLOBAL\n"
+        "RUN echo \"[$GLOBAL]\" > /redeclared\n"
+    )
+    ctx = context(tmp_path, {"Dockerfile": df})
+    b("build", "-t", "esc:1", "--target", "one", ctx)
+    env = dict(e.split("=", 1) for e in inspect(b, "esc:1")["Config"]["Env"])
+    assert env["PRICE"] == "$5" and env["PATHISH"] == "C:\\dir"
+    b("build", "-t", "esc:2", ctx)
+    assert run(b, "esc:2", "cat", "/joined", "/scope", "/redeclared") == "first second\n[][]\n[g]\n"
