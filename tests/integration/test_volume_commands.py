@@ -43,7 +43,8 @@ def test_create_inspect_and_list(barque):
 
     lines = barque("volume", "ls").stdout.splitlines()
     assert lines[0].split() == ["DRIVER", "VOLUME", "NAME"]
-    assert [line.split() for line in lines[1:]] == [["local", anon], ["local", "data1"], ["local", "data2"]]
+    # sorted by name (the anonymous volume's random hex name may sort before or after "data…")
+    assert [line.split() for line in lines[1:]] == [["local", n] for n in sorted([anon, "data1", "data2"])]
     assert barque("volume", "list", "-q").stdout.split() == [anon, "data1", "data2"]
     rows = [json.loads(line) for line in barque("volume", "ls", "--format", "json").stdout.splitlines()]
     assert {r["Name"]: r["Labels"] for r in rows}["data1"] == "team=db,tier="
