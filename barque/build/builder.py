@@ -26,7 +26,7 @@ from barque.build.context import BuildContext
 from barque.build.dockerfile import Dockerfile, DockerfileError, Instruction, Stage, parse, parse_trigger
 from barque.build.instructions import Step, apply_settings, command_words, nop, workdir_path
 from barque.build.state import State
-from barque.build.words import process_word
+from barque.build.words import expand_heredoc, process_word
 from barque.errors import BarqueError, InvalidArgument, NotFound
 
 __all__ = ["BuildOptions", "BuildResult", "build", "BuildFailed"]
@@ -451,7 +451,7 @@ class Builder:
         names: dict[str, str] = {}
         quoted = {a.lstrip("<-").strip("'\"") for a in ins.args if a.startswith("<<") and a.lstrip("<-")[:1] in "'\""}
         for name, content in ins.heredocs:
-            text = content if name in quoted else process_word(content, env, escape) if "$" in content else content
+            text = content if name in quoted or "$" not in content else expand_heredoc(content, env, escape)
             (tmp / name).write_text(text)
             os.chmod(tmp / name, 0o644)
             names[name] = str(tmp / name)

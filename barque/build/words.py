@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 from barque.errors import InvalidArgument
 
-__all__ = ["process_word", "process_words", "used_variables", "WordError"]
+__all__ = ["process_word", "process_words", "expand_heredoc", "used_variables", "WordError"]
 
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_CHARS = _NAME_START | frozenset("0123456789")
@@ -40,7 +40,7 @@ class WordError(InvalidArgument):
 
 
 class _Lexer:
-    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+    def __init__(self, text: str, env: Mapping[str, str], escape: str, raw: bool = False) -> None:
         if escape not in ("\\", "`"):
             raise WordError(f"invalid escape token '{escape}' does not match ` or \\")
         self.text = text
@@ -48,6 +48,7 @@ class _Lexer:
         self.env = env
         self.escape = escape
         self.used: list[str] = []
+        self.raw = raw  # BuildKit's RawQuotes+RawEscapes (heredocs): quotes and escapes stay as written
 
     # -- scanning
     def peek(self) -> str:
@@ -87,7 +88,9 @@ class _Lexer:
             if ch == self.escape:
                 escaped = self.next()
                 if escaped:
-                    add(escaped, raw=True)
+                    add(ch + escaped if self.raw else escaped, raw=True)
+            elif self.raw and ch in "'\"":
+                add(ch, raw=True)
             elif ch == "'":
                 add(self.single_quoted(), raw=True)
             elif ch == '"':
@@ -194,6 +197,12 @@ def process_word(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
 def process_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
     """`text` split on unquoted whitespace, each word processed as `process_word` does."""
     return _Lexer(text, env, escape).words(split=True)
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """A heredoc's content with its variables substituted and everything else — quotes, escapes, newlines — as
+    written (BuildKit lexes heredocs with raw quotes and raw escapes)."""
+    return _Lexer(text, env, escape, raw=True).words()[0]
 
 
 def used_variables(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:

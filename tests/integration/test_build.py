@@ -453,7 +453,7 @@ def test_heredocs(bld, tmp_path):
         "inline $WHO\n"
         "EOF\n"
         "COPY <<EOF /h4\n"
-        "expanded $WHO\n"
+        "expanded \"$WHO\" 'q' \\$WHO\n"
         "EOF\n"
         "COPY <<\"EOF\" /h5\n"
         "kept $WHO\n"
@@ -462,7 +462,7 @@ def test_heredocs(bld, tmp_path):
     ctx = context(tmp_path, {"Dockerfile": df})
     b("build", "-t", "h:1", ctx)
     assert run(b, "h:1", "cat", "/h1", "/h2", "/h3", "/h4", "/h5") == \
-        "hello\nworld\nfrom-shebang\ninline world\nexpanded world\nkept $WHO\n"
+        "hello\nworld\nfrom-shebang\ninline world\nexpanded \"world\" 'q' \\$WHO\nkept $WHO\n"
 
 
 def test_onbuild_triggers_run_in_the_child(bld, tmp_path):

@@ -254,3 +254,10 @@ def test_hash_cache_reads_a_file_again_only_when_its_stat_changed(tmp_path):
     remembered.known[str(f)] = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), b"X")
     assert remembered.digest(str(f), st) == b"X"
     db.close()
+
+
+def test_heredoc_content_keeps_quotes_and_escapes():
+    from barque.build.words import expand_heredoc
+
+    text = 'echo "hi $WHO" \'q\' \\$HOME ${UNSET:-dflt}\n'
+    assert expand_heredoc(text, {"WHO": "w"}) == 'echo "hi w" \'q\' \\$HOME dflt\n'
