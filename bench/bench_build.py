@@ -31,9 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.bench_save_load import (BarqueCLI, BenchTimeout, barque_root, deadline, image_tar,  # noqa: E402
-                                   loaded_id)
-from bench.dockerd import Dockerd, available, private_dockerd  # noqa: E402
+from bench.bench_save_load import BenchTimeout, barque_root, deadline, image_tar, prepare  # noqa: E402
+from bench.dockerd import available, private_dockerd  # noqa: E402
 
 log = logging.getLogger("bench.build")
 
@@ -65,17 +64,6 @@ def make_context(top: Path) -> Path:
     return ctx
 
 
-def load_base(barque: BarqueCLI, docker: Dockerd, tar: Path) -> None:
-    out = barque("load", "-i", tar)
-    barque("tag", loaded_id(out) or out.splitlines()[0].split(": ", 1)[1].strip(), BASE)
-    ours = barque("image", "inspect", "--format", "{{.Id}}", BASE).strip()
-    out = docker.docker("load", "-i", tar, timeout=COMMAND_TIMEOUT).stdout
-    docker.docker("tag", loaded_id(out) or out.strip().splitlines()[-1].split(": ", 1)[1].strip(), BASE)
-    theirs = docker.docker("image", "inspect", "--format", "{{.Id}}", BASE).stdout.strip()
-    if ours != theirs:
-        raise RuntimeError(f"the engines disagree on the base image's ID: barque {ours}, docker {theirs}")
-
-
 def clock(argv: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=env,
@@ -98,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with deadline(TOTAL_TIMEOUT), barque_root() as (barque, work), private_dockerd() as docker:
             tar = image_tar(barque, work)
-            load_base(barque, docker, tar)
+            prepare(barque, docker, tar, BASE)
             ctx = make_context(work)
             ours = [REPO / ".venv" / "bin" / "barque", *barque.base[3:]]
             theirs = [docker.cli, "-H", docker.host]

@@ -138,16 +138,16 @@ def loaded_id(output: str) -> str | None:
     return None
 
 
-def prepare(barque: BarqueCLI, docker: Dockerd, tar: Path) -> str:
-    """Load the archive into both engines under NAME; returns the image ID (the same in both, or we stop)."""
+def prepare(barque: BarqueCLI, docker: Dockerd, tar: Path, name: str = NAME) -> str:
+    """Load the archive into both engines under `name`; returns the image ID (the same in both, or we stop)."""
     out = barque("load", "-i", tar)
     ref = loaded_id(out) or out.splitlines()[0].split(": ", 1)[1].strip()
-    barque("tag", ref, NAME)
-    image_id = barque("image", "inspect", "--format", "{{.Id}}", NAME).strip()
+    barque("tag", ref, name)
+    image_id = barque("image", "inspect", "--format", "{{.Id}}", name).strip()
     out = docker.docker("load", "-i", tar, timeout=COMMAND_TIMEOUT).stdout
     ref = loaded_id(out) or out.strip().splitlines()[-1].split(": ", 1)[1].strip()
-    docker.docker("tag", ref, NAME)
-    docker_id = docker.docker("image", "inspect", "--format", "{{.Id}}", NAME).stdout.strip()
+    docker.docker("tag", ref, name)
+    docker_id = docker.docker("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
     if docker_id != image_id:
         raise RuntimeError(f"the engines disagree on the image ID: barque {image_id}, docker {docker_id}")
     return image_id
