@@ -56,6 +56,8 @@ IMAGE_COMMANDS = {
     "load": "barque.cli.archive:load",
     "import": "barque.cli.archive:import_",
     "build": "barque.cli.build:build",
+    "pull": "barque.cli.registry_client:pull",
+    "push": "barque.cli.registry_client:push",
 }
 
 CONTAINER_COMMANDS = {
@@ -103,6 +105,11 @@ TOP_COMMANDS = {
     "system": "barque.cli.main:system_group",
     "bootstrap": "barque.cli.main:bootstrap_group",
     "builder": "barque.cli.main:builder_group",
+    "pull": "barque.cli.registry_client:pull",
+    "push": "barque.cli.registry_client:push",
+    "login": "barque.cli.registry_client:login",
+    "logout": "barque.cli.registry_client:logout",
+    "registry": "barque.cli.main:registry_group",
 }
 
 image_group = lazy_group("image", "Manage images", IMAGE_COMMANDS)
@@ -133,6 +140,10 @@ system_group = lazy_group("system", "Manage barque", {
 builder_group = lazy_group("builder", "Manage builds", {
     "build": "barque.cli.build:build",
     "prune": "barque.cli.build:builder_prune",
+})
+registry_group = lazy_group("registry", "Run an OCI distribution registry", {
+    "serve": "barque.cli.registry_server:serve",
+    "garbage-collect": "barque.cli.registry_server:garbage_collect",
 })
 bootstrap_group = lazy_group("bootstrap", "Make base images offline from the host's own packages", {
     "busybox": "barque.cli.bootstrap:busybox",
