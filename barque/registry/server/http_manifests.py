@@ -1,0 +1,57 @@
+"""Manifest GET/HEAD/PUT/DELETE by tag or digest."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from barque.oci.digest import Digest
+from barque.registry.server.errors import RegistryError
+from barque.registry.server.manifests import MAX_MANIFEST_SIZE, inspect_manifest
+from barque.registry.server.names import parse_ref
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The whole body, or 413 SIZE_INVALID past `limit` bytes (checked on Content-Length first, then as read)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RegistryError("SIZE_INVALID", f"body of {length} bytes exceeds the limit of {limit}", status=413,
+                            message="payload too large")
+    pieces, total = [], 0
+    while chunk := await request.content.readany():
+        total += len(chunk)
+        if total > limit:
+            raise RegistryError("SIZE_INVALID", f"body exceeds the limit of {limit} bytes", status=413,
+                                message="payload too large")
+        pieces.append(chunk)
+    return b"".join(pieces)
+
+
+async def get(request: web.Request, st, name: str, reference: str) -> web.StreamResponse:
+    tag, digest = parse_ref(reference)
+    m = await st.run(st.storage.get_manifest, name, tag, digest)
+    return web.Response(body=m.data, headers={"Content-Type": m.media_type, "Docker-Content-Digest": str(m.digest),
+                                              "ETag": f'"{m.digest}"'})
+
+
+async def put(request: web.Request, st, name: str, reference: str) -> web.StreamResponse:
+    tag, digest = parse_ref(reference)
+    data = await read_limited(request, MAX_MANIFEST_SIZE)
+    facts = inspect_manifest(data, request.headers.get("Content-Type"))
+    actual = Digest.from_bytes(data, digest.algorithm if digest else "sha256")
+    if digest is not None and actual != digest:
+        raise RegistryError("DIGEST_INVALID", f"manifest has digest {actual}, not {digest}")
+    await st.run(st.storage.put_manifest, name, tag, actual, data, facts)
+    headers = {"Location": f"/v2/{name}/manifests/{actual}", "Docker-Content-Digest": str(actual),
+               "Content-Length": "0"}
+    if facts.subject is not None:
+        headers["OCI-Subject"] = str(facts.subject)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete(request: web.Request, st, name: str, reference: str) -> web.StreamResponse:
+    tag, digest = parse_ref(reference)
+    if digest is not None:
+        await st.run(st.storage.delete_manifest, name, digest)
+    else:
+        await st.run(st.storage.delete_tag, name, tag)
+    return web.Response(status=202, headers={"Content-Length": "0"})

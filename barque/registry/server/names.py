@@ -1,0 +1,55 @@
+"""Repository names, tags and references as the distribution spec's grammar has them.
+
+Names are validated after the URL path is decoded, so ``..``, ``%2e%2e``, empty components, leading or trailing
+slashes and upper case all fail the grammar (NAME_INVALID) before a name reaches storage. The storage never builds a
+path from a name anyway: names are keys in SQLite.
+"""
+
+from __future__ import annotations
+
+import re
+
+from barque.errors import InvalidArgument
+from barque.oci.digest import Digest
+from barque.registry.server.errors import RegistryError
+
+__all__ = ["check_name", "check_tag", "parse_ref", "NAME_MAX", "TAG_RE", "NAME_RE"]
+
+# The spec: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME_RE = re.compile(_COMPONENT + r"(?:/" + _COMPONENT + r")*")
+TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+# distribution's limit on a repository name (reference.NameTotalLengthMax); the spec suggests clients keep
+# host + name under 255 as well.
+NAME_MAX = 255
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a valid repository name, else NAME_INVALID."""
+    if len(name) > NAME_MAX:
+        raise RegistryError("NAME_INVALID", f"repository name is longer than {NAME_MAX} characters")
+    if not NAME_RE.fullmatch(name):
+        raise RegistryError("NAME_INVALID", f"invalid repository name {name!r}")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if not TAG_RE.fullmatch(tag):
+        raise RegistryError("MANIFEST_INVALID", f"invalid tag {tag!r}", message="invalid tag")
+    return tag
+
+
+def parse_digest(text: str, code: str = "DIGEST_INVALID") -> Digest:
+    """A sha256/sha512 digest, or the given error code (DIGEST_INVALID for blobs)."""
+    try:
+        return Digest.parse(text)
+    except InvalidArgument as e:
+        raise RegistryError(code, str(e), message="invalid digest" if code != "DIGEST_INVALID" else None) from None
+
+
+def parse_ref(reference: str) -> tuple[str | None, Digest | None]:
+    """A manifest reference from the URL: (tag, None) or (None, digest). A malformed one is MANIFEST_INVALID's
+    cousin in distribution: an unknown manifest when it looks like neither."""
+    if ":" in reference:
+        return None, parse_digest(reference)
+    return check_tag(reference), None
