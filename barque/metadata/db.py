@@ -91,6 +91,24 @@ MIGRATIONS: list[str] = [
         digest BLOB NOT NULL
     );
     """,
+    # 5: the registry client's memory: which repositories of a registry are known to hold a blob (pulled from or
+    #    pushed there), for cross-repository mounts; and the compressed blob a push made from a stored layer
+    """
+    CREATE TABLE registry_blobs (
+        registry TEXT NOT NULL,           -- domain as in references: docker.io, 127.0.0.1:5000
+        repository TEXT NOT NULL,         -- path: library/busybox
+        digest TEXT NOT NULL,
+        seen REAL NOT NULL,
+        PRIMARY KEY (registry, digest, repository)
+    );
+    CREATE TABLE compressed_blobs (
+        source TEXT NOT NULL,             -- the stored layer blob (any compression)
+        compression TEXT NOT NULL,        -- gzip | zstd
+        digest TEXT NOT NULL,             -- the blob made from it, kept in the content store
+        size INTEGER NOT NULL,
+        PRIMARY KEY (source, compression)
+    );
+    """,
 ]
 
 
