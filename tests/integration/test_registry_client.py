@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -231,8 +230,7 @@ def test_a_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_stored(
         assert "digest mismatch" in r.stderr or "failed verification" in r.stderr
         assert puller("images", "-aq").stdout == ""
         engine = puller.engine()
-        assert [b for b in engine.content.walk()] == [] or all(
-            b.digest.encoded != "" for b in engine.content.walk())
+        assert list(engine.content.walk()) == []
         assert list(engine.content.ingest_dir.iterdir()) == []
 
 
@@ -283,4 +281,3 @@ def test_push_uncompressed_layers_gzips_them(registry, roots, tmp_path, busybox_
         assert layer["mediaType"].endswith("gzip")
         blob = _get(registry, f"/v2/bb/busybox/blobs/{layer['digest']}")
         assert blob[:2] == b"\x1f\x8b"
-    subprocess.run(["true"], check=True)

@@ -23,6 +23,7 @@ __all__ = ["Challenge", "parse_challenges", "Authenticator", "scope_for", "Token
 _TOKEN_DEFAULT_TTL = 60
 _CLIENT_ID = "barque"
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNQUOTED_RE = re.compile(r"[^,\s]*")   # laxer than RFC 7235's token: realms sent unquoted carry "://"
 
 
 class TokenError(FailedPrecondition):
@@ -70,7 +71,7 @@ def parse_challenges(header: str) -> list[Challenge]:
                 k += 1
                 current.params[word.lower()] = "".join(value)
             else:
-                vm = _TOKEN_RE.match(header, k) or re.compile(r"[^,\s]*").match(header, k)
+                vm = _UNQUOTED_RE.match(header, k)
                 current.params[word.lower()] = vm.group(0)
                 k = vm.end()
             i = k
