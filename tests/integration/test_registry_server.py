@@ -110,6 +110,8 @@ def test_post_then_put(registry):
     r = registry.request("PUT", f"{location}?digest={sha(data)}", data, {"Content-Type": "application/octet-stream"})
     assert r.status == 201 and r.header("Location") == f"/v2/pp/blobs/{sha(data)}"
     assert registry.request("GET", f"/v2/pp/blobs/{sha(data)}").body == data
+    # without the trailing slash too
+    assert registry.request("POST", "/v2/pp/blobs/uploads").status == 202
 
 
 def test_chunked_upload_in_order_out_of_order_status(registry):

@@ -68,7 +68,7 @@ Handler = Callable[..., Awaitable[web.StreamResponse]]
 def _routes() -> list[tuple[re.Pattern, dict[str, tuple[str, str]]]]:
     """(path pattern, {method: (handler "module:function", action)})."""
     return [
-        (re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload>[^/]*)"), {
+        (re.compile(r"(?P<name>.+)/blobs/uploads(?:/(?P<upload>[^/]*))?"), {
             "POST": ("http_uploads:start", "push"), "GET": ("http_uploads:status", "push"),
             "PATCH": ("http_uploads:patch", "push"), "PUT": ("http_uploads:put", "push"),
             "DELETE": ("http_uploads:cancel", "push")}),
@@ -111,7 +111,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         m = pattern.fullmatch(tail)
         if not m:
             continue
-        params = m.groupdict()
+        params = {k: v or "" for k, v in m.groupdict().items()}
         name = check_name(params.pop("name"))
         if request.method not in methods:
             raise RegistryError("UNSUPPORTED", f"{request.method} is not supported here")
