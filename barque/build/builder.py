@@ -56,6 +56,7 @@ class BuildOptions:
     secrets: dict[str, Path] = field(default_factory=dict)
     host: dict = field(default_factory=dict)               # RUN steps' resources, as a HostConfig (-m, --ulimit…)
     extra_hosts: list[str] = field(default_factory=list)   # "IP\tNAME" lines for RUN steps' /etc/hosts
+    pull: str = "missing"       # base images: "missing" pulls those not in the store, "always" (--pull) all
 
 
 @dataclass
@@ -294,14 +295,22 @@ class Builder:
             return state
         if base == "scratch":
             return State.scratch_state(rfc3339(self._epoch_for("")))
-        try:
-            image = self.engine.images.resolve(base)
-        except NotFound:
-            raise NotFound(f"pull access denied for {base}, repository does not exist or may require 'docker "
-                           f"login': the image is not in the local store and barque has no registry to pull it "
-                           f"from") from None
+        image = self._base_image(base)
         doc = json.loads(self.engine.content.read(image.id))
         return State.from_image(self.engine, image.id, rfc3339(self._epoch_for(doc.get("created") or "")))
+
+    def _base_image(self, base: str):
+        """A FROM image from the store, pulled first when missing (or always, with --pull)."""
+        if self.opts.pull != "always":
+            try:
+                return self.engine.images.resolve(base)
+            except NotFound:
+                if self.opts.pull == "never":
+                    raise
+        from barque.registry.client.missing import pull_image
+
+        pull_image(self.engine, base, _OutFile(self.out))
+        return self.engine.images.resolve(base)
 
     def _build_stage(self, df: Dockerfile, stage: Stage) -> State:
         self.step_line(f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else ""))
@@ -651,3 +660,20 @@ def _heredoc_command(ins: Instruction, shell: list[str]) -> tuple[list[str], byt
 
 def build(engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None]) -> BuildResult:
     return Builder(engine, ctx, opts, out).run()
+
+
+class _OutFile:
+    """The build's output callable as the text file a registry pull reports to (never a terminal)."""
+
+    def __init__(self, out) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False

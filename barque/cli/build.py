@@ -138,7 +138,7 @@ def _secrets(values, temporary: list[Path]) -> dict[str, Path]:
 @click.option("--cpuset-mems", default=None, help="MEMs in which to allow execution (0-3, 0,1).")
 @click.option("--shm-size", default=None, help="Size of /dev/shm of RUN steps.")
 @click.option("--ulimit", "ulimits", multiple=True, help="Ulimit options of RUN steps.")
-@click.option("--pull", is_flag=True, hidden=True, help="Accepted for Docker compatibility (no registry yet).")
+@click.option("--pull", is_flag=True, help="Always attempt to pull a newer version of the base images.")
 @click.option("--rm/--no-rm", default=True, hidden=True, help="Remove intermediate containers (always).")
 @click.option("--force-rm", is_flag=True, hidden=True, help="Always remove intermediate containers (always).")
 @click.option("--platform", default=None, hidden=True, help="Accepted when it names this machine's platform.")
@@ -174,7 +174,7 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
                             secrets=_secrets(secrets, temporary),
                             host=_limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus,
                                          cpuset_mems, shm_size, ulimits),
-                            extra_hosts=_extra_hosts(add_hosts))
+                            extra_hosts=_extra_hosts(add_hosts), pull="always" if pull else "missing")
         _build(ctx, opts, quiet, iidfile, context_path, dockerfile)
     finally:
         for t in temporary:

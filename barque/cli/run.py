@@ -245,10 +245,29 @@ def create(ctx, **p):
 
     engine = engine_from(ctx)
     try:
-        c = do_create(engine, body_from_flags(p), p["name"])
+        body = body_from_flags(p)
+        _ensure_image(engine, p)
+        c = do_create(engine, body, p["name"])
     except (BarqueError, OSError) as e:
         raise _fail(e) from None
     click.echo(c.id)
+
+
+def _ensure_image(engine, p: dict) -> None:
+    """`--pull`: the image pulled when missing (or always) before the container is made. The registry client is
+    imported only when a pull happens: a present image costs `run` one lookup."""
+    from barque.errors import NotFound
+
+    if p["pull"] != "always":
+        try:
+            engine.images.lookup(p["image"])
+            return
+        except NotFound:
+            if p["pull"] == "never":
+                raise
+    from barque.registry.client.missing import ensure_image
+
+    ensure_image(engine, p["image"], sys.stderr, p["pull"], p["platform"])
 
 
 @click.command("run", context_settings=RUN_CONTEXT)
@@ -271,6 +290,7 @@ def run(ctx, detach, detach_keys, sig_proxy, attach_streams, **p):
         body = body_from_flags(p)
         if not detach and p["tty"] and not os.isatty(0) and p["interactive"]:
             raise BarqueError("the input device is not a TTY")
+        _ensure_image(engine, p)
         c = do_create(engine, body, p["name"])
     except (BarqueError, OSError) as e:
         raise _fail(e) from None

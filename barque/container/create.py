@@ -30,12 +30,8 @@ _HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00
 
 
 def _resolve_image(engine, ref: str):
-    try:
-        return engine.images.lookup(ref)
-    except NotFound:
-        raise NotFound(f"Unable to find image '{ref}' locally: no such image. barque does not pull from a registry "
-                       f"here: load it (barque load -i FILE), import it, or make a base image with "
-                       f"`barque bootstrap busybox`") from None
+    # Docker's create does not pull either: the CLI (`run`/`create --pull`) pulls before it comes here
+    return engine.images.lookup(ref)
 
 
 def merge_config(body: dict, image_cfg: dict) -> dict:

@@ -281,3 +281,34 @@ def test_push_uncompressed_layers_gzips_them(registry, roots, tmp_path, busybox_
         assert layer["mediaType"].endswith("gzip")
         blob = _get(registry, f"/v2/bb/busybox/blobs/{layer['digest']}")
         assert blob[:2] == b"\x1f\x8b"
+
+
+def test_run_create_and_build_pull_a_missing_image(registry, pusher, roots, tmp_path):
+    name = f"{registry.host}/run/img:1"
+    pusher("tag", "fixture/layers:1", name)
+    pusher("push", name)
+    c = roots("runner", registry.env())
+    r = c("run", "--rm", name)
+    assert r.stdout == "alpha\n"
+    assert r.stderr.splitlines()[0] == f"Unable to find image '{name}' locally"
+    assert "1: Pulling from run/img" in r.stderr and f"Status: Downloaded newer image for {name}" in r.stderr
+    assert "Using default tag" not in r.stderr
+    r = c("run", "--rm", name)
+    assert r.stdout == "alpha\n" and "Unable to find" not in r.stderr and "Pulling" not in r.stderr
+    r = c("create", "--pull", "always", name)
+    assert f"Status: Image is up to date for {name}" in r.stderr and len(r.stdout.strip()) == 64
+    r = c("run", "--rm", "--pull", "never", f"{registry.host}/run/other:1", check=False)
+    assert r.returncode == 125 and f"No such image: {registry.host}/run/other:1" in r.stderr
+    r = c("run", "--rm", f"{registry.host}/run/other:1", check=False)
+    assert r.returncode == 125 and "not found: manifest unknown" in r.stderr
+    assert c("ps", "-aq").stdout.count("\n") == 1   # the created container only
+
+    b = roots("builder", registry.env())
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nLABEL pulled=yes\n")
+    out = b("build", "-t", "built:1", str(ctx)).stdout
+    assert f"Status: Downloaded newer image for {name}" in out
+    assert json.loads(b("image", "inspect", "built:1").stdout)[0]["Config"]["Labels"]["pulled"] == "yes"
+    out = b("build", "--pull", "-t", "built:1", str(ctx)).stdout
+    assert f"Status: Image is up to date for {name}" in out

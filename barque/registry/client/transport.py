@@ -88,8 +88,22 @@ def error_for(method: str, url: str, status: int, body: bytes, what: str = "") -
 
 
 def _connection_message(exc: BaseException) -> str:
+    import re
+
+    cert = getattr(exc, "certificate_error", None)
+    if cert is not None:
+        return f"tls: failed to verify certificate: {getattr(cert, 'verify_message', '') or cert}"
+    os_error = getattr(exc, "os_error", None)
+    host = getattr(exc, "host", None)
+    if os_error is not None and host:
+        import os
+
+        errno = getattr(os_error, "errno", None)
+        reason = getattr(os_error, "strerror", None) or (os.strerror(errno).lower() if errno else "") or \
+            str(os_error) or type(os_error).__name__
+        return f"dial tcp {host}:{getattr(exc, 'port', '')}: {reason}"
     text = str(exc) or type(exc).__name__
-    return text
+    return re.sub(r" ssl:(?:<[^>]*>|\S+)", "", text)
 
 
 class Client:
@@ -163,7 +177,8 @@ class Client:
         if hub:
             raise Unavailable(f"cannot reach Docker Hub ({HUB_API_HOST}): {last.message}. Names without a registry "
                               f"(busybox, user/app) are pulled from Docker Hub; name a registry (HOST[:PORT]/NAME) "
-                              f"or configure a mirror in /etc/barque/registries.json") from last
+                              f"or configure a mirror in /etc/barque/registries.json; or load an image (barque load -i FILE) or make a "
+                              f"base image offline (barque bootstrap busybox)") from last
         raise last
 
     async def _ping_with_retries(self, ep: Endpoint) -> Challenge | None:
