@@ -312,3 +312,75 @@ def test_run_create_and_build_pull_a_missing_image(registry, pusher, roots, tmp_
     assert json.loads(b("image", "inspect", "built:1").stdout)[0]["Config"]["Labels"]["pulled"] == "yes"
     out = b("build", "--pull", "-t", "built:1", str(ctx)).stdout
     assert f"Status: Image is up to date for {name}" in out
+
+
+def _request(registry, method: str, path: str, data: bytes | None = None, headers: dict | None = None):
+    import urllib.request
+
+    url = path if path.startswith("http") else registry.url + path
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, dict(resp.headers), resp.read()
+
+
+def _put_blob(registry, repo: str, data: bytes) -> str:
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    _, headers, _ = _request(registry, "POST", f"/v2/{repo}/blobs/uploads/")
+    location = headers["Location"]
+    sep = "&" if "?" in location else "?"
+    _request(registry, "PUT", f"{location}{sep}digest={digest}", data,
+             {"Content-Type": "application/octet-stream"})
+    return digest
+
+
+def test_multi_platform_index_picks_the_host_or_the_asked_platform(registry, pusher, roots):
+    import hashlib
+
+    from barque.oci.platform import host_platform
+
+    host = host_platform()
+    other_arch = "arm64" if host.architecture != "arm64" else "amd64"
+    repo = "multi/arch"
+    pusher("tag", "fixture/layers:1", f"{registry.host}/{repo}:base")
+    base_digest = pusher("push", f"{registry.host}/{repo}:base").stdout.splitlines()[-1].split()[2]
+    _, headers, base_raw = _request(registry, "GET", f"/v2/{repo}/manifests/{base_digest}",
+                                    headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                             "application/vnd.docker.distribution.manifest.v2+json"})
+    base = json.loads(base_raw)
+    _, _, config_raw = _request(registry, "GET", f"/v2/{repo}/blobs/{base['config']['digest']}")
+    config = json.loads(config_raw)
+    config["architecture"] = other_arch
+    config.pop("variant", None)
+    other_config = json.dumps(config).encode()
+    other_config_digest = _put_blob(registry, repo, other_config)
+    other = dict(base)
+    other["config"] = {**base["config"], "digest": other_config_digest, "size": len(other_config)}
+    other_raw = json.dumps(other).encode()
+    media_type = headers["Content-Type"]
+    _request(registry, "PUT", f"/v2/{repo}/manifests/{other_arch}", other_raw, {"Content-Type": media_type})
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(other_raw).hexdigest(),
+         "size": len(other_raw), "platform": {"os": "linux", "architecture": other_arch}},
+        {"mediaType": media_type, "digest": base_digest, "size": len(base_raw),
+         "platform": {"os": "linux", "architecture": host.architecture}},
+    ]}
+    index_raw = json.dumps(index).encode()
+    index_digest = "sha256:" + hashlib.sha256(index_raw).hexdigest()
+    _request(registry, "PUT", f"/v2/{repo}/manifests/multi", index_raw,
+             {"Content-Type": "application/vnd.oci.image.index.v1+json"})
+
+    name = f"{registry.host}/{repo}:multi"
+    puller = roots("puller", registry.env())
+    out = puller("pull", name).stdout
+    assert f"Digest: {index_digest}" in out
+    inspect = json.loads(puller("image", "inspect", name).stdout)[0]
+    assert inspect["Id"] == FIXTURE_ID and inspect["RepoDigests"] == [f"{registry.host}/{repo}@{index_digest}"]
+
+    other_root = roots("other", registry.env())
+    other_root("pull", "--platform", f"linux/{other_arch}", name)
+    inspect = json.loads(other_root("image", "inspect", name).stdout)[0]
+    assert inspect["Id"] == other_config_digest and inspect["Architecture"] == other_arch
+    r = other_root("pull", "--platform", "linux/s390x", name, check=False)
+    assert r.returncode == 1 and "no matching manifest for linux/s390x" in r.stderr
