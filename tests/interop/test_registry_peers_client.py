@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import FIXTURE_ID, FIXTURES
+from tests.conftest import FIXTURES
 from tests.integration.imagetree import image_rootfs, tree_listing
 from tests.registry_support_peers import available, docker_registry
 
