@@ -141,7 +141,7 @@ def test_abandoned_uploads_are_removed(registry):
 def test_signal_runs_an_online_collection(registry_factory):
     reg = registry_factory(extra_args=["--gc-grace", "0", "--gc-delete-untagged"])
     orphan = push_blob(reg, "sig", b"orphan for SIGUSR1")
-    _, kept = push_image(reg, "sig", "v1")
+    _, kept = push_image(reg, "sig", "v1")   # no timer: nothing collects before the signal
     reg.proc.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 15
     while present(reg, "sig", orphan) and time.monotonic() < deadline:
@@ -224,3 +224,16 @@ def test_gc_race_with_concurrent_pushes(registry):
         for blob in blobs:
             r = reg.request("GET", f"/v2/{repo}/blobs/{sha(blob)}")
             assert r.status == 200 and r.body == blob, (ref, sha(blob))
+
+
+def test_periodic_online_collection(registry_factory):
+    reg = registry_factory(extra_args=["--gc-interval", "0.3", "--gc-grace", "30"])
+    _, kept = push_image(reg, "tick", "v1")   # inside the grace period while its manifest is on its way
+    orphan = push_blob(reg, "tick", b"orphan for the timer")
+    age(reg, orphan)
+    # polled with GET: a HEAD would refresh the blob (a pushing client's check) and so keep it
+    deadline = time.monotonic() + 15
+    while reg.request("GET", f"/v2/tick/blobs/{orphan}").status == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert reg.request("GET", f"/v2/tick/blobs/{orphan}").status == 404
+    assert reg.request("GET", f"/v2/tick/manifests/{kept}").status == 200
