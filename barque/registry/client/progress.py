@@ -71,13 +71,18 @@ class RichProgress(Progress):
 
     def __init__(self, out: TextIO) -> None:
         from rich.console import Console
-        from rich.live import Live
 
         self.console = Console(file=out, highlight=False, soft_wrap=True)
         self._rows: dict[str, tuple[str, int, int]] = {}
-        self._live = Live(console=self.console, auto_refresh=True, refresh_per_second=8,
-                          get_renderable=self._render, transient=False)
-        self._live.start()
+        self._live = None
+
+    def _new_live(self):
+        from rich.live import Live
+
+        live = Live(console=self.console, auto_refresh=True, refresh_per_second=8, get_renderable=self._render,
+                    transient=False)
+        live.start()
+        return live
 
     def _render(self):
         from rich.text import Text
@@ -91,32 +96,38 @@ class RichProgress(Progress):
                 bar = "=" * max(filled - 1, 0) + (">" if filled else "") + " " * (width - filled)
                 line += f" [{bar}]  {_size(done)}/{_size(total)}"
             lines.append(line)
-        return Text("\n".join(lines))
+        from rich.console import Group
+
+        return Group(*(Text(line) for line in lines))   # no rows: no line at all (an empty Text is one)
 
     def message(self, text: str) -> None:
-        if self._rows:
-            self._flush_rows()
+        if self._live is not None:
+            # the rows of a finished image stay on screen as last drawn; the next rows get a live area of their own
+            self._live.stop()
+            self._live = None
+            self._rows.clear()
         self.console.print(text, markup=False)
 
-    def _flush_rows(self) -> None:
-        # rows of a finished image move above the live area, so the next image starts with none
-        self._live.update(self._render(), refresh=True)
-        self._live.stop()
-        self._rows.clear()
-        self._live.start()
+    def _started(self) -> None:
+        if self._live is None:
+            self._live = self._new_live()
 
     def layer(self, ident: str, status: str) -> None:
         _, done, total = self._rows.get(ident, ("", 0, 0))
         self._rows[ident] = (status, done, total)
+        self._started()
 
     def bytes(self, ident: str, action: str, done: int, total: int) -> None:
         self._rows[ident] = (action, done, total)
+        self._started()
 
     def result(self, text: str) -> None:
         self.message(text)
 
     def close(self) -> None:
-        self._live.stop()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def make_progress(out: TextIO, quiet: bool = False) -> Progress:
