@@ -30,6 +30,22 @@ def _repos(image: Image) -> set[str]:
     return set(names)
 
 
+def _orphaned_digests(repo: str, remaining: Sequence[str]) -> list[str]:
+    """Docker's rule: once a repository's last tag is removed, its digest references (`repo@sha256:…`, recorded by
+    pull and push) go with it."""
+    if any(n.rsplit(":", 1)[0] == repo for n in remaining if "@" not in n):
+        return []
+    return [n for n in remaining if "@" in n and n.split("@", 1)[0] == repo]
+
+
+def _single_reference(names: Sequence[str]) -> bool:
+    """Docker's isSingleReference: every name is of one repository and at most one is a tag (a container using
+    such an image blocks untagging it without --force)."""
+    tags = [n for n in names if "@" not in n]
+    repos = {n.split("@", 1)[0] if "@" in n else n.rsplit(":", 1)[0] for n in names}
+    return bool(names) and len(tags) <= 1 and len(repos) == 1
+
+
 def remove_image(engine, text: str, force: bool = False, prune_layers: bool = True) -> RemoveReport:
     """Docker's image delete: a reference untags, and deletes the image once no name is left; an ID deletes."""
     image, ref = engine.images.lookup(text)
@@ -38,11 +54,15 @@ def remove_image(engine, text: str, force: bool = False, prune_layers: bool = Tr
 
     if ref is not None:
         name = f"{ref.name}@{ref.digest}" if ref.digest else str(ref.tag_or_latest())
-        remaining = [n for n in image.tags + image.digests if n != name]
-        if remaining or not users or force:
+        names = list(image.tags + image.digests)
+        remaining = [n for n in names if n != name]
+        cleared = [] if ref.digest else _orphaned_digests(ref.name, remaining)
+        remaining = [n for n in remaining if n not in cleared]
+        if not users or force or not _single_reference(names):
             with engine.db.transaction() as conn:
-                engine.images.remove_name(conn, name)
-            report.untagged.append(_familiar(name))
+                for n in [name, *cleared]:
+                    engine.images.remove_name(conn, n)
+            report.untagged.extend(_familiar(n) for n in [name, *cleared])
             if remaining or users:
                 return report
         else:
