@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, as far as barque goes today: make base images offline, load and import images, list and inspect
 # them, save them again; build one from a Dockerfile; run containers (detached, with a health check, a volume, exec, logs), commit one; then
-# run a bundle with barque-runtime alone. Runs in its own roots, never /var/lib/barque, and removes its containers.
+# push it to barque's own registry and pull it into a second root; run a bundle with barque-runtime alone. Runs in its own roots, never /var/lib/barque, and removes its containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -51,6 +51,30 @@ b stop -t 1 demo-web
 b inspect --format '{{.Name}} {{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}}' demo-web
 b rm -v demo-web
 b volume rm demo-data
+
+# Registries: barque's own registry on loopback (token auth), push to it, pull back into a second, empty root.
+reg_pid=
+cleanup() {
+  .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true
+  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null || true
+}
+.venv/bin/python -c "import bcrypt, sys; print('demo:' + bcrypt.hashpw(b'demo-pw', bcrypt.gensalt()).decode())" > "$DEMO/htpasswd"
+echo "+ barque registry serve --addr 127.0.0.1:0 --auth token --htpasswd $DEMO/htpasswd" >&2
+.venv/bin/barque registry serve --addr 127.0.0.1:0 --root "$DEMO/registry" --auth token --htpasswd "$DEMO/htpasswd" \
+  > "$DEMO/registry.out" 2> "$DEMO/registry.log" &
+reg_pid=$!
+for _ in $(seq 100); do grep -q listening "$DEMO/registry.out" && break; sleep 0.1; done
+reg=$(sed -n 's|.*listening on http://||p' "$DEMO/registry.out")
+export DOCKER_CONFIG="$DEMO/docker-config"
+echo demo-pw | b login -u demo --password-stdin "$reg"
+b tag demo/committed:1 "$reg/demo/committed:1"
+b push "$reg/demo/committed:1"
+b2() { echo "+ barque (second root) $*" >&2; .venv/bin/barque --root "$DEMO/root2" --run-root "$DEMO/run2" "$@"; }
+b2 pull "$reg/demo/committed:1"
+b2 run --rm "$reg/demo/committed:1" cat /etc/motd
+b2 images --digests
+b logout "$reg"
+
 b system df
 b info
 
