@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.bench_save_load import BenchTimeout, barque_root, deadline, image_tar, prepare  # noqa: E402
+from bench.bench_save_load import BenchTimeout, barque_root, deadline, image_tar, prepare, timed  # noqa: E402
 from bench.dockerd import available, private_dockerd  # noqa: E402
 
 log = logging.getLogger("bench.registry")
@@ -49,13 +48,6 @@ TOTAL_TIMEOUT = int(os.environ.get("BENCH_TIMEOUT", "3600"))
 GOAL_PUSH = 0.4
 GOAL_PULL = 0.7
 GOAL_SERVER = 1.0
-
-
-def timed(fn: Callable[[], object]) -> float:
-    subprocess.run(["sync"], check=False, timeout=COMMAND_TIMEOUT)
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def alternate(i: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[float, float]:
