@@ -182,12 +182,21 @@ class FaultyProxy:
     ``rules`` are checked in order for every request: ``(method, path_substring, action, times)``; an action is
     ``"drop"`` (send half of the body, then cut the connection), ``"503"`` (answer 503), ``"corrupt"`` (flip a
     byte of the body). ``times`` counts down; 0 disables the rule. ``seen`` records (method, path, Range).
+
+    ``add_headers`` lists ``(method, path_substring, {header: value})`` added to the upstream's answers (e.g. an
+    ``OCI-Chunk-Min-Length`` on the POST that opens an upload). ``requests`` records every request as a dict:
+    method, path (with its query), headers, body_size, status and response_headers (as sent on); ``token_requests`` those sent to a token realm (a bearer
+    challenge's realm on the upstream is rewritten to point at the proxy, so token requests pass through it too).
     """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.rules: list[list] = []
         self.seen: list[tuple[str, str, str]] = []
+        self.add_headers: list[tuple[str, str, dict]] = []
+        self.requests: list[dict] = []
+        self.token_requests: list[dict] = []
+        self._realm_paths: set[str] = set()
         self.port = 0
         self._loop = None
         self._thread = None
@@ -214,6 +223,11 @@ class FaultyProxy:
             return web.Response(status=503, text="try again")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         body = await request.read()
+        record = {"method": request.method, "path": request.path_qs, "headers": dict(request.headers),
+                  "body_size": len(body), "query": list(request.query.items())}
+        self.requests.append(record)
+        if request.path in self._realm_paths:
+            self.token_requests.append(record)
         async with aiohttp.ClientSession(auto_decompress=False) as session:
             async with session.request(request.method, self.upstream + request.path_qs, headers=headers,
                                        data=body or None, allow_redirects=False) as up:
@@ -222,7 +236,13 @@ class FaultyProxy:
                                if k.lower() not in ("content-length", "transfer-encoding", "connection")}
                 if "Location" in up.headers:
                     out_headers["Location"] = up.headers["Location"].replace(self.upstream, f"http://{self.host}")
+                if "WWW-Authenticate" in up.headers:
+                    out_headers["WWW-Authenticate"] = self._rewrite_realm(up.headers["WWW-Authenticate"])
+                for method, part, extra in self.add_headers:
+                    if method == request.method and part in request.path:
+                        out_headers.update(extra)
                 status = up.status
+                record["status"], record["response_headers"] = status, dict(out_headers)
         if action == "corrupt" and data:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         if action == "drop" and len(data) > 1:
@@ -233,6 +253,16 @@ class FaultyProxy:
             request.transport.close()
             return resp
         return web.Response(status=status, body=data if request.method != "HEAD" else None, headers=out_headers)
+
+    def _rewrite_realm(self, header: str) -> str:
+        import re
+        from urllib.parse import urlsplit
+
+        m = re.search(r'realm="([^"]*)"', header)
+        if not m or not m.group(1).startswith(self.upstream + "/"):
+            return header
+        self._realm_paths.add(urlsplit(m.group(1)).path)
+        return header.replace(f'realm="{self.upstream}', f'realm="http://{self.host}')
 
     def __enter__(self) -> "FaultyProxy":
         import asyncio
