@@ -99,6 +99,7 @@ class Authenticator:
         self._lookup = credentials
         self._creds: dict[str, Credentials] = {}
         self._tokens: dict[tuple, _Token] = {}
+        self._fetching: dict[tuple, object] = {}            # key -> asyncio.Lock: one token request per scope set
         self.challenges: dict[str, Challenge | None] = {}   # endpoint URL -> its challenge (None: anonymous)
         self.refresh_tokens: dict[str, str] = {}
 
@@ -133,8 +134,15 @@ class Authenticator:
         key = self._token_key(challenge, scopes)
         tok = self._tokens.get(key)
         if tok is None or tok.expires <= time.monotonic():
-            tok = await self._fetch_token(session, host, challenge, scopes, creds, ssl)
-            self._tokens[key] = tok
+            import asyncio
+
+            # concurrent requests (five uploads, three downloads) wait for the one token request under way
+            lock = self._fetching.setdefault(key, asyncio.Lock())
+            async with lock:
+                tok = self._tokens.get(key)
+                if tok is None or tok.expires <= time.monotonic():
+                    tok = await self._fetch_token(session, host, challenge, scopes, creds, ssl)
+                    self._tokens[key] = tok
         return "Bearer " + tok.value
 
     async def _fetch_token(self, session, host: str, challenge: Challenge, scopes: tuple[str, ...],
