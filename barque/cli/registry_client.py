@@ -26,6 +26,9 @@ def pull(ctx, name, all_tags, quiet, platform, disable_content_trust):
     progress = make_progress(sys.stdout, quiet)
     try:
         do_pull(engine, name, progress, platform=platform, all_tags=all_tags)
+    except InvalidArgument as e:
+        _bare_reference_error(e)
+        raise
     finally:
         progress.close()
 
@@ -44,16 +47,41 @@ def push(ctx, name, all_tags, quiet, compression, disable_content_trust):
     from barque.registry.client.progress import make_progress
     from barque.registry.client.push import push as do_push
 
-    if all_tags and not parse_reference(name).is_name_only:
-        raise InvalidArgument("tag can't be used with --all-tags/-a")
+    from barque.cli.errors import EXIT_ERROR, ExitStatus
+    from barque.registry.client.push import NoLocalImage
+
+    try:
+        if all_tags and not parse_reference(name).is_name_only:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+    except InvalidArgument as e:
+        _bare_reference_error(e)
+        raise
     engine = engine_from(ctx)
     progress = make_progress(sys.stdout, quiet)
     try:
-        do_push(engine, name, progress, compression=compression)
+        do_push(engine, name, progress, compression=compression, all_tags=all_tags)
+    except NoLocalImage as e:
+        # Docker prints this one as the push's own output, not as an error of the daemon
+        progress.close()
+        print(e.message, file=sys.stderr)
+        raise ExitStatus(EXIT_ERROR) from e
+    except InvalidArgument as e:
+        _bare_reference_error(e)
+        raise
     finally:
         progress.close()
     if quiet:
         click.echo(str(parse_reference(name)))
+
+
+def _bare_reference_error(e: InvalidArgument) -> None:
+    """Docker's CLI reports a name it cannot parse itself, without an "Error" prefix: ``invalid reference
+    format…``, exit status 1."""
+    if e.message.startswith("invalid reference format"):
+        from barque.cli.errors import EXIT_ERROR, ExitStatus
+
+        print(e.message, file=sys.stderr)
+        raise ExitStatus(EXIT_ERROR) from e
 
 
 @click.command("login", context_settings=CONTEXT)

@@ -148,10 +148,13 @@ async def _pull_one(engine, client: Client, ref: Reference, progress: Progress, 
 
     matcher, wanted, explicit = matcher_info
     reference = str(ref.digest) if ref.digest is not None else ref.tag
-    progress.message(f"{reference}: Pulling from {ref.path}")
     remote, resolved = await _open(client, ref, lambda r: resolve(r, reference, ref.familiar(), matcher, wanted))
+    # Docker says where it pulls from once the manifest is in (a missing tag prints nothing on stdout)
+    progress.message(f"{reference}: Pulling from {ref.path}")
     manifest = resolved.manifest
     content = engine.content
+    # an image already held (its config is an image here): Docker lists no layers, it only names it
+    known = _image_known(engine, manifest.config.digest)
 
     # the config first: it says how many layers there are and what they unpack to
     config_fetched = not content.exists(manifest.config.digest)
@@ -173,7 +176,8 @@ async def _pull_one(engine, client: Client, ref: Reference, progress: Progress, 
     layers = [_Layer(d, d.digest.short, content.exists(d.digest)) for d in manifest.layers]
     for layer in layers:
         if layer.present:
-            progress.layer(layer.ident, "Already exists")
+            if not known:
+                progress.layer(layer.ident, "Already exists")
             layer.done.set()
         else:
             progress.layer(layer.ident, "Pulling fs layer")
@@ -220,6 +224,14 @@ async def _pull_one(engine, client: Client, ref: Reference, progress: Progress, 
         progress.message(f"Status: {status} {ref.familiar()}")
         progress.result(str(ref))
     return PullResult(ref, manifest.config.digest, resolved.digest, newer)
+
+
+def _image_known(engine, image_id: Digest) -> bool:
+    try:
+        engine.images.by_id(image_id)
+    except NotFound:
+        return False
+    return True
 
 
 def _digest_owner(engine, repo: Reference, digest: Digest) -> Digest | None:

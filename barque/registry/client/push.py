@@ -28,7 +28,7 @@ from barque.registry.client.auth import scope_for
 from barque.registry.client.progress import Progress
 from barque.registry.client.transport import Client, Remote
 
-__all__ = ["push", "PushResult", "CONCURRENT_UPLOADS", "MONOLITHIC_MAX", "CHUNK_SIZE"]
+__all__ = ["push", "PushResult", "NoLocalImage", "CONCURRENT_UPLOADS", "MONOLITHIC_MAX", "CHUNK_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,32 @@ class _Blob:
     ident: str | None            # shown in progress (layers), None for the config
 
 
-def push(engine, text: str, progress: Progress, *, compression: str | None = None,
+class NoLocalImage(NotFound):
+    """Nothing to push under that name (Docker prints this one without an "Error" prefix)."""
+
+
+def push(engine, text: str, progress: Progress, *, compression: str | None = None, all_tags: bool = False,
          client: Client | None = None) -> list[PushResult]:
+    """Push `text` (``NAME[:TAG]``; a bare name pushes ``latest``, or every tag with `all_tags`)."""
     if compression is not None and compression not in COMPRESSIONS:
         raise InvalidArgument(f"invalid compression format {compression!r}: use gzip or zstd")
     ref = parse_reference(text)
     if ref.digest is not None:
         raise InvalidArgument("cannot push a digest reference")
+    if all_tags and ref.tag is not None:
+        raise InvalidArgument("tag can't be used with --all-tags/-a")
+    if ref.tag is None and not all_tags:
+        progress.message("Using default tag: latest")
+        ref = ref.tag_or_latest()
+    progress.message(f"The push refers to repository [{ref.name}]")
     if ref.tag is None:
         tags = sorted(t for t in _tags_of(engine, ref))
         if not tags:
-            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+            raise NoLocalImage(f"An image does not exist locally with the tag: {ref.familiar_name}")
     else:
         if engine.images.tag_owner(ref) is None:
-            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+            raise NoLocalImage(f"An image does not exist locally with the tag: {ref.familiar_name}")
         tags = [ref.tag]
-    progress.message(f"The push refers to repository [{ref.name}]")
     with engine.lock.shared():
         results = asyncio.run(_push(engine, ref, tags, progress, compression, client))
     return results
