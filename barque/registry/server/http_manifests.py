@@ -34,7 +34,7 @@ async def get(request: web.Request, st, name: str, reference: str) -> web.Stream
 
 
 async def put(request: web.Request, st, name: str, reference: str) -> web.StreamResponse:
-    tag, digest = parse_ref(reference)
+    tag, digest = parse_ref(reference, for_push=True)
     data = await read_limited(request, MAX_MANIFEST_SIZE)
     facts = inspect_manifest(data, request.headers.get("Content-Type"))
     actual = Digest.from_bytes(data, digest.algorithm if digest else "sha256")

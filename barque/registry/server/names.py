@@ -33,9 +33,14 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_tag(tag: str) -> str:
+def check_tag(tag: str, code: str = "TAG_INVALID") -> str:
+    """`tag` if it is valid. A push to an invalid tag is TAG_INVALID (400); a read or delete of one is
+    MANIFEST_UNKNOWN (404): no manifest can have that name, and distribution answers 404 as well (its route does
+    not match), which is what the conformance suite's ``.INVALID_MANIFEST_NAME`` probes expect."""
     if not TAG_RE.fullmatch(tag):
-        raise RegistryError("MANIFEST_INVALID", f"invalid tag {tag!r}", message="invalid tag")
+        if code == "MANIFEST_UNKNOWN":
+            raise RegistryError(code, f"invalid tag {tag!r}")
+        raise RegistryError(code, f"invalid tag {tag!r}", message="invalid tag")
     return tag
 
 
@@ -47,9 +52,9 @@ def parse_digest(text: str, code: str = "DIGEST_INVALID") -> Digest:
         raise RegistryError(code, str(e), message="invalid digest" if code != "DIGEST_INVALID" else None) from None
 
 
-def parse_ref(reference: str) -> tuple[str | None, Digest | None]:
-    """A manifest reference from the URL: (tag, None) or (None, digest). A malformed one is MANIFEST_INVALID's
-    cousin in distribution: an unknown manifest when it looks like neither."""
+def parse_ref(reference: str, for_push: bool = False) -> tuple[str | None, Digest | None]:
+    """A manifest reference from the URL: (tag, None) or (None, digest). A malformed digest is DIGEST_INVALID;
+    a malformed tag is TAG_INVALID on a push and an unknown manifest otherwise (`check_tag`)."""
     if ":" in reference:
         return None, parse_digest(reference)
-    return check_tag(reference), None
+    return check_tag(reference, "TAG_INVALID" if for_push else "MANIFEST_UNKNOWN"), None
