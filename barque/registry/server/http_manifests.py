@@ -7,7 +7,7 @@ from aiohttp import web
 from barque.oci.digest import Digest
 from barque.registry.server.errors import RegistryError
 from barque.registry.server.manifests import MAX_MANIFEST_SIZE, inspect_manifest
-from barque.registry.server.names import parse_ref
+from barque.registry.server.names import check_tag, parse_ref
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -34,17 +34,23 @@ async def get(request: web.Request, st, name: str, reference: str) -> web.Stream
 
 
 async def put(request: web.Request, st, name: str, reference: str) -> web.StreamResponse:
+    """A push by tag, or by digest with any number of ``?tag=`` parameters (distribution-spec 1.1+dev: the tags are
+    set with the manifest, in one step, and the response lists them in ``OCI-Tag``)."""
     tag, digest = parse_ref(reference, for_push=True)
+    params = [check_tag(t) for t in request.query.getall("tag", [])]
+    tags = tuple(dict.fromkeys(([tag] if tag is not None else []) + params))
     data = await read_limited(request, MAX_MANIFEST_SIZE)
     facts = inspect_manifest(data, request.headers.get("Content-Type"))
     actual = Digest.from_bytes(data, digest.algorithm if digest else "sha256")
     if digest is not None and actual != digest:
         raise RegistryError("DIGEST_INVALID", f"manifest has digest {actual}, not {digest}")
-    await st.run(st.storage.put_manifest, name, tag, actual, data, facts)
+    await st.run(st.storage.put_manifest, name, tags, actual, data, facts)
     headers = {"Location": f"/v2/{name}/manifests/{actual}", "Docker-Content-Digest": str(actual),
                "Content-Length": "0"}
     if facts.subject is not None:
         headers["OCI-Subject"] = str(facts.subject)
+    if params:
+        headers["OCI-Tag"] = ", ".join(params)
     return web.Response(status=201, headers=headers)
 
 

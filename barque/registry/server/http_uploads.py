@@ -15,6 +15,7 @@ from barque.registry.server.names import check_name, parse_digest
 from barque.registry.server.ranges import check_chunk_start, parse_content_range, progress_range
 
 PIECE = 1 << 20
+MOUNT_CANDIDATES = 50   # repositories tried for a mount without `from`
 
 
 def _location(name: str, upload_id: str) -> str:
@@ -81,14 +82,20 @@ async def start(request: web.Request, st, name: str, upload: str) -> web.StreamR
     mount, from_repo = q.get("mount"), q.get("from")
     if mount and from_repo:
         d = parse_digest(mount)
-        try:
-            check_name(from_repo)
-            allowed = st.access.allows(request["identity"], Need("repository", from_repo, "pull"))
-        except RegistryError:
-            allowed = False
-        if allowed and await st.run(st.storage.mount_blob, name, from_repo, d) is not None:
+        if await _mount(request, st, name, from_repo, d):
             return _created(name, d)
         # not mountable: an ordinary upload session, as the spec says
+    elif mount:
+        # no `from`: the spec lets a registry find the blob itself ("automatic content discovery"); any
+        # repository holding it that this client may pull will do, the target itself included
+        try:
+            d = parse_digest(mount)
+        except RegistryError:
+            d = None
+        if d is not None:
+            for source in await st.run(st.storage.blob_repositories, d, MOUNT_CANDIDATES):
+                if await _mount(request, st, name, source, d):
+                    return _created(name, d)
     digest = q.get("digest")
     if digest is not None:
         d = parse_digest(digest)
@@ -102,6 +109,16 @@ async def start(request: web.Request, st, name: str, upload: str) -> web.StreamR
         return _created(name, d)
     state = await st.run(st.storage.start_upload, name)
     return web.Response(status=202, headers=_session_headers(name, state.id, 0))
+
+
+async def _mount(request: web.Request, st, name: str, source: str, d) -> bool:
+    """Link blob `d` of `source` into `name` if the client may pull `source` and it holds the blob."""
+    try:
+        check_name(source)
+        allowed = st.access.allows(request["identity"], Need("repository", source, "pull"))
+    except RegistryError:
+        allowed = False
+    return allowed and await st.run(st.storage.mount_blob, name, source, d) is not None
 
 
 def _cancel_quietly(st, name: str, upload_id: str) -> None:

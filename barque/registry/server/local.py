@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Sequence
 
 from barque.content.store import ContentStore
 from barque.oci.digest import Digest
@@ -122,6 +123,11 @@ class LocalStorage(Storage):
                 return None
             self._link(c, repo, digest, size)
         return BlobStat(digest, size, path=self.store.path(digest))
+
+    def blob_repositories(self, digest: Digest, limit: int) -> list[str]:
+        rows = self.db.conn().execute("SELECT repo FROM repo_blobs WHERE digest = ? ORDER BY repo LIMIT ?",
+                                      (str(digest), limit)).fetchall()
+        return [r[0] for r in rows]
 
     def _link(self, c, repo: str, digest: Digest, size: int) -> None:
         now = time.time()
@@ -251,7 +257,8 @@ class LocalStorage(Storage):
                 raise RegistryError("MANIFEST_UNKNOWN", f"{repo}@{d}") from None
         return StoredManifest(parsed, row[0], row[1], data)
 
-    def put_manifest(self, repo: str, tag: str | None, digest: Digest, data: bytes, facts: ManifestFacts) -> None:
+    def put_manifest(self, repo: str, tags: Sequence[str], digest: Digest, data: bytes, facts: ManifestFacts
+                     ) -> None:
         d = str(digest)
         now = time.time()
         with self.db.write() as c:
@@ -273,9 +280,9 @@ class LocalStorage(Storage):
                       "media_type = excluded.media_type, created = excluded.created",
                       (repo, d, facts.media_type, len(data), facts.artifact_type,
                        json.dumps(facts.annotations), str(facts.subject) if facts.subject else None, now))
-            if tag is not None:
-                c.execute("INSERT INTO tags (repo, tag, digest, updated) VALUES (?, ?, ?, ?) ON CONFLICT (repo, tag) "
-                          "DO UPDATE SET digest = excluded.digest, updated = excluded.updated", (repo, tag, d, now))
+            c.executemany("INSERT INTO tags (repo, tag, digest, updated) VALUES (?, ?, ?, ?) ON CONFLICT (repo, tag) "
+                          "DO UPDATE SET digest = excluded.digest, updated = excluded.updated",
+                          [(repo, tag, d, now) for tag in tags])
 
     def delete_manifest(self, repo: str, digest: Digest) -> None:
         d = str(digest)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from barque.oci.digest import Digest
 from barque.registry.server.manifests import ManifestFacts
@@ -103,6 +104,11 @@ class Storage(abc.ABC):
     def mount_blob(self, repo: str, from_repo: str, digest: Digest) -> BlobStat | None:
         """Link a blob of `from_repo` into `repo` (refreshing it); None when `from_repo` does not have it."""
 
+    @abc.abstractmethod
+    def blob_repositories(self, digest: Digest, limit: int) -> list[str]:
+        """Up to `limit` repositories holding the blob, in name order: the candidates of a mount without ``from``
+        (the caller keeps those the client may pull)."""
+
     # ---- uploads
     @abc.abstractmethod
     def start_upload(self, repo: str) -> UploadState: ...
@@ -128,10 +134,10 @@ class Storage(abc.ABC):
                      ) -> StoredManifest: ...
 
     @abc.abstractmethod
-    def put_manifest(self, repo: str, tag: str | None, digest: Digest, data: bytes, facts: ManifestFacts
+    def put_manifest(self, repo: str, tags: Sequence[str], digest: Digest, data: bytes, facts: ManifestFacts
                      ) -> None:
-        """Store a validated manifest (its digest already checked) and point `tag` at it. MANIFEST_BLOB_UNKNOWN
-        when it names blobs or manifests `repo` does not have."""
+        """Store a validated manifest (its digest already checked) and point every one of `tags` at it, all in one
+        step. MANIFEST_BLOB_UNKNOWN when it names blobs or manifests `repo` does not have."""
 
     @abc.abstractmethod
     def delete_manifest(self, repo: str, digest: Digest) -> None:
