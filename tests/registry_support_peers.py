@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from tests.registry_support import make_htpasswd
+from tests.registry_support import make_tls as make_ca_and_cert
+
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 START_TIMEOUT_S = 30
 
@@ -45,29 +48,9 @@ class TLSFiles:
 
 
 def make_tls(work: Path) -> TLSFiles:
-    """A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with the openssl CLI."""
-    work.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (work / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=barque test CA")
-    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    ext = work / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
-        str(cert), "-days", "2", "-extfile", str(ext))
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost (tests/registry_support.py makes them)."""
+    ca, cert, key = make_ca_and_cert(work)
     return TLSFiles(ca, cert, key, work / "certs.d")
-
-
-def write_htpasswd(path: Path, users: dict[str, str]) -> None:
-    import bcrypt
-
-    lines = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}" for u, p in users.items()]
-    path.write_text("\n".join(lines) + "\n")
 
 
 @dataclass
@@ -144,6 +127,7 @@ def _wait_ready(peer: RegistryPeer) -> None:
     raise RuntimeError(f"docker-registry did not answer on {peer.url} within {START_TIMEOUT_S}s: {last}")
 
 
+
 @contextmanager
 def docker_registry(work: Path, users: dict[str, str] | None = None, tls: bool = False) -> Iterator[RegistryPeer]:
     """Run docker-registry for the duration of the block."""
@@ -156,7 +140,7 @@ def docker_registry(work: Path, users: dict[str, str] | None = None, tls: bool =
         d.mkdir(parents=True, exist_ok=True)
         shutil.copy(peer.tls.ca, d / "ca.crt")
     if peer.users:
-        write_htpasswd(work / "htpasswd", peer.users)
+        make_htpasswd(work / "htpasswd", peer.users)
     config = work / "config.yml"
     config.write_text(_config(peer))
     with open(work / "registry.log", "wb") as log:
