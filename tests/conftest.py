@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.btrfs_fixture import btrfs_mount  # noqa: E402,F401  (a session fixture)
+from tests.registry_support import registry_factory  # noqa: E402,F401  (barque registries on demand)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = (REPO.parent / "shared" / "fixtures" / "docker-made").resolve()
@@ -30,10 +31,11 @@ class Result:
 class Barque:
     """Runs the real `barque` command line against one test's own roots."""
 
-    def __init__(self, root: Path, run_root: Path, driver: str | None = None) -> None:
+    def __init__(self, root: Path, run_root: Path, driver: str | None = None, env: dict | None = None) -> None:
         self.root = root
         self.run_root = run_root
         self.driver = driver
+        self.env = dict(env or {})   # what every command of this root sees (a registry's config files, say)
         self._engines: list = []
 
     def args(self) -> list[str]:
@@ -48,7 +50,7 @@ class Barque:
         proc = subprocess.run(
             BARQUE + self.args() + [str(a) for a in args],
             input=data, capture_output=True, timeout=timeout,
-            env={**os.environ, **(env or {})}, stdin=None if data is not None else subprocess.DEVNULL,
+            env={**os.environ, **self.env, **(env or {})}, stdin=None if data is not None else subprocess.DEVNULL,
         )
         result = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
                         proc.stdout)
@@ -98,6 +100,22 @@ def barque(tmp_path: Path):
     yield b
     b.close()
     _cleanup_root(root)
+
+
+@pytest.fixture
+def roots(tmp_path: Path):
+    """More barque roots on demand, by name: `roots("puller", env)` (env: seen by every command of that root)."""
+    made: list[Barque] = []
+
+    def make(name: str, env: dict | None = None) -> Barque:
+        b = Barque(tmp_path / name / "root", tmp_path / name / "run", env=env)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+        _cleanup_root(b.root)
 
 
 @pytest.fixture(params=["overlay", "vfs", "btrfs"])

@@ -9,26 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURE_ID, FIXTURES, Barque, _cleanup_root
+from tests.conftest import FIXTURE_ID, FIXTURES, Barque
 from tests.integration.imagetree import image_rootfs, tree_listing
 from tests.registry_support_peers import FaultyProxy, available, docker_registry
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
-
-class Client:
-    """A barque root whose every command sees the registry's environment (config files, certs.d)."""
-
-    def __init__(self, b: Barque, env: dict) -> None:
-        self.b = b
-        self.env = env
-
-    def __call__(self, *args, **kw):
-        kw["env"] = {**self.env, **kw.get("env", {})}
-        return self.b(*args, **kw)
-
-    def engine(self):
-        return self.b.engine()
 
 
 @pytest.fixture
@@ -36,20 +22,6 @@ def registry(tmp_path):
     with docker_registry(tmp_path / "registry") as reg:
         yield reg
 
-
-@pytest.fixture
-def roots(tmp_path):
-    made = []
-
-    def make(name: str, env: dict) -> Client:
-        b = Barque(tmp_path / name / "root", tmp_path / name / "run")
-        made.append(b)
-        return Client(b, env)
-
-    yield make
-    for b in made:
-        b.close()
-        _cleanup_root(b.root)
 
 
 @pytest.fixture
@@ -68,7 +40,7 @@ def layer_lines(out: str) -> dict[str, list[str]]:
     return lines
 
 
-def tree(client: Client, name: str) -> dict:
+def tree(client: Barque, name: str) -> dict:
     with image_rootfs(client.engine(), name) as root:
         return tree_listing(root)
 
@@ -184,7 +156,7 @@ def test_unqualified_names_say_docker_hub_cannot_be_reached(roots, registry):
     assert "Docker Hub" in r.stderr and "registry-1.docker.io" in r.stderr
 
 
-def _import_big_image(client: Client, tmp_path: Path, name: str, size: int = 6 << 20) -> None:
+def _import_big_image(client: Barque, tmp_path: Path, name: str, size: int = 6 << 20) -> None:
     data = tmp_path / "big.tar"
     payload = tmp_path / "payload.bin"
     payload.write_bytes(os.urandom(size))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURE_ID, FIXTURES, Barque, _cleanup_root
+from tests.conftest import FIXTURE_ID, FIXTURES
 from tests.registry_support_peers import available, docker_registry, free_port
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
@@ -19,29 +19,6 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "
 USERS = {"alice": "wonderland", "bob": "builder"}
 
 
-class Client:
-    def __init__(self, b: Barque, env: dict) -> None:
-        self.b = b
-        self.env = env
-
-    def __call__(self, *args, **kw):
-        kw["env"] = {**self.env, **kw.get("env", {})}
-        return self.b(*args, **kw)
-
-
-@pytest.fixture
-def roots(tmp_path):
-    made = []
-
-    def make(name: str, env: dict) -> Client:
-        b = Barque(tmp_path / name / "root", tmp_path / name / "run")
-        made.append(b)
-        return Client(b, env)
-
-    yield make
-    for b in made:
-        b.close()
-        _cleanup_root(b.root)
 
 
 @pytest.fixture

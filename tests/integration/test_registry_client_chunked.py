@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from barque.registry.client.push import CHUNK_SIZE, MONOLITHIC_MAX
-from tests.conftest import Barque, _cleanup_root
 from tests.integration.imagetree import image_rootfs, tree_listing
-from tests.registry_support import registry_factory  # noqa: F401  (fixture)
 from tests.registry_support_peers import FaultyProxy, available, docker_registry
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
@@ -21,26 +19,6 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "
 BIG = 40 << 20          # random, so gzip cannot bring it under MONOLITHIC_MAX
 MIN_CHUNK = 20 << 20    # what the proxy announces as OCI-Chunk-Min-Length (above barque's CHUNK_SIZE)
 
-
-@pytest.fixture
-def roots(tmp_path):
-    made = []
-
-    def make(name: str, env: dict):
-        b = Barque(tmp_path / name / "root", tmp_path / name / "run")
-        made.append(b)
-
-        def run(*args, **kw):
-            kw["env"] = {**env, **kw.get("env", {})}
-            return b(*args, **kw)
-
-        run.engine = b.engine
-        return run
-
-    yield make
-    for b in made:
-        b.close()
-        _cleanup_root(b.root)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +112,7 @@ def test_big_layer_to_docker_registry_in_chunks_of_the_servers_minimum(big_tar, 
         _pull_and_compare(pusher, puller, via, f"{reg.host}/big/img:1", digest)
 
 
-def test_big_layer_to_barques_registry_in_chunks(big_tar, roots, registry_factory, tmp_path):  # noqa: F811
+def test_big_layer_to_barques_registry_in_chunks(big_tar, roots, registry_factory, tmp_path):
     reg = registry_factory()
     env = {"DOCKER_CONFIG": str(tmp_path / "docker-config"), "BARQUE_REGISTRIES_CONF": str(tmp_path / "none.json"),
            "BARQUE_CERTS_D": str(tmp_path / "certs.d")}

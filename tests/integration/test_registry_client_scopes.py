@@ -6,26 +6,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import pytest
-
-from tests.conftest import FIXTURE_ID, FIXTURES, Barque, _cleanup_root
-from tests.registry_support import registry_factory  # noqa: F401  (fixture)
+from tests.conftest import FIXTURE_ID, FIXTURES
 from tests.registry_support_peers import FaultyProxy
-
-
-@pytest.fixture
-def roots(tmp_path):
-    made = []
-
-    def make(name: str) -> Barque:
-        b = Barque(tmp_path / name / "root", tmp_path / name / "run")
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-        _cleanup_root(b.root)
 
 
 def _scopes(proxy: FaultyProxy, since: int) -> Counter:
@@ -36,7 +18,7 @@ def _scopes(proxy: FaultyProxy, since: int) -> Counter:
     return asked
 
 
-def test_scopes_asked_for_and_tokens_reused(registry_factory, roots, tmp_path):  # noqa: F811
+def test_scopes_asked_for_and_tokens_reused(registry_factory, roots, tmp_path):
     reg = registry_factory(auth="token", users={"alice": "s3cret"})
     env = {"DOCKER_CONFIG": str(tmp_path / "docker-config"), "BARQUE_REGISTRIES_CONF": str(tmp_path / "none.json"),
            "BARQUE_CERTS_D": str(tmp_path / "certs.d")}

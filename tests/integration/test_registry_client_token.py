@@ -6,28 +6,10 @@ import json
 import stat
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import FIXTURE_ID, FIXTURES, Barque, _cleanup_root
-from tests.registry_support import registry_factory  # noqa: F401  (fixture)
+from tests.conftest import FIXTURE_ID, FIXTURES
 
 
-@pytest.fixture
-def roots(tmp_path):
-    made = []
-
-    def make(name: str) -> Barque:
-        b = Barque(tmp_path / name / "root", tmp_path / name / "run")
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-        _cleanup_root(b.root)
-
-
-def test_token_auth_login_push_mount_pull(registry_factory, roots, tmp_path):  # noqa: F811
+def test_token_auth_login_push_mount_pull(registry_factory, roots, tmp_path):
     reg = registry_factory(auth="token", users={"alice": "s3cret"})
     env = {"DOCKER_CONFIG": str(tmp_path / "docker-config"), "BARQUE_REGISTRIES_CONF": str(tmp_path / "none.json"),
            "BARQUE_CERTS_D": str(tmp_path / "certs.d")}

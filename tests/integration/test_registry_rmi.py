@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry_support import registry  # noqa: F401  (fixture)
-from tests.registry_support import registry_factory  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.root
 
 
@@ -17,9 +14,9 @@ def inspect(b, name: str, fmt: str) -> str:
 
 
 @pytest.fixture
-def pushed(bb, registry):  # noqa: F811
+def pushed(bb, registry_factory):
     """busybox pushed to and pulled back from a barque registry: the image has a tag and a RepoDigest."""
-    ref = f"{registry.host}/team/busybox:1"
+    ref = f"{registry_factory().host}/team/busybox:1"
     bb("tag", "busybox", ref)
     bb("push", ref)
     bb("rmi", ref, "busybox")
