@@ -94,6 +94,30 @@ def test_pull_again_is_up_to_date_and_layers_already_exist(registry, pusher, roo
     assert f"Status: Downloaded newer image for {registry.host}/again/layers:v2" in out
 
 
+def test_layers_of_another_image_already_exist(registry, pusher, roots, tmp_path):
+    """An image built on one the puller holds: the shared layers say "Already exists", only the new one downloads."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM fixture/layers:1\nCOPY extra.txt /extra.txt\n")
+    (ctx / "extra.txt").write_text("extra\n")
+    base, child = f"{registry.host}/shared/base:1", f"{registry.host}/shared/child:1"
+    pusher("build", "-q", "-t", child, ctx)
+    pusher("tag", "fixture/layers:1", base)
+    pusher("push", base)
+    out = pusher("push", child).stdout
+    assert sorted(s[-1].split(" from ")[0] for s in layer_lines(out).values()) == ["Mounted", "Mounted", "Mounted",
+                                                                                    "Mounted", "Mounted", "Pushed"]
+    puller = roots("puller", registry.env())
+    puller("pull", base)
+    out = puller("pull", child).stdout
+    statuses = layer_lines(out)
+    assert len(statuses) == 6
+    assert sorted(s[0] for s in statuses.values()) == ["Already exists"] * 5 + ["Pulling fs layer"]
+    new = [s for s in statuses.values() if s[0] == "Pulling fs layer"][0]
+    assert new[-1] == "Pull complete"
+    assert puller("run", "--rm", child, "cat", "/extra.txt").stdout == "extra\n"
+
+
 def test_pull_by_digest_and_quiet(registry, pusher, roots):
     name = f"{registry.host}/bydigest/img"
     pusher("tag", "fixture/layers:1", name + ":t")
