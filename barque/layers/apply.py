@@ -7,6 +7,13 @@ translated to overlayfs' own form ("overlay": the root is an upper directory; lo
 
 Directory metadata (owner, mode, xattrs, mtime) is set after everything else, deepest first, so that writing
 into a directory neither fails on a read-only mode nor bumps an mtime that was already set.
+
+While creating an inode is slow, new regular files (content held in memory) and symlinks are created on worker
+threads (see :mod:`barque.layers._writer`); everything else, and anything in the way of an entry, is done in tar
+order on the reading thread. The result is the unthreaded one because whatever depends on a path waits for its
+pending creation first: a later entry for the same path, a hard link to it, and a directory walk that finds it
+missing (the RootDir ``pending`` hook); every removal (whiteouts, opaque markers, replacements) and finish() wait
+for all. Errors are raised in tar order too (see WriteQueue).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +33,7 @@ from barque.errors import InvalidArgument
 from barque.layers import _tarformat as tf
 from barque.layers._overlay import OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, LowerStack
 from barque.layers._tarreader import TarReader
+from barque.layers._writer import Pace, WriteQueue
 from barque.layers._xattrs import read_xattrs
 from barque.layers.safepath import Parts, RootDir, clean_parts, proc_path
 from barque.layers.whiteout import OPAQUE, WHITEOUT_PREFIX, whiteout_target
@@ -40,6 +49,8 @@ WHITEOUT_MODES = ("delete", "overlay")
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _XATTR_SOFT_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES)
+_WORKERS = 4  # threads creating files; 0: all in the reading thread
+_MAX_QUEUED_FILE = 8 << 20  # larger files are written by the reading thread, streamed from the tar
 
 
 @dataclass
@@ -81,12 +92,17 @@ def apply_layer(
     if lowers and whiteouts != "overlay":
         raise InvalidArgument("lower directories only make sense with whiteouts='overlay'")
     with TarReader(stream) as reader, _Applier(Path(root), whiteouts == "overlay", LowerStack(lowers), id_map) as applier:
-        for entry in reader.entries():
-            try:
-                applier.apply(entry, reader)
-            finally:
-                applier.root.collect()
-        applier.finish()
+        try:
+            for entry in reader.entries():
+                try:
+                    applier.apply(entry, reader)
+                finally:
+                    applier.root.collect()
+            applier.finish()
+        except Exception:
+            # an earlier entry still being written may fail too: its error comes first, as it would unthreaded
+            applier.writes.wait_all()
+            raise
         return ApplyResult(diff_id=reader.digest(), size=applier.size)
 
 
@@ -94,7 +110,9 @@ class _Applier:
     def __init__(self, root: Path, overlay: bool, lowers: LowerStack, id_map: IdMap | None) -> None:
         if not root.is_dir():
             raise InvalidArgument(f"cannot apply a layer to {str(root)!r}: not a directory")
-        self.root = RootDir(root)
+        self.writes = WriteQueue(_WORKERS)
+        self.pace = Pace()
+        self.root = RootDir(root, pending=self.writes.wait)
         self.overlay = overlay
         self.lowers = lowers
         self.id_map = id_map
@@ -108,7 +126,10 @@ class _Applier:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.root.close()
+        try:
+            self.writes.close()  # no thread outlives the call, whatever happened
+        finally:
+            self.root.close()
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -141,6 +162,7 @@ class _Applier:
 
     def _remove(self, dir_fd: int, name: str) -> None:
         """Remove whatever ``name`` is in ``dir_fd`` (a directory recursively); nothing if absent."""
+        self.writes.wait_all()  # what is being created there, or below (rare enough not to track which)
         try:
             st = os.lstat(name, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -203,12 +225,15 @@ class _Applier:
             raise InvalidArgument(f"tar entry {entry.name!r} has unsupported type {kind.decode('latin-1')!r}")
         dir_fd, parent = self._parent(parts[:-1])
         rel = parent + (base,)
+        self.writes.wait(rel)  # an earlier entry for the same path comes first
         if kind == tf.DIR:
             self._dir(dir_fd, base, rel, entry)
         elif entry.is_regular:
-            self._file(dir_fd, base, entry, reader)
+            if not self._queue_file(dir_fd, base, rel, entry, reader):
+                self._file(dir_fd, base, entry, reader)
         elif kind == tf.SYMLINK:
-            self._symlink(dir_fd, base, entry)
+            if not self._queue_symlink(dir_fd, base, rel, entry):
+                self._symlink(dir_fd, base, entry)
         elif kind == tf.LINK:
             if not self._hardlink(dir_fd, base, rel, entry):
                 return
@@ -229,14 +254,13 @@ class _Applier:
 
     def _file(self, dir_fd: int, name: str, entry: tf.TarEntry, reader: TarReader) -> None:
         mode = entry.mode & 0o7777
-        fd = self._create(dir_fd, name, lambda: os.open(name, _FILE_FLAGS, mode & 0o777, dir_fd=dir_fd))
+        fd = self._timed_create(dir_fd, name, lambda: os.open(name, _FILE_FLAGS, mode & 0o777, dir_fd=dir_fd))
         assert isinstance(fd, int)
         needs_chmod = bool(mode & ~0o777 or mode & self._umask)  # chown clears set-id bits; the umask masked some
         try:
             view = reader.buffered_data()  # small files: no generator
             for chunk in (view,) if view is not None else reader.chunks():
-                while chunk:
-                    chunk = chunk[os.write(fd, chunk) :]
+                _write_all(fd, chunk)
             self.size += entry.size
             uid, gid = self._ids(entry.uid, entry.gid)
             os.fchown(fd, uid, gid)
@@ -248,8 +272,39 @@ class _Applier:
         finally:
             os.close(fd)
 
+    def _threaded(self) -> bool:
+        """Whether to hand the next create over (if not, it is made here and timed: see Pace)."""
+        return self.writes.enabled and self.pace.threaded()
+
+    def _timed_create(self, dir_fd: int, name: str, make: Callable[[], object]) -> object:
+        start = time.perf_counter_ns()
+        made = self._create(dir_fd, name, make)
+        self.pace.record(time.perf_counter_ns() - start)
+        return made
+
+    def _queue_file(self, dir_fd: int, name: str, rel: Parts, entry: tf.TarEntry, reader: TarReader) -> bool:
+        """Hand a new file to the writers, while they pay: one whose path is free (nothing to replace) and whose
+        content fits in memory. False leaves it to :meth:`_file`; so are files with xattrs (warnings in order)."""
+        if entry.xattrs or entry.size > _MAX_QUEUED_FILE or not self._threaded() or _lexists(dir_fd, name):
+            return False
+        view = reader.buffered_data()
+        data = bytes(view) if view is not None else b"".join([bytes(c) for c in reader.chunks()])
+        uid, gid = self._ids(entry.uid, entry.gid)
+        job = _NewFile(os.dup(dir_fd), name, data, entry.mode & 0o7777, uid, gid, entry.mtime_ns, self._umask)
+        self.writes.submit(rel, entry.name, len(data), job)
+        self.size += entry.size
+        return True
+
+    def _queue_symlink(self, dir_fd: int, name: str, rel: Parts, entry: tf.TarEntry) -> bool:
+        if entry.xattrs or not self._threaded() or _lexists(dir_fd, name):
+            return False
+        uid, gid = self._ids(entry.uid, entry.gid)
+        self.writes.submit(rel, entry.name, 0, _NewSymlink(os.dup(dir_fd), name, entry.linkname, uid, gid,
+                                                           entry.mtime_ns))
+        return True
+
     def _symlink(self, dir_fd: int, name: str, entry: tf.TarEntry) -> None:
-        self._create(dir_fd, name, lambda: os.symlink(entry.linkname, name, dir_fd=dir_fd))
+        self._timed_create(dir_fd, name, lambda: os.symlink(entry.linkname, name, dir_fd=dir_fd))
         uid, gid = self._ids(entry.uid, entry.gid)
         os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
         if entry.xattrs:
@@ -274,6 +329,8 @@ class _Applier:
             raise InvalidArgument(f"tar entry {entry.name!r} is a hard link to the root directory")
         found = self.root.resolve_dir(target[:-1])
         tname = target[-1]
+        if found is not None:
+            self.writes.wait(found[1] + (tname,))
         if found is not None and _lexists(found[0], tname):
             tdir_fd, tparent = found
         elif self.overlay and self.lowers:
@@ -362,6 +419,7 @@ class _Applier:
 
     def _opaque(self, parts: Parts) -> None:
         """Hide the lower content of a directory, keeping what this layer put there (before or after the marker)."""
+        self.writes.wait_all()  # (not needed for what _clear keeps or removes, but it lists a settled directory)
         if self.overlay:
             dir_fd, rel = self._parent(parts)
             os.setxattr(proc_path(dir_fd, "."), OPAQUE_XATTR, b"y")
@@ -393,6 +451,7 @@ class _Applier:
 
     def finish(self) -> None:
         """Set directory metadata, deepest and latest first; a directory listed twice gets its last entry's."""
+        self.writes.wait_all()
         done: set[Parts] = set()
         for meta in reversed(self._dirs):
             if meta.rel in done:
@@ -426,6 +485,63 @@ class _Applier:
                 os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
         finally:
             os.close(fd)
+
+
+@dataclass(slots=True)
+class _NewFile:
+    """A regular file to create where nothing is, with its whole content (a :class:`WriteQueue` job)."""
+
+    dir_fd: int  # a duplicate, owned (closed) by the job
+    name: str
+    data: bytes
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    umask: int
+
+    def run(self) -> None:
+        try:
+            fd = os.open(self.name, _FILE_FLAGS, self.mode & 0o777, dir_fd=self.dir_fd)
+            try:
+                _write_all(fd, self.data)
+                os.fchown(fd, self.uid, self.gid)
+                if self.mode & ~0o777 or self.mode & self.umask:  # as in _Applier._file
+                    os.fchmod(fd, self.mode)
+                os.utime(fd, ns=(self.mtime_ns, self.mtime_ns))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(self.dir_fd)
+
+    def discard(self) -> None:
+        os.close(self.dir_fd)
+
+
+@dataclass(slots=True)
+class _NewSymlink:
+    dir_fd: int  # a duplicate, owned (closed) by the job
+    name: str
+    target: str
+    uid: int
+    gid: int
+    mtime_ns: int
+
+    def run(self) -> None:
+        try:
+            os.symlink(self.target, self.name, dir_fd=self.dir_fd)
+            os.chown(self.name, self.uid, self.gid, dir_fd=self.dir_fd, follow_symlinks=False)
+            os.utime(self.name, ns=(self.mtime_ns, self.mtime_ns), dir_fd=self.dir_fd, follow_symlinks=False)
+        finally:
+            os.close(self.dir_fd)
+
+    def discard(self) -> None:
+        os.close(self.dir_fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _lexists(dir_fd: int, name: str) -> bool:

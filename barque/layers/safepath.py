@@ -55,10 +55,15 @@ class RootDir:
     Directory descriptors are cached (LRU); call :meth:`invalidate` whenever a directory or symlink inside the
     tree is removed or replaced, since a cached descriptor would still point to the old directory. Descriptors
     handed out stay valid until the next :meth:`collect`.
+
+    ``pending`` is for a caller that creates entries on other threads: it is told the (symlink-free) path of a
+    component found missing, waits for whatever is about to be made there, and returns True if something was,
+    so that the walk looks again instead of taking the name as free (and making a directory over it).
     """
 
-    def __init__(self, root: Path, *, cache_size: int = 64) -> None:
+    def __init__(self, root: Path, *, cache_size: int = 64, pending: Callable[[Parts], bool] | None = None) -> None:
         self.path = Path(root)
+        self._pending = pending
         self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._cache: OrderedDict[tuple[Parts, bool], tuple[int, Parts]] = OrderedDict()
         self._cache_size = cache_size
@@ -156,6 +161,9 @@ class RootDir:
                     resolved.append(comp)
                     continue
                 except FileNotFoundError:  # (a dangling symlink gives ENOTDIR, handled below)
+                    if self._pending is not None and self._pending(tuple(resolved) + (comp,)):
+                        todo.append(comp)  # it was being made: look again
+                        continue
                     if not create:
                         return None
                     os.mkdir(comp, 0o755, dir_fd=top())

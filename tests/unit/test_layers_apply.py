@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import stat
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import barque.layers._writer as writer
+import barque.layers.apply as apply_mod
 from barque.errors import DataCorruption, InvalidArgument
 from barque.layers import ApplyResult, apply_layer
 
@@ -75,6 +80,29 @@ class TarBuilder:
 
 def apply_bytes(data: bytes, root: Path, **kw) -> ApplyResult:
     return apply_layer(io.BytesIO(data), root, **kw)
+
+
+class _AlwaysThreaded(writer.Pace):
+    def threaded(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True, params=["as-is", "threads"])
+def creating(request, monkeypatch) -> str:
+    """Every test runs twice: as apply_layer chooses (on a fast disk: unthreaded), and with every new file and
+    symlink handed to the workers, which are slowed down so that anything not waiting for them would see it."""
+    if request.param == "threads":
+        monkeypatch.setattr(apply_mod, "Pace", _AlwaysThreaded)
+        for job in (apply_mod._NewFile, apply_mod._NewSymlink):
+            monkeypatch.setattr(job, "run", _slowed(job.run))
+    return request.param
+
+
+def _slowed(run):
+    def slow_run(self) -> None:
+        time.sleep(0.002)
+        run(self)
+    return slow_run
 
 
 @pytest.fixture
@@ -429,3 +457,132 @@ def test_root_entry_sets_the_roots_metadata(root: Path) -> None:
     assert root.stat().st_mtime == 1_111_111_111
     with pytest.raises(InvalidArgument, match="replace the root"):
         apply_bytes(TarBuilder().file("./", b"x").bytes(), root)
+
+
+# ------------------------------------------------------------------------------------------------ threaded creation
+# (run in both modes like the rest; the hazards matter in the "threads" one)
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("barque-layer-write")]
+
+
+def test_same_path_twice_then_a_hard_link_gets_the_later_content(root: Path) -> None:
+    data = (TarBuilder().file("a", b"first", mode=0o600).file("a", b"second", mode=0o640)
+            .hardlink("b", "a").hardlink("d/c", "a").bytes())
+    result = apply_bytes(data, root)
+    assert (root / "a").read_bytes() == (root / "b").read_bytes() == (root / "d/c").read_bytes() == b"second"
+    assert (root / "a").stat().st_nlink == 3
+    assert stat.S_IMODE((root / "a").stat().st_mode) == 0o644  # the last header for the inode wins (the link's)
+    assert result.size == len(b"first") + len(b"second")
+
+
+@pytest.mark.parametrize("whiteouts", ["delete", "overlay"])
+def test_file_then_its_whiteout_in_the_same_layer(root: Path, whiteouts: str) -> None:
+    data = (TarBuilder().file("d/gone", b"x").file("d/kept", b"y").symlink("d/link", "kept")
+            .whiteout("d/gone").whiteout("d/link").bytes())
+    apply_bytes(data, root, whiteouts=whiteouts)
+    assert (root / "d/kept").read_bytes() == b"y"
+    for name in ("gone", "link"):
+        if whiteouts == "delete":
+            assert not os.path.lexists(root / "d" / name)
+        else:  # no lowers: an overlay whiteout is always written
+            st = (root / "d" / name).lstat()
+            assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def test_file_then_directory_at_the_same_path(root: Path) -> None:
+    data = TarBuilder().file("a", b"file").dir("a", mode=0o710).file("a/x", b"inside").symlink("l", "a").bytes()
+    apply_bytes(data, root)
+    assert (root / "a").is_dir() and stat.S_IMODE((root / "a").stat().st_mode) == 0o710
+    assert (root / "a/x").read_bytes() == b"inside"
+
+
+def test_a_pending_file_is_not_taken_for_a_missing_parent(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="'f' is not a directory"):
+        apply_bytes(TarBuilder().file("f", b"x").file("f/y", b"y").bytes(), root)
+    assert (root / "f").read_bytes() == b"x"
+
+
+def test_paths_through_a_pending_symlink_resolve_through_it(root: Path) -> None:
+    data = TarBuilder().dir("real").symlink("via", "real").file("via/x", b"x").hardlink("h", "via/x").bytes()
+    apply_bytes(data, root)
+    assert os.readlink(root / "via") == "real"
+    assert (root / "real/x").read_bytes() == b"x" and (root / "h").stat().st_ino == (root / "real/x").stat().st_ino
+
+
+def test_a_directory_replaced_under_pending_files(root: Path) -> None:
+    files = TarBuilder().dir("d")
+    for i in range(20):
+        files.file(f"d/f{i}", b"%d" % i)
+    apply_bytes(files.file("d", b"now a file").file("e/x", b"x").bytes(), root)
+    assert (root / "d").read_bytes() == b"now a file"
+    assert (root / "e/x").read_bytes() == b"x"
+
+
+def test_many_files_in_many_directories_land_as_unthreaded(root: Path, tmp_path: Path, monkeypatch) -> None:
+    b = TarBuilder()
+    for d in range(12):
+        b.dir(f"d{d}", mode=0o750, mtime=1_000_000_000 + d)
+        for f in range(25):
+            b.file(f"d{d}/f{f}", os.urandom(f * 97), mode=0o4755 if f == 3 else 0o644, uid=f, gid=d)
+            if f % 5 == 0:
+                b.symlink(f"d{d}/l{f}", f"f{f}").hardlink(f"d{d}/h{f}", f"d{d}/f{f}")
+    b.file("d1/f1", b"rewritten").whiteout("d2/f2").whiteout("d3").opaque("d4")
+    data = b.bytes()
+    apply_bytes(data, root)
+    monkeypatch.setattr(apply_mod, "_WORKERS", 0)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    apply_bytes(data, plain)
+    assert snapshot(root) == snapshot(plain)
+    for p in plain.rglob("*"):
+        assert p.lstat().st_mtime_ns == (root / p.relative_to(plain)).lstat().st_mtime_ns, p
+
+
+def test_a_failing_write_is_the_entrys_error_and_leaves_no_thread(root: Path, creating: str, monkeypatch) -> None:
+    real_write = apply_mod._write_all
+
+    def write_all(fd: int, data) -> None:
+        if bytes(data) == b"boom":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(fd, data)
+
+    monkeypatch.setattr(apply_mod, "_write_all", write_all)
+    before = set(_writer_threads())
+    b = TarBuilder().file("a", b"fine").file("d/bad", b"boom")
+    for i in range(50):
+        b.file(f"e/later{i}", b"later")
+    with pytest.raises(OSError) as caught:
+        apply_bytes(b.bytes(), root)
+    assert caught.value.errno == errno.ENOSPC
+    if creating == "threads":
+        assert "while creating tar entry 'd/bad'" in caught.value.__notes__
+    assert set(_writer_threads()) <= before
+    assert (root / "a").read_bytes() == b"fine"
+
+
+def test_the_earliest_failing_entry_is_reported(root: Path, monkeypatch) -> None:
+    monkeypatch.setattr(apply_mod, "Pace", _AlwaysThreaded)
+    real_write = apply_mod._write_all
+
+    def write_all(fd: int, data) -> None:
+        if bytes(data).startswith(b"slow-bad"):
+            time.sleep(0.05)  # fails after the later entry did
+            raise OSError(errno.EIO, "first")
+        if bytes(data) == b"bad":
+            raise OSError(errno.ENOSPC, "second")
+        real_write(fd, data)
+
+    monkeypatch.setattr(apply_mod, "_write_all", write_all)
+    with pytest.raises(OSError, match="first"):
+        apply_bytes(TarBuilder().file("x/a", b"slow-bad").file("y/b", b"bad").file("z/c", b"ok").bytes(), root)
+    assert not _writer_threads()
+
+
+def test_a_bad_entry_after_queued_files_waits_for_them(root: Path) -> None:
+    data = TarBuilder().file("a", b"1").file("b", b"2").hardlink("c", "missing").bytes()
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        apply_bytes(data, root)
+    assert not _writer_threads()
+    assert (root / "a").read_bytes() == b"1" and (root / "b").read_bytes() == b"2"  # as unthreaded: applied
