@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 
 from barque.errors import InvalidArgument
 
 __all__ = ["Htpasswd", "parse_htpasswd"]
+
+# $2a$/$2b$/$2y$, a two-digit cost, then 22 characters of salt and 31 of hash in bcrypt's base64 alphabet
+_BCRYPT_RE = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
 def parse_htpasswd(text: str, where: str = "htpasswd") -> dict[str, bytes]:
@@ -30,6 +34,9 @@ def parse_htpasswd(text: str, where: str = "htpasswd") -> dict[str, bytes]:
             raise InvalidArgument(f"{where}:{number}: expected USER:HASH")
         if not hashed.startswith(("$2y$", "$2b$", "$2a$")):
             raise InvalidArgument(f"{where}:{number}: user {user!r} has no bcrypt hash (make it with htpasswd -B)")
+        if not _BCRYPT_RE.fullmatch(hashed):
+            # a mangled entry: that user cannot log in (the others still can), as bcrypt cannot check it
+            continue
         users[user] = hashed.encode()
     return users
 
@@ -69,7 +76,10 @@ class Htpasswd:
         if key in self._good:
             return True
         # bcrypt treats $2y$ (PHP/Apache's name) exactly as $2b$
-        ok = bcrypt.checkpw(password.encode(), b"$2b$" + hashed[4:] if hashed.startswith(b"$2y$") else hashed)
+        try:
+            ok = bcrypt.checkpw(password.encode(), b"$2b$" + hashed[4:] if hashed.startswith(b"$2y$") else hashed)
+        except ValueError:   # a hash bcrypt cannot read: a refusal, never a server error
+            return False
         if ok:
             with self._lock:
                 self._good.add(key)
