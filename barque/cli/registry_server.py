@@ -34,6 +34,10 @@ from barque.registry.server.config import DEFAULT_ADDR, DEFAULT_ROOT
 @click.option("--upload-expiry", type=float, default=None,
               help="Seconds after which an idle upload session is removed (default 86400).")
 @click.option("--max-blob-size", type=int, default=None, help="Largest blob accepted, in bytes (default 0: no limit).")
+@click.option("--max-upload-sessions", type=int, default=None,
+              help="Open upload sessions allowed per repository (default 1000; 0: no limit).")
+@click.option("--body-timeout", type=float, default=None,
+              help="Seconds a request body may stall before the request is cut off with 408 (default 60; 0: never).")
 def serve(config_file, **flags) -> None:
     """Run an OCI distribution-spec registry."""
     from pathlib import Path

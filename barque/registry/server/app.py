@@ -134,6 +134,8 @@ async def errors_and_headers(request: web.Request, handler: Handler) -> web.Stre
     except RegistryError as e:
         response = web.Response(status=e.status, body=error_body(e), content_type="application/json",
                                 headers=e.headers)
+        if e.status == 408:
+            response.force_close()   # the rest of a stalled body is not waited for
     except web.HTTPException as e:
         e.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
         raise

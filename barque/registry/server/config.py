@@ -17,8 +17,10 @@ The config file is a flat YAML mapping whose keys are the long flag names (dashe
     gc-interval: 3600      # seconds between online collections; 0: only on SIGUSR1 / POST /admin/gc
     gc-grace: 3600         # an unreferenced blob used within this many seconds is kept
     gc-delete-untagged: false
-    upload-expiry: 86400   # idle upload sessions are removed after this many seconds
+    upload-expiry: 86400   # idle upload sessions are removed after this many seconds (checked at least hourly)
     max-blob-size: 0       # bytes; 0 for no limit
+    max-upload-sessions: 1000   # open upload sessions per repository; more is 429 TOOMANYREQUESTS (0: no limit)
+    body-timeout: 60       # seconds a request body may send nothing before it is cut off (408); 0: never
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class RegistryConfig:
     gc_delete_untagged: bool = False
     upload_expiry: float = 86400.0
     max_blob_size: int = 0
+    max_upload_sessions: int = 1000
+    body_timeout: float = 60.0
 
     @property
     def auth_mode(self) -> str:
@@ -72,7 +76,8 @@ class RegistryConfig:
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise InvalidArgument(f"{name.replace('_', '-')}: no such file {path}")
-        if self.gc_grace < 0 or self.gc_interval < 0 or self.upload_expiry < 0 or self.max_blob_size < 0:
+        if min(self.gc_grace, self.gc_interval, self.upload_expiry, self.max_blob_size, self.max_upload_sessions,
+               self.body_timeout) < 0:
             raise InvalidArgument("durations and sizes must not be negative")
         return self
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from barque.oci.digest import Digest
+from barque.registry.server.bodies import read_chunk
 from barque.registry.server.errors import RegistryError
 from barque.registry.server.manifests import MAX_MANIFEST_SIZE, inspect_manifest
 from barque.registry.server.names import check_tag, parse_ref
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The whole body, or 413 SIZE_INVALID past `limit` bytes (checked on Content-Length first, then as read)."""
+async def read_limited(request: web.Request, limit: int, timeout: float = 0) -> bytes:
+    """The whole body, or 413 SIZE_INVALID past `limit` bytes (checked on Content-Length first, then as read);
+    408 when it stalls for `timeout` seconds."""
     length = request.content_length
     if length is not None and length > limit:
         raise RegistryError("SIZE_INVALID", f"body of {length} bytes exceeds the limit of {limit}", status=413,
                             message="payload too large")
     pieces, total = [], 0
-    while chunk := await request.content.readany():
+    while chunk := await read_chunk(request, timeout, "MANIFEST_INVALID"):
         total += len(chunk)
         if total > limit:
             raise RegistryError("SIZE_INVALID", f"body exceeds the limit of {limit} bytes", status=413,
@@ -39,7 +41,7 @@ async def put(request: web.Request, st, name: str, reference: str) -> web.Stream
     tag, digest = parse_ref(reference, for_push=True)
     params = [check_tag(t) for t in request.query.getall("tag", [])]
     tags = tuple(dict.fromkeys(([tag] if tag is not None else []) + params))
-    data = await read_limited(request, MAX_MANIFEST_SIZE)
+    data = await read_limited(request, MAX_MANIFEST_SIZE, st.config.body_timeout)
     facts = inspect_manifest(data, request.headers.get("Content-Type"))
     actual = Digest.from_bytes(data, digest.algorithm if digest else "sha256")
     if digest is not None and actual != digest:

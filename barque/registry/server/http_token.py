@@ -8,6 +8,8 @@ are a 401. ``POST /token`` takes the form ``grant_type=password&username=…&pas
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from barque.registry.server.auth import basic_credentials
@@ -41,7 +43,13 @@ async def token_get(request: web.Request) -> web.StreamResponse:
 
 
 async def token_post(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    timeout = request.app["registry"].config.body_timeout
+    try:
+        async with asyncio.timeout(timeout or None):
+            form = await request.post()
+    except TimeoutError:
+        raise RegistryError("UNSUPPORTED", f"the request body sent nothing for {timeout:g} s", status=408,
+                            message="request body timed out") from None
     grant = form.get("grant_type")
     if grant != "password":
         raise RegistryError("UNSUPPORTED", f"grant_type {grant!r} (only password)", status=400)

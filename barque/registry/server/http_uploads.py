@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from barque.registry.server.auth import Need
+from barque.registry.server.bodies import read_chunk
 from barque.registry.server.errors import RegistryError
 from barque.registry.server.names import check_name, parse_digest
 from barque.registry.server.ranges import check_chunk_start, parse_content_range, progress_range
@@ -57,7 +58,12 @@ async def _append(request: web.Request, st, name: str, upload_id: str, expect: t
         pieces: list[bytes] = []
         held = 0
         while True:
-            chunk = await request.content.readany()
+            try:
+                chunk = await read_chunk(request, st.config.body_timeout, "BLOB_UPLOAD_INVALID")
+            except RegistryError:
+                if held:   # keep what did arrive: the session's Range tells the client where to resume
+                    await st.run(writer.write, b"".join(pieces))
+                raise
             if chunk:
                 pieces.append(chunk)
                 held += len(chunk)
