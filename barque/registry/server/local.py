@@ -74,7 +74,7 @@ class _FileUploadWriter(UploadWriter):
 
 
 class LocalStorage(Storage):
-    def __init__(self, root: Path, max_blob_size: int = 0) -> None:
+    def __init__(self, root: Path, max_blob_size: int = 0, max_upload_sessions: int = 0) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.store = ContentStore(self.root)
@@ -82,6 +82,7 @@ class LocalStorage(Storage):
         self.uploads_dir.mkdir(exist_ok=True)
         self.db = Database(self.root / "registry.db")
         self.max_blob_size = max_blob_size
+        self.max_upload_sessions = max_upload_sessions
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._hashing: dict[str, _Hashing] = {}
@@ -147,10 +148,39 @@ class LocalStorage(Storage):
         d.mkdir()
         (d / "data").touch()
         now = time.time()
-        with self.db.write() as c:
-            c.execute("INSERT INTO uploads (id, repo, started, updated) VALUES (?, ?, ?, ?)",
-                      (upload_id, repo, now, now))
+        try:
+            with self.db.write() as c:
+                if self.max_upload_sessions:
+                    (count,) = c.execute("SELECT COUNT(*) FROM uploads WHERE repo = ?", (repo,)).fetchone()
+                    if count >= self.max_upload_sessions:
+                        raise RegistryError("TOOMANYREQUESTS", f"{repo} has {count} upload sessions open, the limit "
+                                            f"is {self.max_upload_sessions}: finish or cancel some",
+                                            headers={"Retry-After": "60"})
+                c.execute("INSERT INTO uploads (id, repo, started, updated) VALUES (?, ?, ?, ?)",
+                          (upload_id, repo, now, now))
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
         return UploadState(upload_id, repo, 0, now)
+
+    def expire_uploads(self, expiry: float) -> int:
+        """Remove upload sessions idle for more than `expiry` seconds (not one being written now), and upload
+        directories without a session; returns how many sessions went."""
+        from barque.registry.server.gc import _sweep_stray_uploads
+
+        with self.db.write() as c:
+            with self._lock:
+                busy = set(self._busy)
+            ids = [r[0] for r in c.execute("SELECT id FROM uploads WHERE updated < ?", (time.time() - expiry,))
+                   if r[0] not in busy]
+            c.executemany("DELETE FROM uploads WHERE id = ?", [(i,) for i in ids])
+        with self._lock:
+            for upload_id in ids:
+                self._hashing.pop(upload_id, None)
+        for upload_id in ids:
+            shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
+        _sweep_stray_uploads(self, expiry)
+        return len(ids)
 
     def get_upload(self, repo: str, upload_id: str) -> UploadState:
         row = self.db.conn().execute("SELECT started FROM uploads WHERE id = ? AND repo = ?",

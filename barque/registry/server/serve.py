@@ -53,7 +53,7 @@ async def _serve(config: RegistryConfig, announce: Callable[[str], None]) -> Non
 
     ssl_ctx = _ssl_context(config)
     host, port = parse_addr(config.addr)
-    storage = LocalStorage(config.root, config.max_blob_size)
+    storage = LocalStorage(config.root, config.max_blob_size, config.max_upload_sessions)
     app = make_app(config, storage)
     state = app["registry"]
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -79,6 +79,10 @@ async def _serve(config: RegistryConfig, announce: Callable[[str], None]) -> Non
         loop.add_signal_handler(signal.SIGUSR1, collect)
         if config.gc_interval > 0:
             tasks.add(loop.create_task(_periodic(config.gc_interval, collect)))
+        if config.upload_expiry > 0:
+            # abandoned sessions go even when garbage collection is off (as distribution's upload purging)
+            every = min(max(config.upload_expiry / 2, 1.0), 3600.0)
+            tasks.add(loop.create_task(_periodic(every, lambda: _expire_uploads(state, tasks))))
         await stop.wait()
         for task in list(tasks):
             task.cancel()
@@ -91,6 +95,20 @@ async def _periodic(interval: float, collect: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(interval)
         collect()
+
+
+def _expire_uploads(state, tasks: set) -> None:
+    async def run() -> None:
+        try:
+            removed = await state.run(state.storage.expire_uploads, state.config.upload_expiry)
+            if removed:
+                log.info("removed %d idle upload sessions", removed)
+        except Exception:  # noqa: BLE001 - a failed sweep must not stop the server
+            log.exception("expiring upload sessions failed")
+
+    task = asyncio.get_running_loop().create_task(run())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def _collect_logged(state) -> None:

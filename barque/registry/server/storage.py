@@ -128,6 +128,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def cancel_upload(self, repo: str, upload_id: str) -> None: ...
 
+    def expire_uploads(self, expiry: float) -> int:
+        """Remove sessions idle for more than `expiry` seconds; how many went. (Run periodically by `serve`.)"""
+        return 0
+
     # ---- manifests and tags
     @abc.abstractmethod
     def get_manifest(self, repo: str, tag: str | None, digest: Digest | None, with_data: bool = True
