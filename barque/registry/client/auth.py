@@ -21,6 +21,7 @@ from barque.registry.client.credentials import Credentials
 __all__ = ["Challenge", "parse_challenges", "Authenticator", "scope_for", "TokenError"]
 
 _TOKEN_DEFAULT_TTL = 60
+TOKEN_RESPONSE_MAX = 1 << 20   # a token answer is a few KB; Docker's client reads at most 1 MiB of one as well
 _CLIENT_ID = "barque"
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UNQUOTED_RE = re.compile(r"[^,\s]*")   # laxer than RFC 7235's token: realms sent unquoted carry "://"
@@ -149,6 +150,8 @@ class Authenticator:
                            creds: Credentials, ssl, offline: bool = False) -> _Token:
         import aiohttp
 
+        from barque.registry.client.transport import TooLarge, read_body, read_prefix
+
         realm = challenge.realm
         if not realm.startswith(("http://", "https://")):
             raise FailedPrecondition(f"registry {host} sent a bearer challenge without a valid realm: {realm!r}")
@@ -174,8 +177,14 @@ class Authenticator:
                         params += [("offline_token", "true"), ("client_id", _CLIENT_ID)]
                 req = session.get(realm, params=params, headers=headers, ssl=ssl)
             async with req as resp:
-                body = await resp.read()
                 status = resp.status
+                if status == 200:
+                    try:
+                        body = await read_body(resp, TOKEN_RESPONSE_MAX)
+                    except TooLarge as e:
+                        raise Unavailable(f"token server {realm} sent an answer that is too large ({e})") from None
+                else:
+                    body = await read_prefix(resp)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise Unavailable(f"cannot get a token from {realm}: {e or type(e).__name__}") from e
         if status in (401, 403):
@@ -190,6 +199,8 @@ class Authenticator:
             doc = json.loads(body)
         except ValueError as e:
             raise Unavailable(f"token server {realm} sent invalid JSON: {e}") from e
+        if not isinstance(doc, dict):
+            raise Unavailable(f"token server {realm} sent no token")
         value = doc.get("token") or doc.get("access_token")
         if not isinstance(value, str) or not value:
             raise Unavailable(f"token server {realm} sent no token")

@@ -21,7 +21,7 @@ from barque.oci.image import Descriptor, parse_config
 from barque.oci.reference import Reference, parse_reference
 from barque.registry.client.auth import scope_for
 from barque.registry.client.progress import Progress
-from barque.registry.client.transport import Client, Remote, Unauthorized
+from barque.registry.client.transport import Client, Remote, TooLarge, Unauthorized, read_body
 
 __all__ = ["pull", "PullResult", "CONCURRENT_DOWNLOADS"]
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CONCURRENT_DOWNLOADS = 3        # Docker's max-concurrent-downloads
 MAX_RESUMES = 5
 _CHUNK = 1 << 20
+TAG_LIST_MAX = 32 << 20         # one page of a tag list (Hub's largest repositories list a few MB)
 
 
 @dataclass
@@ -129,13 +130,18 @@ async def list_tags(remote: Remote, name: str) -> list[str]:
         if resp.status != 200:
             raise await remote.fail(resp, f"listing the tags of {name}")
         try:
-            doc = json.loads(await resp.read())
+            doc = json.loads(await read_body(resp, TAG_LIST_MAX))
             link = resp.headers.get("Link", "")
+        except TooLarge as e:
+            raise InvalidArgument(f"registry sent a tag list for {name} that is too large ({e})") from None
         except ValueError as e:
             raise InvalidArgument(f"registry sent an invalid tag list for {name}: {e}") from e
         finally:
-            resp.release()
-        tags += [t for t in doc.get("tags") or [] if isinstance(t, str)]
+            resp.close()
+        listed = doc.get("tags") if isinstance(doc, dict) else None
+        if not isinstance(listed, (list, type(None))):
+            raise InvalidArgument(f"registry sent an invalid tag list for {name}: tags is not a list")
+        tags += [t for t in listed or [] if isinstance(t, str)]
         if 'rel="next"' not in link:
             return tags
         url = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")

@@ -20,7 +20,8 @@ from barque.registry.client.auth import Authenticator, Challenge, parse_challeng
 from barque.registry.client.credentials import CredentialStore
 from barque.registry.client.hosts import HUB_API_HOST, Endpoint, HostsConfig, load_hosts_config
 
-__all__ = ["Client", "Remote", "RegistryError", "Unauthorized", "MAX_ATTEMPTS"]
+__all__ = ["Client", "Remote", "RegistryError", "Unauthorized", "MAX_ATTEMPTS", "read_body", "read_prefix",
+           "TooLarge"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,38 @@ def _parse_errors(status: int, body: bytes) -> _Errors:
     except (ValueError, UnicodeDecodeError):
         codes = ()
     return _Errors(status, codes)
+
+
+ERROR_BODY_MAX = 64 << 10        # an error answer's body: only its start is ever shown
+
+
+class TooLarge(Exception):
+    """A body longer than the limit it was read with."""
+
+
+async def read_body(resp, limit: int) -> bytes:
+    """The whole body of `resp`, read piece by piece; `TooLarge` past `limit` bytes (the rest is never read).
+
+    (``resp.content.read(n)`` is no substitute: it returns what has arrived, at most n bytes, not n bytes.)"""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise TooLarge(f"{declared} bytes, the limit is {limit}")
+    pieces, total = [], 0
+    while chunk := await resp.content.read(min(1 << 20, limit + 1 - total)):
+        pieces.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"more than {limit} bytes")
+    return b"".join(pieces)
+
+
+async def read_prefix(resp, limit: int = ERROR_BODY_MAX) -> bytes:
+    """At most `limit` bytes of the body (an error answer's: enough to show, never all of a hostile one)."""
+    pieces, total = [], 0
+    while total < limit and (chunk := await resp.content.read(limit - total)):
+        pieces.append(chunk)
+        total += len(chunk)
+    return b"".join(pieces)
 
 
 def error_for(method: str, url: str, status: int, body: bytes, what: str = "") -> BarqueError:
@@ -145,7 +178,7 @@ class Client:
         url = f"{ep.url}/v2/"
         try:
             async with self.session.get(url, ssl=self.ssl_for(ep), allow_redirects=True) as resp:
-                body = await resp.read()
+                body = await read_prefix(resp)
                 status, header = resp.status, resp.headers.getall("WWW-Authenticate", [])
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise Unavailable(f'Get "{url}": {_connection_message(e)}') from e
@@ -307,11 +340,11 @@ class Remote:
     async def fail(self, resp, what: str = "") -> BarqueError:
         """The error for a response that did not succeed (its body read, the response released)."""
         try:
-            body = await resp.read()
+            body = await read_prefix(resp)
         except Exception:  # noqa: BLE001 - the status says enough
             body = b""
         finally:
-            resp.release()
+            resp.close()   # not release(): the rest of the body is not read, so the connection cannot be reused
         return error_for(resp.method, str(resp.url), resp.status, body, what)
 
 
