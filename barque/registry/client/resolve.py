@@ -10,6 +10,7 @@ from barque.oci import mediatypes as mt
 from barque.oci.digest import Digest
 from barque.oci.image import MAX_MANIFEST_SIZE, Index, Manifest, parse_manifest
 from barque.oci.platform import Platform, PlatformMatcher, format_platform
+from barque.registry.client.transport import TooLarge, read_body
 
 __all__ = ["Resolved", "fetch_manifest", "resolve", "MANIFEST_ACCEPT"]
 
@@ -34,24 +35,32 @@ async def fetch_manifest(remote, reference: str, name: str) -> Manifest | Index:
     if resp.status != 200:
         raise await remote.fail(resp, f"fetching the manifest of {name}")
     try:
-        declared = resp.content_length
-        if declared is not None and declared > MAX_MANIFEST_SIZE:
-            raise InvalidArgument(f"manifest of {name} is too large: {declared} bytes, the limit is "
-                                  f"{MAX_MANIFEST_SIZE}")
-        raw = await resp.content.read(MAX_MANIFEST_SIZE + 1)
-        if len(raw) > MAX_MANIFEST_SIZE:
-            raise InvalidArgument(f"manifest of {name} is larger than {MAX_MANIFEST_SIZE} bytes")
+        try:
+            raw = await read_body(resp, MAX_MANIFEST_SIZE)
+        except TooLarge as e:
+            raise InvalidArgument(f"manifest of {name} is too large: {e}") from None
         content_type = resp.headers.get("Content-Type")
-    finally:
-        resp.release()
+        claimed = resp.headers.get("Docker-Content-Digest")
+    except BaseException:
+        resp.close()   # the rest of the body is unread: the connection cannot be reused
+        raise
+    resp.release()
+    want = None
     if reference.count(":") == 1 and not reference.startswith(":"):
         try:
             want = Digest.parse(reference)
         except InvalidArgument:
             want = None
-        if want is not None and Digest.from_bytes(raw, want.algorithm) != want:
-            raise DataCorruption(f"manifest of {name} does not match its digest: the registry sent content with "
-                                 f"digest {Digest.from_bytes(raw, want.algorithm)}, expected {want}")
+    what = "its digest"
+    if want is None and claimed:
+        # by tag: the bytes must be those the registry says the tag names (what is recorded as the repo digest)
+        try:
+            want, what = Digest.parse(claimed.strip()), "the Docker-Content-Digest the registry sent"
+        except InvalidArgument:
+            want = None
+    if want is not None and Digest.from_bytes(raw, want.algorithm) != want:
+        raise DataCorruption(f"manifest of {name} does not match {what}: the registry sent content with "
+                             f"digest {Digest.from_bytes(raw, want.algorithm)}, expected {want}")
     try:
         return parse_manifest(raw, content_type)
     except InvalidArgument as e:
