@@ -80,17 +80,21 @@ class CredentialStore:
         return doc
 
     def _write(self, doc: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        """Replace the file atomically. The temporary file is a new one (O_EXCL, O_NOFOLLOW, an unguessable name:
+        nothing planted in the directory can receive the credentials) and is 0600 before the first byte."""
+        import secrets
+
+        target = self.path.resolve() if self.path.is_symlink() else self.path
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o600)   # whatever the umask
                 json.dump(doc, f, indent="\t")
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            target = self.path.resolve() if self.path.is_symlink() else self.path
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
