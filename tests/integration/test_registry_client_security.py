@@ -342,3 +342,24 @@ def test_config_json_replaced_keeps_0600_even_when_it_was_wider(tmp_path):
     path.chmod(0o644)
     CredentialStore(path).store("registry.example:5000", Credentials("alice", "pw"))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_credentials_go_only_to_the_registrys_own_host_and_scheme(tmp_path):
+    from barque.registry.client.auth import Challenge
+    from barque.registry.client.transport import Remote
+
+    store = credentials_file(tmp_path, "127.0.0.1:9")
+
+    async def go():
+        client = Client(HostsConfig(), store)
+        remote = Remote(client, Endpoint("https://127.0.0.1:9", "127.0.0.1:9"), Challenge("basic"), "team/app", ())
+        return [await remote._auth_headers(url, ()) for url in (
+            "https://127.0.0.1:9/v2/team/app/blobs/uploads/1",   # the registry itself
+            "http://127.0.0.1:9/v2/team/app/blobs/uploads/1",    # an upload Location downgraded to plain HTTP
+            "https://127.0.0.1:10/upload/1",                     # another port
+            "https://storage.example/upload/1",                  # another host
+        )]
+
+    own, downgraded, port, host = run(go())
+    assert own == {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").decode()}
+    assert downgraded == port == host == {}

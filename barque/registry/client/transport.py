@@ -269,8 +269,10 @@ class Remote:
     async def _auth_headers(self, url: str, scopes: tuple[str, ...]) -> dict:
         from urllib.parse import urlsplit
 
-        # credentials only ever go to the registry's own host
-        if urlsplit(url).netloc != self.endpoint.host:
+        # credentials only ever go to the registry's own host, over its own scheme (never to an http:// Location
+        # of an https registry)
+        parts, own = urlsplit(url), urlsplit(self.endpoint.url)
+        if parts.netloc != self.endpoint.host or parts.scheme != own.scheme:
             return {}
         value = await self.client.auth.header(self.client.session, self.endpoint.host, self.challenge, scopes,
                                               self.client.ssl_for(self.endpoint))
