@@ -580,7 +580,7 @@ def _no_build_leftovers(b) -> None:
     ("FROM bb:latest\nCOPY missing.txt /\n", "file not found in build context"),
     ("FROM bb:latest\nCOPY ../outside /\n", "forbidden path outside the build context"),
     ("FROM bb:latest\nCOPY a b /not-a-dir\n", "the destination must be a directory and end with a /"),
-    ("FROM no-such-image:1\n", "pull access denied for no-such-image:1"),
+    ("FROM no-such-image:1\n", "cannot reach Docker Hub (registry-1.docker.io)"),
     ("FROM bb:latest\nRUN echo about to fail && exit 3\n", "returned a non-zero code: 3"),
     ("FROM bb:latest\nRUN [\"/no/such/binary\"]\n", "/no/such/binary"),
 ])
