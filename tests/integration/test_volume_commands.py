@@ -45,7 +45,7 @@ def test_create_inspect_and_list(barque):
     assert lines[0].split() == ["DRIVER", "VOLUME", "NAME"]
     # sorted by name (the anonymous volume's random hex name may sort before or after "data…")
     assert [line.split() for line in lines[1:]] == [["local", n] for n in sorted([anon, "data1", "data2"])]
-    assert barque("volume", "list", "-q").stdout.split() == [anon, "data1", "data2"]
+    assert barque("volume", "list", "-q").stdout.split() == sorted([anon, "data1", "data2"])
     rows = [json.loads(line) for line in barque("volume", "ls", "--format", "json").stdout.splitlines()]
     assert {r["Name"]: r["Labels"] for r in rows}["data1"] == "team=db,tier="
     assert barque("volume", "ls", "--format", "{{.Name}}:{{.Driver}}").stdout.split() == \
