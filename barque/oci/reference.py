@@ -73,6 +73,9 @@ _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _DOMAIN_AND_PORT = r"(?:" + _DOMAIN_NAME + r"|" + _IPV6 + r")(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
+#: a repository path (no domain) and a tag, as the distribution spec's grammar has them (the registry server uses them)
+REPOSITORY_PATTERN = _REMOTE_NAME
+TAG_PATTERN = _TAG
 _NAME = r"(?:" + _DOMAIN_AND_PORT + r"/)?" + _REMOTE_NAME
 
 

@@ -11,17 +11,15 @@ import re
 
 from barque.errors import InvalidArgument
 from barque.oci.digest import Digest
+from barque.oci.reference import NAME_TOTAL_LENGTH_MAX, REPOSITORY_PATTERN, TAG_PATTERN
 from barque.registry.server.errors import RegistryError
 
 __all__ = ["check_name", "check_tag", "parse_ref", "NAME_MAX", "TAG_RE", "NAME_RE"]
 
-# The spec: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-NAME_RE = re.compile(_COMPONENT + r"(?:/" + _COMPONENT + r")*")
-TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-# distribution's limit on a repository name (reference.NameTotalLengthMax); the spec suggests clients keep
-# host + name under 255 as well.
-NAME_MAX = 255
+# The spec's grammar is Docker's reference grammar for the path part: one definition, in barque.oci.reference.
+NAME_RE = re.compile(REPOSITORY_PATTERN, re.ASCII)
+TAG_RE = re.compile(TAG_PATTERN, re.ASCII)
+NAME_MAX = NAME_TOTAL_LENGTH_MAX   # distribution's limit on a repository name
 
 
 def check_name(name: str) -> str:
