@@ -256,16 +256,12 @@ class _Applier:
         mode = entry.mode & 0o7777
         fd = self._timed_create(dir_fd, name, lambda: os.open(name, _FILE_FLAGS, mode & 0o777, dir_fd=dir_fd))
         assert isinstance(fd, int)
-        needs_chmod = bool(mode & ~0o777 or mode & self._umask)  # chown clears set-id bits; the umask masked some
         try:
             view = reader.buffered_data()  # small files: no generator
             for chunk in (view,) if view is not None else reader.chunks():
                 _write_all(fd, chunk)
             self.size += entry.size
-            uid, gid = self._ids(entry.uid, entry.gid)
-            os.fchown(fd, uid, gid)
-            if needs_chmod:
-                os.fchmod(fd, mode)
+            _own(fd, *self._ids(entry.uid, entry.gid), mode, self._umask)
             if entry.xattrs:
                 self._set_xattrs(fd, entry.xattrs, entry.name)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -487,6 +483,14 @@ class _Applier:
             os.close(fd)
 
 
+def _own(fd: int, uid: int, gid: int, mode: int, umask: int) -> None:
+    """A new file's owner, then its mode where the create could not give it: chown clears set-id bits, and the
+    umask masked some."""
+    os.fchown(fd, uid, gid)
+    if mode & ~0o777 or mode & umask:
+        os.fchmod(fd, mode)
+
+
 @dataclass(slots=True)
 class _NewFile:
     """A regular file to create where nothing is, with its whole content (a :class:`WriteQueue` job)."""
@@ -505,9 +509,7 @@ class _NewFile:
             fd = os.open(self.name, _FILE_FLAGS, self.mode & 0o777, dir_fd=self.dir_fd)
             try:
                 _write_all(fd, self.data)
-                os.fchown(fd, self.uid, self.gid)
-                if self.mode & ~0o777 or self.mode & self.umask:  # as in _Applier._file
-                    os.fchmod(fd, self.mode)
+                _own(fd, self.uid, self.gid, self.mode, self.umask)
                 os.utime(fd, ns=(self.mtime_ns, self.mtime_ns))
             finally:
                 os.close(fd)
