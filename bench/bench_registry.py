@@ -20,7 +20,6 @@ Each measurement RUNS times, alternating who goes first; medians.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -57,21 +56,6 @@ def alternate(i: int, ours: Callable[[], float], theirs: Callable[[], float]) ->
         return a, theirs()
     b = theirs()
     return ours(), b
-
-
-class Skopeo:
-    def __init__(self, work: Path) -> None:
-        self.policy = work / "policy.json"
-        self.policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-        self.tmp = work / "skopeo-tmp"
-        self.tmp.mkdir()
-
-    def __call__(self, *args: str | os.PathLike) -> None:
-        proc = subprocess.run(["skopeo", "--policy", str(self.policy), *map(str, args)], capture_output=True,
-                              text=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "TMPDIR": str(self.tmp)})
-        if proc.returncode != 0:
-            raise RuntimeError(f"skopeo {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr.strip()}")
 
 
 @contextmanager
@@ -159,7 +143,9 @@ def bench_servers(work: Path, docker) -> tuple[list[tuple[str, list[float], list
     from tests.registry_support import barque_registry
     from tests.registry_support_peers import docker_registry
 
-    skopeo = Skopeo(work)
+    from tests.interop.conftest import Skopeo  # the interop tests' runner: its own policy and temporary directory
+
+    skopeo = Skopeo(work / "skopeo")
     source = work / "layout"
     # the compressed blobs docker pushed, as a dir: layout skopeo copies without recompressing
     with workdir(work, "reg") as w, docker_registry(w) as reg:
