@@ -79,6 +79,12 @@ class Engine:
 
         return VolumeStore(self.db, self.root / "volumes")
 
+    @functools.cached_property
+    def networks(self):
+        from barque.network.store import NetworkStore
+
+        return NetworkStore(self.db)
+
     @property
     def runtime_root(self) -> Path:
         """barque-runtime's state root for this engine's containers (on the run root: it is run-time state)."""

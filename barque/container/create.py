@@ -25,7 +25,7 @@ SNAPSHOT_PREFIX = "container-"
 #: how many generated names a create tries when concurrent creates keep taking them first
 NAME_ATTEMPTS = 5
 
-_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
           "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
 
@@ -115,9 +115,6 @@ def _check_host_config(host: dict) -> None:
         if host["NanoCpus"] > ncpu * 1_000_000_000:
             raise InvalidArgument(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs "
                                   "available")
-    mode = host.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host") and not mode.startswith("container:"):
-        raise NotFound(f"network {mode} not found")
     userns = host.get("UsernsMode") or ""
     if userns not in ("", "host", "remap"):
         raise InvalidArgument(f"invalid USER mode: {userns}")
@@ -170,6 +167,10 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
         raise NotFound(f"image {image_ref} is not unpacked for storage driver {engine.driver_name}: load it again "
                        "with this driver")
     inherited = _inherited_mounts(engine, host)
+    from barque.network.sandbox import join_at_create, uses_bridge
+
+    if uses_bridge(host):
+        engine.networks.ensure_defaults()  # outside the transaction below: it may write
     cdir = engine.containers.dir(cid)
     record = {
         "Id": cid, "Created": _now(), "Path": argv[0], "Args": argv[1:],
@@ -193,6 +194,7 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
                 with engine.db.transaction() as conn:
                     record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
                                                list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
+                    join_at_create(engine, conn, record, body.get("NetworkingConfig"))
                     c = engine.containers.add(record, conn=conn,
                                               populate=lambda d: write_etc_files(d, config, host))
                 break
@@ -219,12 +221,12 @@ def write_etc_files(cdir: Path, config: dict, host: dict) -> None:
     hostname = config.get("Hostname") or ""
     mode = host.get("NetworkMode")
     if mode == "host":
-        hosts = _read("/etc/hosts") or _HOSTS
+        hosts = _read("/etc/hosts") or BASE_HOSTS
     else:
-        hosts = _HOSTS
+        hosts = BASE_HOSTS
     (cdir / "hostname").write_text((hostname or cdir.name[:12]) + "\n")
     (cdir / "hosts").write_text(hosts)
-    (cdir / "resolv.conf").write_text(_resolv_conf(host))
+    (cdir / "resolv.conf").write_text(resolv_conf(host))
 
 
 def _read(path: str) -> str | None:
@@ -235,7 +237,7 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _resolv_conf(host: dict) -> str:
+def resolv_conf(host: dict) -> str:
     """The host's resolvers, as Docker copies them; a loopback stub resolver (systemd-resolved's 127.0.0.53) cannot be
     reached from a container's network namespace, so it is replaced by the upstream servers it uses."""
     text = _read("/etc/resolv.conf") or ""

@@ -80,6 +80,12 @@ def after_exit(cfg: dict, exit_code: int) -> bool:
                                           read_state, state_lock, write_state)
 
     oom = release(cfg["runtime_root"], cfg["id"], cfg.get("rootfs"))
+    try:
+        from barque.network.sandbox import leave
+
+        leave(cfg["root"], cfg["engine_run_root"], cfg["id"])
+    except Exception as e:  # noqa: BLE001 - the exit must be recorded; `system check --repair` finishes this
+        log.warning("could not take container %s off its networks: %s", cfg["id"], e)
     attrs = cfg.get("event_attrs") or {}
     if oom:
         record(cfg["root"], "container", "oom", cfg["id"], attrs)

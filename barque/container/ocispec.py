@@ -170,10 +170,10 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
     modes = {"pid": host.get("PidMode") or "", "ipc": host.get("IpcMode") or "", "uts": host.get("UTSMode") or "",
              "network": host.get("NetworkMode") or ""}
     namespaces = [ns for ns in namespaces if modes.get(ns["type"]) != "host"]
-    if modes["network"].startswith("container:"):
+    if record.get("_barque", {}).get("netns_path"):  # made and plugged in by barque.network.sandbox
         for ns in namespaces:
             if ns["type"] == "network":
-                ns["path"] = record["_barque"].get("netns_path", "")
+                ns["path"] = record["_barque"]["netns_path"]
     if userns is not None:
         namespaces.append({"type": "user"})
         linux["uidMappings"] = [{"containerID": m[0], "hostID": m[1], "size": m[2]} for m in userns[0]]

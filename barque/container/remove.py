@@ -36,6 +36,10 @@ def remove(engine, c, *, force: bool = False, volumes: bool = False, exited_alre
                 pass
             wait_stopped(c, 30.0)
     release(str(engine.runtime_root), c.id, str(c.run_dir / "rootfs"))
+    from barque.network import sandbox
+
+    sandbox.leave(engine.settings.root, engine.settings.run_root, c.id, engine=engine)
+    sandbox.release(engine, c.id)
     key = c.private.get("snapshot")
     if key:
         try:

@@ -169,7 +169,16 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
     if state.get("Status") == "removing":
         raise FailedPrecondition(f"container {c.id[:12]} is marked for removal and cannot be started")
     _clear_stale_runtime_state(engine, c.id)
-    bundle, rootfs = prepare_bundle(engine, c)
+    from barque.network.sandbox import enter, leave
+
+    ns_path = enter(engine, c)
+    if ns_path is not None:
+        c.private["netns_path"] = str(ns_path)  # for the OCI config; not recorded
+    try:
+        bundle, rootfs = prepare_bundle(engine, c)
+    except BaseException:
+        leave(engine.settings.root, engine.settings.run_root, c.id, engine=engine)
+        raise
     cfg = monitor_config(engine, c, bundle, rootfs, size)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     ours = theirs = None
@@ -202,6 +211,7 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
         if ours is not None:
             ours.close()
         unmount_rootfs(str(rootfs))
+        leave(engine.settings.root, engine.settings.run_root, c.id, engine=engine)
         status = "created" if c.refresh().get("Status") in (None, "created") else "exited"
         c.update_state(Status=status, ExitCode=result.get("code", 125), Error=result["error"], Running=False,
                        Pid=0)

@@ -109,6 +109,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source, compression)
     );
     """,
+    # 6: networks (Docker's records), each container's endpoint on a network (its address, held from create to rm),
+    #    and what a running container has switched on: its published ports
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT UNIQUE NOT NULL,
+        driver TEXT NOT NULL,             -- bridge | host | null
+        created TEXT NOT NULL,            -- RFC 3339
+        record TEXT NOT NULL              -- JSON: IPAM, Options, Labels, Internal, the bridge's name
+    );
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        container_id TEXT NOT NULL,
+        ip TEXT NOT NULL,                 -- IPv4 address without prefix, unique on its network
+        mac TEXT NOT NULL,
+        record TEXT NOT NULL,             -- JSON: Aliases, IPAMConfig (a static --ip), Links
+        UNIQUE (network_id, container_id),
+        UNIQUE (network_id, ip)
+    );
+    CREATE INDEX endpoints_container ON endpoints(container_id);
+    CREATE TABLE port_mappings (
+        container_id TEXT NOT NULL,
+        proto TEXT NOT NULL,              -- tcp | udp
+        host_ip TEXT NOT NULL,            -- 0.0.0.0 for every address of the host
+        host_port INTEGER NOT NULL,
+        container_ip TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        UNIQUE (proto, host_ip, host_port)
+    );
+    CREATE INDEX port_mappings_container ON port_mappings(container_id);
+    """,
 ]
 
 

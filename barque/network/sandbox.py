@@ -1,0 +1,289 @@
+"""A container's place on its networks, in three moments — Docker's sandbox and endpoints:
+
+- `join_at_create`: inside create's transaction, an endpoint (address and MAC) on each network the create body
+  names (`NetworkMode`, plus any other `NetworkingConfig.EndpointsConfig` entry), with its aliases and static
+  address; links are checked and remembered by ID.
+- `enter` at start: a network namespace held at `<run root>/netns/<id>`, a veth pair per endpoint (eth0 on the
+  first network carries the default route, unless that network is internal), the published ports recorded, the
+  rules applied, the embedded DNS server told (user-defined networks), /etc/hosts and resolv.conf written.
+  Anything failing undoes what was made.
+- `leave` when it stops (the monitor's finisher, `rm`, a failed start): its DNS sockets, veths, published ports and
+  namespace go, the rules are applied again. Safe to call twice and after a crash.
+- `release` at `rm`: its endpoints (addresses) are freed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+from barque.errors import Conflict, InvalidArgument, NotFound
+
+__all__ = ["join_at_create", "enter", "leave", "release", "uses_bridge", "veth_name", "DNS_ADDRESS"]
+
+log = logging.getLogger(__name__)
+DNS_ADDRESS = "127.0.0.11"
+
+
+def _mode(host: dict) -> str:
+    mode = host.get("NetworkMode") or "default"
+    return "bridge" if mode == "default" else mode
+
+
+def uses_bridge(host: dict) -> bool:
+    mode = _mode(host)
+    return mode not in ("host", "none") and not mode.startswith("container:")
+
+
+def veth_name(endpoint_id: str) -> str:
+    return "veth" + endpoint_id[:7]
+
+
+# ---- create ---------------------------------------------------------------------------------------------------------
+
+def join_at_create(engine, conn, record: dict, networking: dict | None) -> None:
+    host = record["HostConfig"]
+    cid = record["Id"]
+    mode = _mode(host)
+    endpoints = dict((networking or {}).get("EndpointsConfig") or {})
+    if not uses_bridge(host):
+        if mode in ("host", "none") and any(k not in (mode, "default") for k in endpoints):
+            raise InvalidArgument(f"container cannot be disconnected from host network or connected to host "
+                                  "network" if mode == "host" else "container sharing network namespace with "
+                                  "another container or host cannot be connected to any other network")
+        if host.get("PortBindings") and mode != "host":
+            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+        if host.get("Links"):
+            raise InvalidArgument("conflicting options: links and the container type network mode")
+        return
+    store = engine.networks
+    first = store.get(mode, conn)
+    if first.driver == "host" or first.driver == "null":
+        return
+    order = [(first, endpoints.get(mode) or endpoints.get(first.name) or endpoints.get(first.id) or {})]
+    for key, cfg in endpoints.items():
+        net = store.get(key, conn)
+        if net.id != first.id:
+            if not net.is_bridge:
+                raise InvalidArgument(f"container cannot be connected to network {net.name} and {first.name}")
+            order.append((net, cfg or {}))
+    links = {}
+    for spec in host.get("Links") or []:
+        name, _, alias = spec.partition(":")
+        name = name.lstrip("/")
+        row = conn.execute("SELECT id FROM containers WHERE name = ? OR id = ?", (name, name)).fetchone()
+        if row is None:
+            raise NotFound(f"could not get container for {name}")
+        links[spec] = row[0]
+    record.setdefault("_barque", {})["links"] = links
+    from barque.network.ipam import attach
+
+    for net, cfg in order:
+        ipam_cfg = cfg.get("IPAMConfig") or {}
+        aliases = list(cfg.get("Aliases") or [])
+        if net.is_default:
+            if aliases:
+                raise InvalidArgument("network-scoped alias is supported only for containers in user defined "
+                                      "networks")
+            if ipam_cfg.get("IPv4Address"):
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        attach(conn, net, cid, ip=ipam_cfg.get("IPv4Address") or None, aliases=aliases,
+               links=cfg.get("Links") or None)
+
+
+def release(engine, cid: str) -> None:
+    from barque.network.ipam import detach
+
+    with engine.db.transaction() as conn:
+        detach(conn, None, cid)
+        conn.execute("DELETE FROM port_mappings WHERE container_id = ?", (cid,))
+
+
+# ---- start ----------------------------------------------------------------------------------------------------------
+
+def enter(engine, c) -> Path | None:
+    """Make the container's network namespace and plug it into its networks: the path for its OCI config
+    (None: the runtime makes a namespace, or the container shares the host's or another's)."""
+    from barque.network import netns
+    from barque.network.ipam import endpoints_of_container
+    from barque.network.rules import apply_rules, netns_path, network_lock
+
+    host = c.record["HostConfig"]
+    mode = _mode(host)
+    if mode.startswith("container:"):
+        return _other_namespace(engine, mode.split(":", 1)[1])
+    if not uses_bridge(host):
+        return None
+    eps = endpoints_of_container(engine.db, c.id)
+    if not eps:
+        return None  # created before barque had networking: a namespace of its own with loopback only
+    run_root = Path(engine.settings.run_root)
+    path = netns_path(run_root, c.id)
+    with network_lock(run_root):
+        if path.exists():
+            _leave_locked(engine.settings.root, run_root, c.id, engine=engine)
+        nets = [engine.networks.by_id(ep["network_id"]) for ep in eps]
+        netns.create(path)
+        try:
+            _plug_all(engine, path, eps, nets)
+            published = _publish(engine, c, eps[0], nets[0])
+            apply_rules(engine)
+        except BaseException:
+            _leave_locked(engine.settings.root, run_root, c.id, engine=engine)
+            raise
+    try:
+        if any(n.dns for n in nets):
+            from barque.network import dns
+
+            dns.attach(Path(engine.settings.root), run_root, c.id, path)
+        write_hosts(engine, c, eps, nets)
+        write_resolv_conf(c, any(n.dns for n in nets))
+    except BaseException:
+        leave(engine.settings.root, run_root, c.id, engine=engine)
+        raise
+    log.debug("container %s on %s, published %s", c.id[:12], [n.name for n in nets], published)
+    return path
+
+
+def _plug_all(engine, path: Path, eps: list[dict], nets: list) -> None:
+    from barque.network.links import enable_forwarding, ensure_bridge, plug
+
+    enable_forwarding()
+    for i, (ep, net) in enumerate(zip(eps, nets)):
+        ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu)
+        gateway = net.gateway if i == 0 and not net.internal else None
+        plug(path, veth_name(ep["id"]), net.bridge, f"eth{i}",
+             ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], gateway, net.mtu)
+
+
+def _publish(engine, c, ep: dict, net) -> list:
+    from barque.network.ports import allocate
+
+    bindings = dict(c.record["HostConfig"].get("PortBindings") or {})
+    if c.record["HostConfig"].get("PublishAllPorts"):
+        for port in (c.record["Config"].get("ExposedPorts") or {}):
+            bindings.setdefault(port if "/" in port else f"{port}/tcp", [{"HostIp": "", "HostPort": ""}])
+    if not bindings:
+        return []
+    with engine.db.transaction() as conn:
+        conn.execute("DELETE FROM port_mappings WHERE container_id = ?", (c.id,))
+        return allocate(conn, c.id, c.name, ep["ip"], bindings, net.host_binding)
+
+
+def _other_namespace(engine, ref: str) -> Path:
+    from barque.network.rules import netns_path
+
+    other = engine.containers.get(ref)
+    state = other.refresh()
+    if state.get("Status") not in ("running", "paused"):
+        raise Conflict(f"cannot join network of a non running container: {other.id}")
+    path = netns_path(engine.settings.run_root, other.id)
+    if path.exists():
+        return path
+    return Path(f"/proc/{state['Pid']}/ns/net")
+
+
+# ---- stop -----------------------------------------------------------------------------------------------------------
+
+def leave(root, run_root, cid: str, engine=None) -> None:
+    """Undo `enter` (idempotent; a no-op for a container that never had a namespace of barque's)."""
+    from barque.network.rules import netns_path, network_lock
+
+    run_root = Path(run_root)
+    if not netns_path(run_root, cid).exists() and not _has_ports(root, cid):
+        return
+    with network_lock(run_root):
+        _leave_locked(root, run_root, cid, engine=engine)
+
+
+def _has_ports(root, cid: str) -> bool:
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{Path(root) / 'barque.db'}?mode=ro", uri=True, timeout=30)
+        try:
+            return bool(db.execute("SELECT 1 FROM port_mappings WHERE container_id = ?", (cid,)).fetchone())
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+
+
+def _leave_locked(root, run_root: Path, cid: str, engine=None) -> None:
+    from barque.network import netns
+    from barque.network.links import delete_link
+    from barque.network.rules import apply_rules, netns_path
+
+    own = engine is None
+    if own:
+        from barque.config import Settings
+        from barque.engine import Engine
+
+        engine = Engine(Settings(root=Path(root), run_root=run_root))
+    try:
+        try:
+            from barque.network import dns
+
+            dns.detach(run_root, cid)
+        except Exception as e:  # noqa: BLE001 - the rest must still be undone
+            log.warning("embedded DNS server: %s", e)
+        for ep in engine.db.query("SELECT id FROM endpoints WHERE container_id = ?", (cid,)):
+            try:
+                delete_link(veth_name(ep["id"]))
+            except Exception as e:  # noqa: BLE001
+                log.warning("could not delete %s: %s", veth_name(ep["id"]), e)
+        netns.remove(netns_path(run_root, cid))
+        with engine.db.transaction() as conn:
+            conn.execute("DELETE FROM port_mappings WHERE container_id = ?", (cid,))
+        apply_rules(engine)
+    finally:
+        if own:
+            engine.close()
+
+
+# ---- /etc files -----------------------------------------------------------------------------------------------------
+
+def write_hosts(engine, c, eps: list[dict], nets: list) -> None:
+    """Docker's /etc/hosts: localhost lines, the container's own address and hostname, and its links."""
+    from barque.container.create import BASE_HOSTS
+
+    config = c.record["Config"]
+    hostname = config.get("Hostname") or c.id[:12]
+    if config.get("Domainname"):
+        hostname = f"{hostname}.{config['Domainname']} {hostname}"
+    lines = [BASE_HOSTS.rstrip("\n")]
+    for spec in c.record["HostConfig"].get("ExtraHosts") or []:
+        name, _, addr = spec.partition(":")
+        lines.append(f"{addr}\t{name}")
+    for spec, target_id in ((c.record.get("_barque") or {}).get("links") or {}).items():
+        name, _, alias = spec.partition(":")
+        name = name.lstrip("/")
+        rows = engine.db.query("SELECT e.ip, c.name FROM endpoints e JOIN containers c ON c.id = e.container_id "
+                               "WHERE e.container_id = ? AND e.network_id = ?", (target_id, eps[0]["network_id"]))
+        if rows:
+            names = [alias or name, target_id[:12], rows[0]["name"]]
+            lines.append(f"{rows[0]['ip']}\t" + " ".join(dict.fromkeys(names)))
+    lines.append(f"{eps[0]['ip']}\t{hostname}")
+    _write(c.dir / "hosts", "\n".join(lines) + "\n")
+
+
+def write_resolv_conf(c, embedded_dns: bool) -> None:
+    from barque.container.create import resolv_conf
+
+    text = resolv_conf(c.record["HostConfig"])
+    if embedded_dns:
+        # Docker's: the embedded server answers, and forwards the rest to the resolvers above
+        keep = [line for line in text.splitlines() if line.startswith(("search", "domain"))]
+        options = [line for line in text.splitlines() if line.startswith("options")]
+        opts = " ".join(o.split(None, 1)[1] for o in options if len(o.split()) > 1)
+        text = "\n".join([*keep, f"nameserver {DNS_ADDRESS}",
+                          "options " + (" ".join(dict.fromkeys(["ndots:0", *opts.split()])))]) + "\n"
+    _write(c.dir / "resolv.conf", text)
+
+
+def _write(path: Path, text: str) -> None:
+    """In place: the file is bind-mounted into a container that may already run (a restart), so its inode stays."""
+    with open(path, "r+" if path.exists() else "w") as f:
+        f.write(text)
+        f.truncate()
