@@ -13,6 +13,27 @@ import pytest
 
 from tests.integration.btrfs_fixture import btrfs_mount  # noqa: E402,F401  (a session fixture)
 from tests.registry_support import registry_factory  # noqa: E402,F401  (barque registries on demand)
+from tests.netlab import lab_barque, netlab  # noqa: E402,F401  (throwaway network namespaces)
+
+
+def _leave_the_machines_network() -> None:
+    """The whole suite runs in a network namespace of its own (made here, before any test or worker starts): every
+    container a test runs gets a veth on barque0 and rules in barque's nftables tables, and those must never touch
+    the machine's own interfaces or firewall. Networking tests make further namespaces of their own
+    (tests/netlab.py). The leak check still looks at the machine's namespace, through /proc/1/ns/net."""
+    try:
+        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
+            return  # already in one (an xdist worker, or a run under unshare)
+    except OSError:
+        return
+    from barque.linux import _libc
+
+    _libc.unshare(_libc.CLONE_NEWNET)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+if os.geteuid() == 0:
+    _leave_the_machines_network()
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = (REPO.parent / "shared" / "fixtures" / "docker-made").resolve()
@@ -36,6 +57,7 @@ class Barque:
         self.run_root = run_root
         self.driver = driver
         self.env = dict(env or {})   # what every command of this root sees (a registry's config files, say)
+        self.prefix: list[str] = []  # e.g. nsenter into a test's network namespace (tests/netlab.py)
         self._engines: list = []
 
     def args(self) -> list[str]:
@@ -48,7 +70,7 @@ class Barque:
                  timeout: float = 600, env: dict | None = None) -> Result:
         data = input.encode() if isinstance(input, str) else input
         proc = subprocess.run(
-            BARQUE + self.args() + [str(a) for a in args],
+            self.prefix + BARQUE + self.args() + [str(a) for a in args],
             input=data, capture_output=True, timeout=timeout,
             env={**os.environ, **self.env, **(env or {})}, stdin=None if data is not None else subprocess.DEVNULL,
         )
@@ -188,13 +210,14 @@ def _snapshot_system() -> dict[str, set[str]]:
             return set()
 
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    machine = ["nsenter", "--net=/proc/1/ns/net", "--"]  # the machine's own network namespace, not the suite's
     return {
         "mounts": mounts,
         "loop devices": {line.split(":")[0] for line in lines(["losetup", "-a"])},
         "network namespaces": {line.split()[0] for line in lines(["ip", "netns", "list"]) if line.strip()},
-        "links": {line.split(":")[1].strip().split("@")[0] for line in lines(["ip", "-o", "link", "show"])
+        "links": {line.split(":")[1].strip().split("@")[0] for line in lines([*machine, "ip", "-o", "link", "show"])
                   if ":" in line},
-        "nft tables": {line for line in lines(["nft", "list", "tables"]) if line.strip()},
+        "nft tables": {line for line in lines([*machine, "nft", "list", "tables"]) if line.strip()},
         "cgroups": {str(p) for p in Path("/sys/fs/cgroup").glob("*/barque*")}
         | {str(p) for p in Path("/sys/fs/cgroup").glob("*/*/barque*")},
         # processes started by tests carry their temporary roots on the command line

@@ -18,13 +18,10 @@ def public_state(state: dict) -> dict:
     return out
 
 
-def _network_settings(c) -> dict:
-    mode = c.record["HostConfig"].get("NetworkMode") or "default"
-    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
-            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {} if mode in ("default", "bridge") else {mode: {}}}
+def _network_settings(engine, c, running: bool) -> dict:
+    from barque.network.manage import network_settings
+
+    return network_settings(engine, c, running)
 
 
 def inspect(engine, c, size: bool = False) -> dict:
@@ -44,7 +41,7 @@ def inspect(engine, c, size: bool = False) -> dict:
         except Exception:  # noqa: BLE001 - best effort
             data = None
     rec["GraphDriver"] = {"Data": data, "Name": engine.driver_name}
-    rec["NetworkSettings"] = _network_settings(c)
+    rec["NetworkSettings"] = _network_settings(engine, c, state.get("Running", False))
     if size:
         try:
             rec["SizeRw"] = engine.snapshotter.usage(key).size
