@@ -206,7 +206,7 @@ def system_prune(ctx, all_, force, volumes, filters):
 
     parsed = parse_prune_filters(filters)
     if not force:
-        what = ["all stopped containers"]
+        what = ["all stopped containers", "all networks not used by at least one container"]
         if volumes:
             what.append("all anonymous volumes not used by at least one container")
         what.append("all images without at least one container associated to them" if all_
@@ -220,6 +220,9 @@ def system_prune(ctx, all_, force, volumes, filters):
     for message in containers.errors:
         click.echo(f"Error: {message}", err=True)
     print_deleted("Deleted Containers", containers.deleted)
+    from barque.network.manage import prune_networks
+
+    print_deleted("Deleted Networks", prune_networks(engine, keep=_label_veto(parsed)))
     reclaimed = containers.reclaimed
     if volumes:
         names, freed = engine.volumes.prune(all=False, labels=parsed["label"], not_labels=parsed["label!"])
@@ -231,3 +234,34 @@ def system_prune(ctx, all_, force, volumes, filters):
     print_deleted("Deleted build cache objects", [k[:25] for k in cache_keys])
     report, gc = prune_images(engine, all_images=all_, label_filters=parsed["label"])
     print_prune_report(report, reclaimed + report.reclaimed + gc.bytes_removed + cache_freed)
+
+
+def _label_veto(parsed: dict):
+    """prune's label filters as a network's veto (label=K[=V] keeps what does not match, label!= the opposite)."""
+    def matches(labels: dict, spec: str) -> bool:
+        key, eq, value = spec.partition("=")
+        return key in labels and (not eq or labels[key] == value)
+
+    def keep(net) -> bool:
+        labels = net.record.get("Labels") or {}
+        return (any(not matches(labels, s) for s in parsed.get("label") or [])
+                or any(matches(labels, s) for s in parsed.get("label!") or []))
+
+    return keep
+
+
+@click.command("check", context_settings=CONTEXT)
+@click.option("--repair", is_flag=True, help="Fix what is found, not only report it.")
+@click.pass_context
+def check(ctx, repair):
+    """Find (and with --repair, fix) what a crash can leave behind: network namespaces, interfaces, published
+    ports and addresses of containers that are gone or stopped. Exit 1 when something was found and left."""
+    from barque.network.reconcile import check as check_network
+
+    findings = check_network(engine_from(ctx), repair=repair)
+    for f in findings:
+        click.echo(("repaired: " if repair else "found: ") + f)
+    if not findings:
+        click.echo("nothing to repair")
+    elif not repair:
+        raise SystemExit(1)

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["ensure_bridge", "delete_link", "link_names", "plug", "unplug_inside", "set_sysctl", "enable_forwarding"]
+__all__ = ["aliased", "ports_of", "ensure_bridge", "delete_link", "link_names", "plug", "unplug_inside", "set_sysctl", "enable_forwarding"]
 
 _IPROUTE = None
 
@@ -67,8 +67,9 @@ def enable_forwarding() -> None:
         pass
 
 
-def ensure_bridge(name: str, address: ipaddress.IPv4Interface | None, mtu: int = 1500) -> bool:
-    """The bridge `name` exists, is up and holds `address`: whether it was made now."""
+def ensure_bridge(name: str, address: ipaddress.IPv4Interface | None, mtu: int = 1500, alias: str = "") -> bool:
+    """The bridge `name` exists, is up and holds `address`: whether it was made now. `alias` (the link's ifalias)
+    lets a repair tell barque's links from others' (Docker's bridges are br-… too)."""
     NetlinkError = _netlink_error()
     with iproute() as ipr:
         made = False
@@ -77,6 +78,8 @@ def ensure_bridge(name: str, address: ipaddress.IPv4Interface | None, mtu: int =
             try:
                 ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
                 made = True
+                if alias:
+                    ipr.link("set", index=ipr.link_lookup(ifname=name)[0], ifalias=alias)
             except NetlinkError as e:
                 if e.code != errno.EEXIST:
                     raise
@@ -114,6 +117,29 @@ def delete_link(name: str) -> bool:
     return True
 
 
+def aliased(prefix: str) -> dict[str, str]:
+    """Links whose alias starts with `prefix`: name -> alias."""
+    out = {}
+    with iproute() as ipr:
+        for link in ipr.get_links():
+            alias = link.get_attr("IFLA_IFALIAS") or ""
+            if alias.startswith(prefix):
+                out[link.get_attr("IFLA_IFNAME")] = alias
+    return out
+
+
+def ports_of(bridges: set[str]) -> list[str]:
+    """The names of the links enslaved to any of `bridges`."""
+    out = []
+    with iproute() as ipr:
+        index = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for link in ipr.get_links():
+            master = link.get_attr("IFLA_MASTER")
+            if master is not None and index.get(master) in bridges:
+                out.append(link.get_attr("IFLA_IFNAME"))
+    return out
+
+
 def link_names(kind: str | None = None) -> list[str]:
     """The names of this namespace's links (of one kind: bridge, veth)."""
     out = []
@@ -128,7 +154,7 @@ def link_names(kind: str | None = None) -> list[str]:
 
 
 def plug(netns_path: Path, host_name: str, bridge: str, ifname: str, address: ipaddress.IPv4Interface, mac: str,
-         gateway: ipaddress.IPv4Address | None, mtu: int = 1500) -> None:
+         gateway: ipaddress.IPv4Address | None, mtu: int = 1500, alias: str = "") -> None:
     """A veth pair: `host_name` on `bridge` here, `ifname` in the namespace at `netns_path` with `address`, `mac`,
     and (when `gateway` is given) the default route through it. Undone when anything fails."""
     from barque.network import netns
@@ -149,6 +175,8 @@ def plug(netns_path: Path, host_name: str, bridge: str, ifname: str, address: ip
             os.close(fd)
         try:
             index = ipr.link_lookup(ifname=host_name)[0]
+            if alias:
+                ipr.link("set", index=index, ifalias=alias)
             ipr.link("set", index=index, master=bridges[0], state="up")
             ipr.brport("set", index=index, mode=1)  # hairpin: a container reaches its own published ports
 

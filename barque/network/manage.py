@@ -23,14 +23,15 @@ def create_network(engine, name: str, *, driver: str = "bridge", subnet: str | N
     """A new bridge network: its record, its bridge interface (up, holding the gateway address) and its rules.
     Returns the store.Network."""
     from barque.network.links import delete_link, ensure_bridge
-    from barque.network.rules import apply_rules, network_lock
+    from barque.network.rules import apply_rules, bridge_alias, network_lock
 
     net = engine.networks.create(name, driver=driver or "bridge", subnet=subnet, gateway=gateway,
                                  ip_range=ip_range, internal=internal, attachable=attachable, labels=labels,
                                  options=options, check_duplicate=check_duplicate)
     try:
         with network_lock(Path(engine.settings.run_root)):
-            ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu)
+            ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu,
+                          alias=bridge_alias(engine, net))
             apply_rules(engine)
     except BaseException:
         try:
@@ -121,13 +122,15 @@ def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | No
         return
     try:
         from barque.network.links import ensure_bridge, plug
-        from barque.network.rules import apply_rules
+        from barque.network.rules import apply_rules, bridge_alias, veth_alias
 
         index = len(endpoints_of_container(engine.db, c.id)) - 1
         with network_lock(Path(engine.settings.run_root)):
-            ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu)
+            ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu,
+                          alias=bridge_alias(engine, net))
             plug(path, _veth(ep["id"]), net.bridge, _free_ifname(path, index),
-                 ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], None, net.mtu)
+                 ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], None, net.mtu,
+                 alias=veth_alias(engine.settings.root, ep["id"]))
             apply_rules(engine)
         if net.dns:
             from barque.network import dns

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["network_lock", "apply_rules", "netns_path", "running_ids"]
+__all__ = ["network_lock", "apply_rules", "netns_path", "running_ids", "root_tag", "bridge_alias", "veth_alias"]
 
 
 @contextmanager
@@ -79,3 +79,19 @@ def apply_rules(engine) -> None:
     mappings = [Mapping(r["proto"], r["host_ip"], r["host_port"], r["container_ip"], r["container_port"])
                 for r in engine.db.query("SELECT * FROM port_mappings ORDER BY rowid")]
     apply(ruleset(list(nets.values()), mappings, _link_rules(engine.db, nets, running)))
+
+
+def root_tag(root) -> str:
+    """A short tag of the engine root, in the aliases of the links it makes: a repair touches only its own root's
+    links, even where two roots share a namespace (and barque0)."""
+    import hashlib
+
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+
+
+def bridge_alias(engine, net) -> str:
+    return f"barque {root_tag(engine.settings.root)} network {net.id}"
+
+
+def veth_alias(root, endpoint_id: str) -> str:
+    return f"barque {root_tag(root)} endpoint {endpoint_id}"

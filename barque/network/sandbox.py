@@ -49,7 +49,7 @@ def join_at_create(engine, conn, record: dict, networking: dict | None) -> None:
     endpoints = dict((networking or {}).get("EndpointsConfig") or {})
     if not uses_bridge(host):
         if mode in ("host", "none") and any(k not in (mode, "default") for k in endpoints):
-            raise InvalidArgument(f"container cannot be disconnected from host network or connected to host "
+            raise InvalidArgument("container cannot be disconnected from host network or connected to host "
                                   "network" if mode == "host" else "container sharing network namespace with "
                                   "another container or host cannot be connected to any other network")
         if host.get("PortBindings") and mode != "host":
@@ -121,6 +121,9 @@ def enter(engine, c) -> Path | None:
     run_root = Path(engine.settings.run_root)
     path = netns_path(run_root, c.id)
     with network_lock(run_root):
+        from barque.network.reconcile import sweep_stale_namespaces
+
+        sweep_stale_namespaces(engine)  # containers that died without their monitor's clean-up (a crash)
         if path.exists():
             _leave_locked(engine.settings.root, run_root, c.id, engine=engine)
         nets = [engine.networks.by_id(ep["network_id"]) for ep in eps]
@@ -148,13 +151,16 @@ def enter(engine, c) -> Path | None:
 
 def _plug_all(engine, path: Path, eps: list[dict], nets: list) -> None:
     from barque.network.links import enable_forwarding, ensure_bridge, plug
+    from barque.network.rules import bridge_alias, veth_alias
 
     enable_forwarding()
     for i, (ep, net) in enumerate(zip(eps, nets)):
-        ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu)
+        ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu,
+                      alias=bridge_alias(engine, net))
         gateway = net.gateway if i == 0 and not net.internal else None
         plug(path, veth_name(ep["id"]), net.bridge, f"eth{i}",
-             ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], gateway, net.mtu)
+             ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], gateway, net.mtu,
+             alias=veth_alias(engine.settings.root, ep["id"]))
 
 
 def _publish(engine, c, ep: dict, net) -> list:
