@@ -133,6 +133,7 @@ volume_group = lazy_group("volume", "Manage volumes", {
 })
 system_group = lazy_group("system", "Manage barque", {
     "restore": "barque.cli.observe:restore",
+    "check": "barque.cli.system:check",
     "df": "barque.cli.system:df",
     "info": "barque.cli.system:info",
     "prune": "barque.cli.system:system_prune",
