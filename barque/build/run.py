@@ -221,7 +221,6 @@ def _record(cid: str, spec: RunSpec) -> dict:
 def run_command(engine, tree, spec: RunSpec, output: Callable[[bytes], None]) -> int:
     """Run `spec` in the work tree's mounted rootfs; stream its output; its exit status."""
     from barque.container.create import write_etc_files
-    from barque.container.ocispec import build_spec, write_spec
 
     record = _record(tree.id, spec)
     write_etc_files(tree.dir, record["Config"], record["HostConfig"])
@@ -229,6 +228,18 @@ def run_command(engine, tree, spec: RunSpec, output: Callable[[bytes], None]) ->
         with open(tree.dir / "hosts", "a") as f:
             f.write("".join(line + "\n" for line in spec.extra_hosts))
     files = {k: tree.dir / k for k in ("hostname", "hosts", "resolv.conf")}
+    if spec.network in ("default", "bridge"):  # Docker's builder: RUN on the default bridge
+        from barque.network.sandbox import transient
+
+        with transient(engine, tree.id, hosts_file=tree.dir / "hosts", hostname=record["Config"]["Hostname"]) as path:
+            record["_barque"]["netns_path"] = str(path)
+            return _run_spec(engine, tree, spec, record, files, output)
+    return _run_spec(engine, tree, spec, record, files, output)
+
+
+def _run_spec(engine, tree, spec: RunSpec, record: dict, files: dict, output: Callable[[bytes], None]) -> int:
+    from barque.container.ocispec import build_spec, write_spec
+
     oci = build_spec(record, tree.rootfs, files, [])
     oci["process"]["terminal"] = False
     oci["mounts"] = sorted(oci["mounts"] + spec.mounts,

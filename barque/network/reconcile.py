@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 def _running(engine, cid: str) -> bool:
     from barque.errors import NotFound
+    from barque.network.sandbox import TRANSIENT_PREFIX, transient_alive
+
+    if cid.startswith(TRANSIENT_PREFIX):
+        return transient_alive(cid)
 
     try:
         c = engine.containers.get(cid)
@@ -50,7 +54,7 @@ def check(engine, repair: bool = False) -> list[str]:
         held = running_ids(run_root)
         alive = {cid for cid in held if _running(engine, cid)}
         findings += [f"network namespace of container {cid[:12]}, which is not running" for cid in held - alive]
-        known = {r["id"] for r in engine.db.query("SELECT id FROM containers")}
+        known = {r["id"] for r in engine.db.query("SELECT id FROM containers")} | alive
         gone = {r["container_id"] for r in engine.db.query("SELECT DISTINCT container_id FROM endpoints")} - known
         findings += [f"addresses held for container {cid[:12]}, which no longer exists" for cid in gone]
         ported = {r["container_id"] for r in engine.db.query("SELECT DISTINCT container_id FROM port_mappings")}

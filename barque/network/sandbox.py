@@ -293,3 +293,74 @@ def _write(path: Path, text: str) -> None:
     with open(path, "r+" if path.exists() else "w") as f:
         f.write(text)
         f.truncate()
+
+
+# ---- a build step's network -----------------------------------------------------------------------------------------
+
+TRANSIENT_PREFIX = "build-"
+
+
+def transient_key(step_id: str) -> str:
+    """The endpoint owner and namespace name of a build step's RUN: it names the building process, so a sweep can
+    tell a live build's namespace from a dead one's (no container record exists for it)."""
+    import os
+
+    return f"{TRANSIENT_PREFIX}{os.getpid()}-{step_id[:24]}"
+
+
+def transient_alive(key: str) -> bool:
+    import os
+
+    try:
+        pid = int(key[len(TRANSIENT_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return False
+    return os.path.exists(f"/proc/{pid}")
+
+
+class transient:
+    """`with transient(engine, step_id) as path:` a namespace on the default bridge for one RUN of a build (Docker's
+    builder gives RUN the default network): an address, a veth, masquerade; all gone on exit."""
+
+    def __init__(self, engine, step_id: str, hosts_file: Path | None = None, hostname: str = "") -> None:
+        self.engine = engine
+        self.hostname = hostname or step_id[:12]
+        self.key = transient_key(step_id)
+        self.hosts_file = hosts_file
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        from barque.network import netns
+        from barque.network.ipam import attach, endpoints_of_container
+        from barque.network.rules import apply_rules, netns_path, network_lock
+
+        engine = self.engine
+        engine.networks.ensure_defaults()
+        net = engine.networks.default_bridge()
+        with engine.db.transaction() as conn:
+            attach(conn, net, self.key)
+        run_root = Path(engine.settings.run_root)
+        path = netns_path(run_root, self.key)
+        try:
+            with network_lock(run_root):
+                netns.create(path)
+                self.path = path
+                eps = endpoints_of_container(engine.db, self.key)
+                _plug_all(engine, path, eps, [net])
+                apply_rules(engine)
+            if self.hosts_file is not None:
+                with open(self.hosts_file, "a") as f:
+                    f.write(f"{eps[0]['ip']}\t{self.hostname}\n")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return path
+
+    def __exit__(self, *exc) -> None:
+        from barque.network.rules import network_lock
+
+        run_root = Path(self.engine.settings.run_root)
+        if self.path is not None:
+            with network_lock(run_root):
+                _leave_locked(self.engine.settings.root, run_root, self.key, engine=self.engine)
+        release(self.engine, self.key)
