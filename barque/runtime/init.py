@@ -182,12 +182,31 @@ def _join(join: list[tuple[str, str]]) -> None:
             opened.append((t, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
         except OSError as e:
             raise OSError(e.errno, f"opening the {t} namespace {path}: {e.strerror}") from e
-    for t, path, fd in opened:
-        try:
-            _libc.setns(fd, NAMESPACES[t][0])
-        except OSError as e:
-            raise OSError(e.errno, f"joining the {t} namespace {path}: {os.strerror(e.errno or 0)}") from e
-        finally:
+    # a namespace owned by an ancestor of the user namespace (a network namespace the engine made before the
+    # container, as Docker's and barque's are) can only be joined before entering that user namespace: so, as
+    # root of the host, everything but user and mount is tried first; what that refuses is retried after
+    later = []
+    try:
+        for t, path, fd in opened:
+            if t in ("user", "mount"):
+                later.append((t, path, fd))
+                continue
+            try:
+                _libc.setns(fd, NAMESPACES[t][0])
+                os.close(fd)
+            except OSError:
+                later.append((t, path, fd))
+        later.sort(key=lambda tp: _JOIN_ORDER.index(tp[0]))
+        while later:
+            t, path, fd = later.pop(0)
+            try:
+                _libc.setns(fd, NAMESPACES[t][0])
+            except OSError as e:
+                raise OSError(e.errno, f"joining the {t} namespace {path}: {os.strerror(e.errno or 0)}") from e
+            finally:
+                os.close(fd)
+    finally:
+        for _t, _path, fd in later:
             os.close(fd)
 
 
