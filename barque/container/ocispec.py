@@ -128,6 +128,11 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
     uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")  # ids as the container sees them
     process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     env = list(config.get("Env") or [])
+    link_env = (record.get("_barque") or {}).get("link_env") or []
+    if link_env:  # Docker's order: the links' variables, then the container's own, which win
+        from barque.container.options import merge_env
+
+        env = merge_env(link_env, env)
     keys = {e.split("=", 1)[0] for e in env}
     if "PATH" not in keys:
         env.insert(0, defaults.DEFAULT_ENV_PATH)

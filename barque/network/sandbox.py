@@ -142,11 +142,31 @@ def enter(engine, c) -> Path | None:
             dns.attach(Path(engine.settings.root), run_root, c.id, path)
         write_hosts(engine, c, eps, nets)
         write_resolv_conf(c, any(n.dns for n in nets))
+        c.private["link_env"] = _link_env(engine, c, eps[0]["network_id"])  # for the OCI config; not recorded
     except BaseException:
         leave(engine.settings.root, run_root, c.id, engine=engine)
         raise
     log.debug("container %s on %s, published %s", c.id[:12], [n.name for n in nets], published)
     return path
+
+
+def _link_env(engine, c, network_id: str) -> list[str]:
+    """Docker's link variables for each `--link` whose target is on the container's first network."""
+    import json
+
+    from barque.network.linkenv import link_env
+
+    out: list[str] = []
+    for spec, target_id in ((c.record.get("_barque") or {}).get("links") or {}).items():
+        name, _, alias = spec.partition(":")
+        rows = engine.db.query("SELECT e.ip, c.record FROM endpoints e JOIN containers c ON c.id = e.container_id "
+                               "WHERE e.container_id = ? AND e.network_id = ?", (target_id, network_id))
+        if not rows:
+            continue
+        cfg = json.loads(rows[0]["record"]).get("Config") or {}
+        out += link_env(alias or name, c.name, rows[0]["ip"], list((cfg.get("ExposedPorts") or {}).keys()),
+                        cfg.get("Env") or [])
+    return out
 
 
 def _plug_all(engine, path: Path, eps: list[dict], nets: list) -> None:
