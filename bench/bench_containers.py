@@ -9,11 +9,16 @@ the private dockerd of bench/dockerd.py keeps its data and exec roots on), its o
 failure included; the measuring part is bounded by BENCH_TIMEOUT seconds (default 1800). The image is made once:
 `barque bootstrap busybox`, then `barque save` → `docker load`, and both engines must report the same image ID.
 
+Network: both engines on their default network, a bridge — what `run` gives a user who passes no `--network`:
+barque's `barque0` and Docker's `docker0`, a veth pair and an address per container, plus the engine's NAT rules
+(barque's nftables tables, Docker's iptables-nft). That costs time at every start and stop, on both sides, so
+like is compared with like, and it is what users get. Neither engine may build bridges or rules in the machine's
+own namespace: each runs in a throwaway network namespace of its own (bench/netns.py) — every barque command under
+`nsenter --net`, dockerd started inside its namespace — deleted at the end. Before timing, a container of each must
+show the same interfaces (/proc/net/dev: lo and eth0).
+
 1. `run --rm busybox true`, the two engines taking turns (who goes first alternates), RUNS times each after one
-   warm-up each; median and best. Network: barque has none yet, its containers get an empty network namespace;
-   the private dockerd runs with `--bridge none`, so its default network also gives an empty namespace with only `lo`.
-   That is checked before timing (the interfaces in /proc/net/dev); if Docker's default showed more, Docker
-   would be given `--network none`.
+   warm-up each; median and best.
 2. Host memory per idle container: 20 `run -d busybox sleep 600` on each engine; once all are up and after a 2 s
    settle, the PSS (/proc/PID/smaps_rollup) of what stays beside them: barque's per-container monitors (command line
    naming `barque.container.monitor` and this bench's root; nothing else of barque stays) against the private
@@ -37,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -47,6 +52,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.dockerd import Dockerd, available, private_dockerd  # noqa: E402
+from bench.netns import Netns, in_netns, throwaway_netns  # noqa: E402
 
 log = logging.getLogger("bench.containers")
 
@@ -125,13 +131,16 @@ class BarqueSide:
 
 
 @contextmanager
-def barque_side() -> Iterator[BarqueSide]:
-    work = Path(tempfile.mkdtemp(prefix="barque-bench-ctr-", dir=os.environ.get("BENCH_TMPDIR", "/tmp")))
+def barque_side(netns: Netns | None = None, prefix: str = "barque-bench-ctr-") -> Iterator[BarqueSide]:
+    """A fresh barque root; with `netns`, every barque command runs inside that network namespace (barque0, the
+    containers' veths and the nftables rules are made there). It must outlive this context: the cleanup runs
+    `barque rm -f` there."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("BENCH_TMPDIR", "/tmp")))
     root, run_root = work / "root", work / "run"
     binary = REPO / ".venv" / "bin" / "barque"
     argv = [str(binary)] if binary.is_file() else [sys.executable, "-m", "barque.cli.main"]
-    side = BarqueSide(Engine("barque", argv + ["--root", str(root), "--run-root", str(run_root)], dict(os.environ)),
-                      work, root)
+    argv = in_netns(netns, argv + ["--root", str(root), "--run-root", str(run_root)])
+    side = BarqueSide(Engine("barque", argv, dict(os.environ)), work, root)
     try:
         yield side
     finally:
@@ -262,20 +271,18 @@ def prepare_image(barque: Engine, docker: Engine, work: Path) -> str:
 
 def interfaces(engine: Engine, net: Sequence[str] = ()) -> list[str]:
     out = engine("run", "--rm", *net, IMAGE, "cat", "/proc/net/dev")
-    return [line.split(":", 1)[0].strip() for line in out.splitlines()[2:] if ":" in line]
+    return sorted(line.split(":", 1)[0].strip() for line in out.splitlines()[2:] if ":" in line)
 
 
 def network_args(barque: Engine, docker: Engine) -> tuple[list[str], str]:
-    """Docker's flags for a network equal to barque's (an empty namespace), and a line saying what was checked."""
+    """Docker's extra flags (none) and a line saying what was checked: both engines' default network must give a
+    container the same interfaces, loopback and one veth on the default bridge."""
     ours, theirs = interfaces(barque), interfaces(docker)
-    if ours != ["lo"]:
-        raise RuntimeError(f"barque's default network namespace is not empty: {ours}")
-    if theirs == ["lo"]:
-        return [], "network: both engines' default, an empty namespace (interfaces: lo)"
-    net = ["--network", "none"]
-    if interfaces(docker, net) != ["lo"]:
-        raise RuntimeError("docker --network none does not give an empty network namespace")
-    return net, f"network: barque's default (lo) vs docker --network none (its default had: {', '.join(theirs)})"
+    if ours != theirs or ours != ["eth0", "lo"]:
+        raise RuntimeError(f"the engines' default networks differ: barque gives {ours}, docker {theirs} "
+                           "(expected eth0 and lo on both: a veth on the default bridge)")
+    return [], ("network: both engines' default bridge (barque0 / docker0: lo + eth0 per container, NAT rules), "
+                "each engine in a throwaway network namespace of its own")
 
 
 def timed(engine: Engine, args: Sequence[str]) -> float:
@@ -457,7 +464,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     compile_barque()
     try:
-        with barque_side() as side, private_dockerd() as d, deadline(TOTAL_TIMEOUT):
+        with ExitStack() as stack:
+            # exits in reverse: dockerd, then the barque root (`rm -f` inside its namespace), then the namespaces
+            barque_ns = stack.enter_context(throwaway_netns(f"bqb-ctr-{os.getpid()}-b"))
+            docker_ns = stack.enter_context(throwaway_netns(f"bqb-ctr-{os.getpid()}-d"))
+            side = stack.enter_context(barque_side(barque_ns))
+            d = stack.enter_context(private_dockerd(netns=docker_ns.path))
+            stack.enter_context(deadline(TOTAL_TIMEOUT))
             barque, docker = side.engine, docker_engine(d)
             load_before = os.getloadavg()[0]
             image_id = prepare_image(barque, docker, side.work)

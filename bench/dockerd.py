@@ -8,15 +8,21 @@ socket paths are limited to 108 bytes):
 - containerd is started by us, not by dockerd: left to itself, dockerd 20.10 attaches to a system containerd whenever
   `/run/containerd/containerd.sock` exists, and would then share its state and namespace;
 - dockerd gets its own `--data-root`, `--exec-root`, `--pidfile`, unix socket, and `--config-file` (so neither
-  `/etc/docker/daemon.json` is read nor `/etc/docker/key.json` written), no bridge, no iptables/ip6tables/masquerade;
+  `/etc/docker/daemon.json` is read nor `/etc/docker/key.json` written), and by default no bridge, no
+  iptables/ip6tables/masquerade: it runs in the caller's network namespace, which may be the machine's own;
+- with `netns=` (a namespace the caller made and will delete, e.g. bench/netns.py's) dockerd runs inside it
+  (`nsenter --net`) with Docker's real networking — docker0 (`--bip` to choose its subnet, say when barque0 shares
+  the namespace: both default to 172.17.0.0/16), iptables rules (Debian's iptables is iptables-nft: tables `ip nat`
+  and `ip filter` of that namespace) and its userland proxy for published ports. Only the namespace sees any of it;
+  the iptables lock file `/run/xtables.lock` that iptables creates is removed after if it was not there before;
 - containers' cgroups go under `/<dirname>` (`--cgroup-parent`), which the test suite's leak check watches
   (it looks for `barque*` cgroups and for processes whose command line matches `barque[.-]`, as ours all do).
 
-On exit: containers are removed, dockerd then containerd get SIGTERM (SIGKILL after a grace period), any process still
-naming our directory (containerd shims) or sitting in our cgroups is killed, every mount under the directory is
-unmounted (deepest first, lazily if busy), the cgroups and the directory are removed, and so are the few fixed
-directories dockerd and the shims create (`/run/docker/plugins`, `/run/containerd/s`) when they were not there before
-and are empty.
+On exit: containers are removed, dockerd then containerd get SIGTERM (SIGKILL after a grace period), any process
+still naming our directory (containerd shims), sitting in our cgroups or — with `netns=` — a docker-proxy in that
+namespace is killed, every mount under the directory is unmounted (deepest first, lazily if busy), the cgroups and
+the directory are removed, and so are the few fixed directories dockerd and the shims create (`/run/docker/plugins`,
+`/run/containerd/s`) when they were not there before and are empty.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ __all__ = ["Dockerd", "DockerdError", "available", "docker_cli", "private_docker
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Fixed paths dockerd 20.10 and containerd's shims create whatever their roots are (plugin discovery, shim sockets).
 FIXED_DIRS = (Path("/run/docker/plugins"), Path("/run/docker"), Path("/run/containerd/s"), Path("/run/containerd"))
+#: The lock file iptables (and so a bridged dockerd) creates in the machine's /run whatever the network namespace.
+XTABLES_LOCK = Path("/run/xtables.lock")
 #: The CLI that matches Debian's dockerd; a newer one earlier in PATH works too (API version negotiation).
 PREFERRED_CLI = Path("/usr/bin/docker")
 
@@ -105,17 +113,26 @@ class Dockerd:
 
 @contextmanager
 def private_dockerd(tmp_dir: str | os.PathLike | None = None, storage_driver: str | None = None,
-                    start_timeout: float = 90, extra_args: Sequence[str] = ()) -> Iterator[Dockerd]:
+                    start_timeout: float = 90, extra_args: Sequence[str] = (),
+                    netns: str | os.PathLike | None = None, bip: str | None = None) -> Iterator[Dockerd]:
     """Start a private dockerd; stop it and remove every trace of it on exit, failure included.
 
     storage_driver None tries overlay2 then vfs (overlay2 fails on some backing filesystems, overlay among them).
     tmp_dir is where its directory goes (default: the system's temporary directory); keep it short.
     extra_args are appended to dockerd's command line (e.g. `--add-runtime barque=/path/to/barque-runtime`).
+    netns is the path of a network namespace (`/run/netns/NAME`) dockerd runs in with its default bridge, iptables
+    and userland proxy; bip (e.g. "172.31.0.1/16") docker0's address and subnet, only with netns. Without netns
+    dockerd has no bridge and touches no firewall.
     """
     reason = available()
     if reason:
         raise DockerdError(reason)
-    fixed_before = {d for d in FIXED_DIRS if d.exists()}
+    if bip and not netns:
+        raise DockerdError("bip needs netns: a bridged dockerd runs only in a network namespace of the caller's")
+    if netns and not Path(netns).exists():
+        raise DockerdError(f"network namespace {netns} does not exist")
+    fixed_before = {d for d in FIXED_DIRS if d.exists()} | ({XTABLES_LOCK} if XTABLES_LOCK.exists() else set())
+    network = _network_args(netns, bip)
     base = Path(tempfile.mkdtemp(prefix="barque-dockerd-", dir=tmp_dir)).resolve()
     if len(str(base)) > 60:
         shutil.rmtree(base, ignore_errors=True)
@@ -130,7 +147,7 @@ def private_dockerd(tmp_dir: str | os.PathLike | None = None, storage_driver: st
         for driver in drivers:
             try:
                 daemon = _start_dockerd(base, driver, containerd_sock, cgroup_parent, procs, start_timeout,
-                                        extra_args)
+                                        [*network, *extra_args], netns)
                 break
             except DockerdError as e:
                 errors.append(f"with {driver}: {e}")
@@ -140,7 +157,13 @@ def private_dockerd(tmp_dir: str | os.PathLike | None = None, storage_driver: st
             raise DockerdError("\n".join(errors))
         yield daemon
     finally:
-        _teardown(base, procs, cgroup_parent, fixed_before)
+        _teardown(base, procs, cgroup_parent, fixed_before, netns)
+
+
+def _network_args(netns: str | os.PathLike | None, bip: str | None) -> list[str]:
+    if not netns:
+        return ["--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"]
+    return ["--iptables=true", "--ip-masq=true", "--ip6tables=false", *(["--bip", bip] if bip else [])]
 
 
 # ---- start ---------------------------------------------------------------------------------------------------------
@@ -182,7 +205,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 def _start_dockerd(base: Path, driver: str, containerd_sock: Path, cgroup_parent: str,
-                   procs: list[subprocess.Popen], timeout: float, extra_args: Sequence[str] = ()) -> Dockerd:
+                   procs: list[subprocess.Popen], timeout: float, extra_args: Sequence[str] = (),
+                   netns: str | os.PathLike | None = None) -> Dockerd:
     data, exec_root = base / "data", base / "exec"
     for d in (data, exec_root):  # a previous attempt with another driver may have left state behind
         _unmount_under(d)
@@ -192,10 +216,10 @@ def _start_dockerd(base: Path, driver: str, containerd_sock: Path, cgroup_parent
     config.write_text(json.dumps({"deprecated-key-path": str(base / "key.json")}))
     socket = base / "docker.sock"
     args = [
+        *(["nsenter", f"--net={netns}", "--"] if netns else []),  # nsenter execs dockerd: the same pid
         "dockerd", "--config-file", str(config),
         "--data-root", str(data), "--exec-root", str(exec_root), "--pidfile", str(base / "dockerd.pid"),
         "-H", f"unix://{socket}", "--containerd", str(containerd_sock),
-        "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
         "--storage-driver", driver, "--cgroup-parent", cgroup_parent, "--log-level", "warn", *extra_args,
     ]
     with open(base / "dockerd.log", "ab") as logf:
@@ -232,13 +256,18 @@ def _start_dockerd(base: Path, driver: str, containerd_sock: Path, cgroup_parent
 
 # ---- stop ----------------------------------------------------------------------------------------------------------
 
-def _teardown(base: Path, procs: list[subprocess.Popen], cgroup_parent: str, fixed_before: set[Path]) -> None:
-    dockerds = [p for p in procs if p.args[0] == "dockerd"]
+def _is_dockerd(proc: subprocess.Popen) -> bool:
+    return "dockerd" in proc.args  # its argv may start with nsenter
+
+
+def _teardown(base: Path, procs: list[subprocess.Popen], cgroup_parent: str, fixed_before: set[Path],
+              netns: str | os.PathLike | None = None) -> None:
+    dockerds = [p for p in procs if _is_dockerd(p)]
     if dockerds and dockerds[-1].poll() is None and (base / "docker.sock").is_socket():
         _remove_containers(base)
     for proc in reversed(procs):  # dockerd first, then containerd
         _stop(proc, 30)
-    _kill_strays(base, cgroup_parent)
+    _kill_strays(base, cgroup_parent, netns)
     _unmount_under(base)
     _remove_cgroups(cgroup_parent)
     subprocess.run(["rm", "-rf", "--one-file-system", str(base)], capture_output=True, timeout=600)
@@ -248,6 +277,8 @@ def _teardown(base: Path, procs: list[subprocess.Popen], cgroup_parent: str, fix
                 d.rmdir()
             except OSError:
                 pass  # not empty (someone else's), or already gone
+    if netns and XTABLES_LOCK not in fixed_before:
+        XTABLES_LOCK.unlink(missing_ok=True)
 
 
 def _remove_containers(base: Path) -> None:
@@ -271,18 +302,20 @@ def _stop(proc: subprocess.Popen, grace: float) -> None:
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
-        log.warning("%s ignored SIGTERM for %ss: killing it", proc.args[0], grace)
+        log.warning("%s ignored SIGTERM for %ss: killing it", "dockerd" if _is_dockerd(proc) else proc.args[0],
+                    grace)
         proc.kill()
         proc.wait(30)
 
 
-def _kill_strays(base: Path, cgroup_parent: str) -> None:
-    """Kill what outlived dockerd and containerd: shims (their command line names our socket) and container
-    processes (they sit in our cgroups). Found by pid, never by a broad name."""
+def _kill_strays(base: Path, cgroup_parent: str, netns: str | os.PathLike | None = None) -> None:
+    """Kill what outlived dockerd and containerd: shims (their command line names our socket), container
+    processes (they sit in our cgroups) and userland proxies in dockerd's namespace (no other dockerd runs there).
+    Found by pid, never by a broad name alone."""
     me = os.getpid()
     sockets: set[Path] = set()
     for _ in range(3):
-        pids = _pids_naming(str(base)) | _pids_in_cgroups(cgroup_parent)
+        pids = _pids_naming(str(base)) | _pids_in_cgroups(cgroup_parent) | _proxies_in(netns)
         pids.discard(me)
         if not pids:
             break
@@ -314,6 +347,30 @@ def _shim_socket(pid: int) -> set[Path]:
         return set()
     digest = hashlib.sha256(f"{address}/{ns}/{cid}".encode()).hexdigest()
     return {Path("/run/containerd/s") / digest}
+
+
+def _proxies_in(netns: str | os.PathLike | None) -> set[int]:
+    """The docker-proxy processes whose network namespace is `netns`."""
+    if not netns:
+        return set()
+    try:
+        st = os.stat(netns)
+    except OSError:
+        return set()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.stat(entry / "ns" / "net")
+            if (ns.st_dev, ns.st_ino) != (st.st_dev, st.st_ino):
+                continue
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if Path(argv0.decode(errors="replace")).name == "docker-proxy":
+            found.add(int(entry.name))
+    return found
 
 
 def _pids_naming(text: str) -> set[int]:
