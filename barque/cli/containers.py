@@ -280,6 +280,17 @@ def _matches(engine, c, flt: dict[str, list[str]], image_names: dict) -> bool:
     return True
 
 
+def _ports_column(engine, c) -> str:
+    """Docker's PORTS: a running container's published and exposed ports (`0.0.0.0:8080->80/tcp, 443/tcp`); a
+    stopped one has none, as Docker clears them when the network is released."""
+    if c.state.get("Status") not in ("running", "paused"):
+        return ""
+    from barque.network.manage import network_settings
+    from barque.network.portspec import display_ports, port_list
+
+    return display_ports(port_list(network_settings(engine, c, True)["Ports"]))
+
+
 @click.command("ps", context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
@@ -328,7 +339,7 @@ def ps(ctx, all_, quiet, last, latest, filters, fmt, no_trunc, size):
             "Names": c.name,
             "Networks": "" if (c.record["HostConfig"].get("NetworkMode") in ("default", None)) else
                         c.record["HostConfig"]["NetworkMode"],
-            "Ports": "",
+            "Ports": _ports_column(engine, c),
             "RunningFor": since(c.record["Created"]),
             "Size": "",
             "State": c.state.get("Status", "created"),

@@ -82,6 +82,7 @@ CONTAINER_COMMANDS = {
     "export": "barque.cli.files:export",
     "commit": "barque.cli.files:commit",
     "update": "barque.cli.observe:update",
+    "port": "barque.cli.networks:port",
 }
 
 TOP_COMMANDS = {
@@ -90,6 +91,7 @@ TOP_COMMANDS = {
     "events": "barque.cli.observe:events",
     "container": "barque.cli.main:container_group",
     "volume": "barque.cli.main:volume_group",
+    "network": "barque.cli.main:network_group",
     "images": "barque.cli.images:images",
     "rmi": "barque.cli.images:rmi",
     "tag": "barque.cli.images:tag",
@@ -130,6 +132,17 @@ volume_group = lazy_group("volume", "Manage volumes", {
     "rm": "barque.cli.volumes:rm",
     "remove": "barque.cli.volumes:rm",
     "prune": "barque.cli.volumes:prune",
+})
+network_group = lazy_group("network", "Manage networks", {
+    "create": "barque.cli.networks:create",
+    "ls": "barque.cli.networks:ls",
+    "list": "barque.cli.networks:ls",
+    "inspect": "barque.cli.networks:inspect",
+    "rm": "barque.cli.networks:rm",
+    "remove": "barque.cli.networks:rm",
+    "prune": "barque.cli.networks:prune",
+    "connect": "barque.cli.networks:connect",
+    "disconnect": "barque.cli.networks:disconnect",
 })
 system_group = lazy_group("system", "Manage barque", {
     "restore": "barque.cli.observe:restore",

@@ -82,6 +82,12 @@ def _options(f):
         click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
         click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        click.option("--link", "links", multiple=True, help="Add link to another container."),
+        click.option("--network-alias", "network_aliases", multiple=True,
+                     help="Add network-scoped alias for the container."),
+        click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)."),
+        click.option("--mac-address", default=None, help="Container MAC address (not supported by barque)."),
+        click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--platform", default=None, help="Set platform if server is multi-platform capable."),
         click.option("--pull", default="missing", help="Pull image before running (\"always\", \"missing\", \"never\")."),
         click.argument("image"),
@@ -124,8 +130,6 @@ def body_from_flags(p: dict) -> dict:
         body["StopSignal"] = o.parse_signal(p["stop_signal"])
     if p["stop_timeout"] is not None:
         body["StopTimeout"] = p["stop_timeout"]
-    if p["expose"]:
-        body["ExposedPorts"] = {(e if "/" in e else e + "/tcp"): {} for e in p["expose"]}
     if p["memory"]:
         host["Memory"] = o.parse_bytes(p["memory"], "-m, --memory")
     if p["memory_swap"]:
@@ -198,8 +202,7 @@ def body_from_flags(p: dict) -> dict:
     if p["log_driver"] or p["log_opt"]:
         host["LogConfig"] = {"Type": p["log_driver"] or "json-file",
                              "Config": o.parse_key_value_opts(p["log_opt"], "--log-opt")}
-    if p["network"]:
-        host["NetworkMode"] = p["network"]
+    _network_flags(p, body, host)
     if p["dns"]:
         host["Dns"] = list(p["dns"])
     if p["dns_search"]:
@@ -211,12 +214,88 @@ def body_from_flags(p: dict) -> dict:
             if p[flag] not in ("host", "private", "shareable", ""):
                 raise InvalidArgument(f"--{flag}: invalid value {p[flag]!r}: only \"host\" is supported here")
             host[key] = p[flag] if p[flag] == "host" else ""
-    if p["publish"] or p["publish_all"]:
-        raise InvalidArgument("-p/--publish and -P need container networking, which this barque does not have yet")
     if p["pull"] not in ("missing", "never", "always"):
         raise InvalidArgument(f"invalid pull option: '{p['pull']}': must be one of \"always\", \"missing\" or \"never\"")
     body["HostConfig"] = host
     return body
+
+
+def _network_flags(p: dict, body: dict, host: dict) -> None:
+    """-p/-P/--expose, --network and its endpoint's --network-alias/--ip, --link, --add-host: as Docker's CLI puts
+    them in the create body. What only the engine can judge (an alias or address on the default bridge, an unknown
+    network or container) is left to the engine."""
+    from barque.errors import InvalidArgument
+    from barque.network.portspec import parse_expose, parse_port_specs
+
+    exposed, bindings = parse_port_specs(p["publish"])
+    for key in parse_expose(p["expose"]):
+        exposed.setdefault(key, {})
+    if exposed:
+        body["ExposedPorts"] = exposed
+    if bindings:
+        host["PortBindings"] = bindings
+    if p["publish_all"]:
+        host["PublishAllPorts"] = True
+    if p["network"]:
+        host["NetworkMode"] = p["network"]
+    links = [_link_flag(v) for v in p["links"]]
+    if links:
+        host["Links"] = links
+    extra = [_add_host_flag(v) for v in p["add_hosts"]]
+    if extra:
+        host["ExtraHosts"] = extra
+    if p["mac_address"]:
+        raise InvalidArgument("--mac-address is not supported: barque gives each endpoint the MAC address made from "
+                              "its IP address (02:42:…)")
+    endpoint: dict = {}
+    if p["network_aliases"]:
+        endpoint["Aliases"] = list(p["network_aliases"])
+    if p["ip"]:
+        endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
+    mode = p["network"] or "default"
+    user_defined = mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
+    if links and user_defined:
+        endpoint["Links"] = list(links)  # Docker's CLI: on a user-defined network, links are the endpoint's too
+    if endpoint:
+        key = "bridge" if mode == "default" else mode
+        body["NetworkingConfig"] = {"EndpointsConfig": {key: endpoint}}
+
+
+def _flag_error(value: str, flag: str, why: str) -> click.UsageError:
+    """A bad flag value, worded as Docker's flag parser words it (exit 125, with the usage hint)."""
+    return click.UsageError(f'invalid argument "{value}" for "{flag}" flag: {why}',
+                            click.get_current_context(silent=True))
+
+
+def _link_flag(value: str) -> str:
+    """`--link NAME[:ALIAS]`, kept as given (Docker's opts.ValidateLink); the engine resolves the name."""
+    if value == "":
+        raise _flag_error(value, "--link", "empty string specified for links")
+    if len(value.split(":")) > 2:
+        raise _flag_error(value, "--link", f"bad format for links: {value}")
+    return value
+
+
+def _add_host_flag(value: str) -> str:
+    """`--add-host NAME:IP` (or NAME=IP; IPv6 in brackets or not; `host-gateway`) → `NAME:IP`, as Docker's
+    opts.ValidateExtraHost."""
+    import ipaddress
+
+    name, sep, addr = value.partition("=")
+    if not sep:
+        name, sep, addr = value.partition(":")
+    if not sep or not name or ":" in name:
+        raise _flag_error(value, "--add-host", f'bad format for add-host: "{value}"')
+    if addr != "host-gateway":
+        if len(addr) > 2 and addr.startswith("[") and addr.endswith("]"):
+            addr = addr[1:-1]
+        try:
+            if "%" in addr:
+                raise ValueError(addr)
+            ipaddress.ip_address(addr.strip())
+        except ValueError:
+            raise _flag_error(value, "--add-host", f'invalid IP address in add-host: "{addr}"') from None
+    return f"{name}:{addr}"
 
 
 def _fail(e: BaseException) -> ExitStatus:
