@@ -27,7 +27,8 @@ CONFIG_PATH = "/etc/barque/daemon.json"
 DEFAULT_BRIDGE = "barque0"
 DEFAULT_BIP = "172.17.0.1/16"
 #: Docker's default pools: 172.17-31.x.x/16 (172.17 is the default bridge's), then 192.168.x.x as /20s
-DEFAULT_POOLS = ({"base": "172.17.0.0/12", "size": 16}, {"base": "192.168.0.0/16", "size": 20})
+DEFAULT_POOLS = tuple({"base": f"172.{n}.0.0/16", "size": 16} for n in range(17, 32)) + (
+    {"base": "192.168.0.0/16", "size": 20},)
 
 
 @dataclass(frozen=True)
