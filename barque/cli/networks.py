@@ -185,7 +185,8 @@ def _select(engine, nets: list, flt: dict[str, list[str]]) -> list:
 
 @click.command("ls", context_settings=CONTEXT)
 @click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'driver=bridge').")
-@click.option("--format", "fmt", default=None, help="Format output using a custom template: 'table', 'json' or a Go template.")
+@click.option("--format", "fmt", default=None,
+              help="Format output using a custom template: 'table', 'json' or a Go template.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
 @click.pass_context

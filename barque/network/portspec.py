@@ -120,7 +120,7 @@ def _valid_ip(text: str) -> bool:
 
 
 def parse_port_spec(raw: str) -> list[tuple[str, dict]]:
-    """One `-p` value → [(container port key "80/tcp", {"HostIp": …, "HostPort": …}), …] (a range gives several)."""
+    """One `-p` value → [(container port key "80/tcp", {"HostIp": …, "HostPort": …}), …] (a range: several)."""
     ip, host_port, container_port = _split_parts(raw)
     proto, container_port = split_proto_port(container_port)
     if ip.startswith("["):

@@ -152,7 +152,8 @@ def test_ports_column(ports, text):
 
 def test_ports_column_from_network_settings():
     settings = {"443/tcp": None, "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
-                "90/tcp": [{"HostIp": "0.0.0.0", "HostPort": "90"}], "91/tcp": [{"HostIp": "0.0.0.0", "HostPort": "91"}]}
+                "90/tcp": [{"HostIp": "0.0.0.0", "HostPort": "90"}],
+                "91/tcp": [{"HostIp": "0.0.0.0", "HostPort": "91"}]}
     assert display_ports(port_list(settings)) == "0.0.0.0:90-91->90-91/tcp, 443/tcp, 0.0.0.0:8080->80/tcp"
 
 
