@@ -96,6 +96,9 @@ class Barque:
             eng.close()
         self._engines.clear()
         self.remove_containers()
+        from barque.network.dns.client import stop
+
+        stop(self.run_root)  # the embedded DNS server of this run root, if containers on user networks started one
 
     def remove_containers(self) -> None:
         """Whatever containers a test left (also after a failure): removed with their monitors, mounts, cgroups."""

@@ -167,8 +167,9 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
         raise NotFound(f"image {image_ref} is not unpacked for storage driver {engine.driver_name}: load it again "
                        "with this driver")
     inherited = _inherited_mounts(engine, host)
-    from barque.network.sandbox import join_at_create, uses_bridge
+    from barque.network.sandbox import extra_hosts_lines, join_at_create, uses_bridge
 
+    extra = extra_hosts_lines(engine, host) if host.get("ExtraHosts") else []
     if uses_bridge(host):
         engine.networks.ensure_defaults()  # outside the transaction below: it may write
     cdir = engine.containers.dir(cid)
@@ -196,7 +197,7 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
                                                list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
                     join_at_create(engine, conn, record, body.get("NetworkingConfig"))
                     c = engine.containers.add(record, conn=conn,
-                                              populate=lambda d: write_etc_files(d, config, host))
+                                              populate=lambda d: write_etc_files(d, config, host, extra))
                 break
             except Conflict:
                 # a generated name another `run` took between our check and our insert: draw another
@@ -217,7 +218,7 @@ def _now() -> str:
     return now_rfc3339()
 
 
-def write_etc_files(cdir: Path, config: dict, host: dict) -> None:
+def write_etc_files(cdir: Path, config: dict, host: dict, extra_hosts: list[str] = ()) -> None:
     hostname = config.get("Hostname") or ""
     mode = host.get("NetworkMode")
     if mode == "host":
@@ -225,7 +226,7 @@ def write_etc_files(cdir: Path, config: dict, host: dict) -> None:
     else:
         hosts = BASE_HOSTS
     (cdir / "hostname").write_text((hostname or cdir.name[:12]) + "\n")
-    (cdir / "hosts").write_text(hosts)
+    (cdir / "hosts").write_text(hosts + "".join(line + "\n" for line in extra_hosts))
     (cdir / "resolv.conf").write_text(resolv_conf(host))
 
 

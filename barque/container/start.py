@@ -160,15 +160,24 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
           restarting: bool = False) -> socket.socket | None:
     """Start `c`. With `attach` (the attach hello: which streams), returns a socket already attached to the new
     monitor — attached before the container runs, so no output is missed."""
-    from barque.container import monitor
-    from barque.container.exit import unmount_rootfs
-
     state = c.refresh()
     if state.get("Status") in ("running", "paused") and not restarting:
         return None
     if state.get("Status") == "removing":
         raise FailedPrecondition(f"container {c.id[:12]} is marked for removal and cannot be started")
     _clear_stale_runtime_state(engine, c.id)
+    from barque.network.sandbox import end_guard, start_guard
+
+    guard = start_guard(engine.settings.run_root, c.id)
+    try:
+        return _start(engine, c, attach, size)
+    finally:
+        end_guard(engine.settings.run_root, c.id, guard)
+
+
+def _start(engine, c, attach: dict | None, size: tuple[int, int] | None) -> socket.socket | None:
+    from barque.container import monitor
+    from barque.container.exit import unmount_rootfs
     from barque.network.sandbox import enter, leave
 
     ns_path = enter(engine, c)

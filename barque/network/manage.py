@@ -221,11 +221,12 @@ def network_settings(engine, c, running: bool) -> dict:
     mode = host.get("NetworkMode") or "default"
     path = netns_path(engine.settings.run_root, c.id)
     active = running and path.exists()
-    ports: dict = {}
-    for port in (c.record["Config"].get("ExposedPorts") or {}):
-        ports[port if "/" in port else f"{port}/tcp"] = None
-    for key in host.get("PortBindings") or {}:
-        ports.setdefault(key, None)
+    ports: dict = {}  # Docker clears them when the container stops (and has none before it first starts)
+    if running:
+        for port in (c.record["Config"].get("ExposedPorts") or {}):
+            ports[port if "/" in port else f"{port}/tcp"] = None
+        for key in host.get("PortBindings") or {}:
+            ports.setdefault(key, None)
     if active:
         for r in engine.db.query("SELECT * FROM port_mappings WHERE container_id = ? ORDER BY rowid", (c.id,)):
             key = f"{r['container_port']}/{r['proto']}"

@@ -38,7 +38,12 @@ def sweep_stale_namespaces(engine) -> list[str]:
     from barque.network.rules import running_ids
     from barque.network.sandbox import _leave_locked
 
-    stale = [cid for cid in running_ids(engine.settings.run_root) if not _running(engine, cid)]
+    from barque.network.sandbox import start_in_progress
+
+    run_root = engine.settings.run_root
+    # the guard first, the state after: a start that ends in between has recorded "running" before letting go
+    stale = [cid for cid in running_ids(run_root) if not start_in_progress(run_root, cid)
+             and not _running(engine, cid)]
     for cid in stale:
         _leave_locked(engine.settings.root, Path(engine.settings.run_root), cid, engine=engine)
     return stale
@@ -51,8 +56,10 @@ def check(engine, repair: bool = False) -> list[str]:
     findings: list[str] = []
     run_root = Path(engine.settings.run_root)
     with network_lock(run_root):
+        from barque.network.sandbox import start_in_progress
+
         held = running_ids(run_root)
-        alive = {cid for cid in held if _running(engine, cid)}
+        alive = {cid for cid in held if start_in_progress(run_root, cid) or _running(engine, cid)}
         findings += [f"network namespace of container {cid[:12]}, which is not running" for cid in held - alive]
         known = {r["id"] for r in engine.db.query("SELECT id FROM containers")} | alive
         gone = {r["container_id"] for r in engine.db.query("SELECT DISTINCT container_id FROM endpoints")} - known

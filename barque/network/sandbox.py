@@ -61,8 +61,12 @@ def join_at_create(engine, conn, record: dict, networking: dict | None) -> None:
     first = store.get(mode, conn)
     if first.driver == "host" or first.driver == "null":
         return
-    order = [(first, endpoints.get(mode) or endpoints.get(first.name) or endpoints.get(first.id) or {})]
+    # docker 25+'s CLI names the default network "default" in EndpointsConfig when no --network is given
+    order = [(first, endpoints.get(mode) or endpoints.get(first.name) or endpoints.get(first.id)
+              or endpoints.get("default") or {})]
     for key, cfg in endpoints.items():
+        if key == "default":
+            continue
         net = store.get(key, conn)
         if net.id != first.id:
             if not net.is_bridge:
@@ -101,6 +105,47 @@ def release(engine, cid: str) -> None:
 
 
 # ---- start ----------------------------------------------------------------------------------------------------------
+
+def start_guard(run_root, cid: str) -> int:
+    """Held (an flock) by a `start` from before its namespace is made until the container runs or the start failed:
+    a sweep for stale namespaces, in another process, must not take a namespace whose container is still being
+    started ("created" all that time). Close the returned descriptor to release it."""
+    import fcntl
+    import os
+
+    d = Path(run_root) / "starting"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(d / cid, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def end_guard(run_root, cid: str, fd: int) -> None:
+    import os
+
+    try:
+        os.unlink(Path(run_root) / "starting" / cid)
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+
+
+def start_in_progress(run_root, cid: str) -> bool:
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(Path(run_root) / "starting" / cid, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
 
 def enter(engine, c) -> Path | None:
     """Make the container's network namespace and plug it into its networks: the path for its OCI config
@@ -279,9 +324,7 @@ def write_hosts(engine, c, eps: list[dict], nets: list) -> None:
     if config.get("Domainname"):
         hostname = f"{hostname}.{config['Domainname']} {hostname}"
     lines = [BASE_HOSTS.rstrip("\n")]
-    for spec in c.record["HostConfig"].get("ExtraHosts") or []:
-        name, _, addr = spec.partition(":")
-        lines.append(f"{addr}\t{name}")
+    lines += extra_hosts_lines(engine, c.record["HostConfig"])
     for spec, target_id in ((c.record.get("_barque") or {}).get("links") or {}).items():
         name, _, alias = spec.partition(":")
         name = name.lstrip("/")
@@ -292,6 +335,19 @@ def write_hosts(engine, c, eps: list[dict], nets: list) -> None:
             lines.append(f"{rows[0]['ip']}\t" + " ".join(dict.fromkeys(names)))
     lines.append(f"{eps[0]['ip']}\t{hostname}")
     _write(c.dir / "hosts", "\n".join(lines) + "\n")
+
+
+def extra_hosts_lines(engine, host: dict) -> list[str]:
+    """`--add-host NAME:IP` entries; `host-gateway` stands for the default bridge's gateway, as in Docker."""
+    out = []
+    for spec in host.get("ExtraHosts") or []:
+        name, sep, addr = spec.partition(":")
+        if not sep:
+            name, _, addr = spec.partition("=")
+        if addr == "host-gateway":
+            addr = str(engine.networks.default_bridge().gateway)
+        out.append(f"{addr}\t{name}")
+    return out
 
 
 def write_resolv_conf(c, embedded_dns: bool) -> None:
