@@ -132,7 +132,9 @@ def test_icc_off_blocks_containers_but_links_open_their_ports(tmp_path, roots, b
     try:
         _serve(b, "srv", "--expose", "80")
         ip = json.loads(b("inspect", "srv").stdout)[0]["NetworkSettings"]["IPAddress"]
-        blocked = b("run", "--rm", "busybox", "timeout", "2", "wget", "-q", "-O-", f"http://{ip}/hostname", check=False)
+        # nc's own connect timeout (`timeout` cannot stop a PID 1: it ignores signals it has no handler for)
+        assert _eventually(lambda: _fetch(netlab.in_host, f"http://{ip}/hostname").returncode == 0)  # it serves
+        blocked = b("run", "--rm", "busybox", "nc", "-w", "2", ip, "80", check=False)
         assert blocked.returncode != 0
         linked = b("run", "--rm", "--link", "srv", "busybox", "timeout", "3", "wget", "-q", "-O-", "http://srv/hostname")
         assert linked.returncode == 0
@@ -140,8 +142,9 @@ def test_icc_off_blocks_containers_but_links_open_their_ports(tmp_path, roots, b
         b("network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "quiet")
         _serve(b, "srv2", "--network", "quiet")
         ip2 = json.loads(b("inspect", "srv2").stdout)[0]["NetworkSettings"]["Networks"]["quiet"]["IPAddress"]
-        assert b("run", "--rm", "--network", "quiet", "busybox", "timeout", "2", "wget", "-q", "-O-",
-                 f"http://{ip2}/hostname", check=False).returncode != 0
+        assert _eventually(lambda: _fetch(netlab.in_host, f"http://{ip2}/hostname").returncode == 0)  # it serves
+        assert b("run", "--rm", "--network", "quiet", "busybox", "nc", "-w", "2", ip2, "80",
+                 check=False).returncode != 0
     finally:
         b.remove_containers()
 
