@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
 # The main job, as far as barque goes today: make base images offline, load and import images, list and inspect
 # them, save them again; build one from a Dockerfile; run containers (detached, with a health check, a volume, exec, logs), commit one; then
-# push it to barque's own registry and pull it into a second root; run a bundle with barque-runtime alone. Runs in its own roots, never /var/lib/barque, and removes its containers.
+# push it to barque's own registry and pull it into a second root; network containers (published ports reached from
+# "outside", a user network with names, links); run a bundle with barque-runtime alone. Runs in its own roots, never
+# /var/lib/barque, and removes its containers. Containers run in a throwaway network namespace that plays the host
+# (barque0, veths and barque's nftables tables live there) and a second one plays the outside world: the machine's own
+# interfaces and firewall are never touched. Only `bootstrap debian` (debootstrap from the mirror) runs outside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 DEMO=${DEMO_DIR:-/tmp/barque-demo}
 rm -rf "$DEMO"; mkdir -p "$DEMO"
-b() { echo "+ barque $*" >&2; .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" "$@"; }
+HOSTNS=barque-demo-host-$$ OUTNS=barque-demo-out-$$
+ip netns add "$HOSTNS"; ip netns add "$OUTNS"
+drop_netns() {
+  .venv/bin/python -c 'import sys; from barque.network.dns.client import stop; stop(sys.argv[1])' "$DEMO/run" || true
+  ip netns delete "$HOSTNS" 2>/dev/null || true; ip netns delete "$OUTNS" 2>/dev/null || true
+}
+trap drop_netns EXIT
+ip -n "$HOSTNS" link set lo up; ip -n "$OUTNS" link set lo up
+ip -n "$HOSTNS" link add up0 type veth peer name out0 netns "$OUTNS"
+ip -n "$HOSTNS" addr add 198.51.100.1/24 dev up0; ip -n "$OUTNS" addr add 198.51.100.2/24 dev out0
+ip -n "$HOSTNS" link set up0 up; ip -n "$OUTNS" link set out0 up
+inhost() { nsenter --net="/run/netns/$HOSTNS" -- "$@"; }
+b() { echo "+ barque $*" >&2; inhost .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" "$@"; }
 
 b bootstrap busybox --tag busybox:latest
 if [ "${DEMO_DEBIAN:-1}" = 1 ]; then
-  b bootstrap debian --suite bookworm --tag debian:bookworm
+  echo "+ barque bootstrap debian --suite bookworm --tag debian:bookworm   (in the machine's network: debootstrap)" >&2
+  .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" bootstrap debian --suite bookworm --tag debian:bookworm
 fi
 b load -i ../shared/fixtures/docker-made/docker-save-layers.tar
 b load -i ../shared/fixtures/docker-made/oci-layout-layers
@@ -31,7 +48,7 @@ b build -t demo/layers:built ../shared/fixtures/docker-made/build-context
 b run --rm demo/layers:built
 
 # Containers, as with docker: no daemon; each detached container has a small monitor of its own.
-cleanup() { .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true; }
+cleanup() { inhost .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true; drop_netns; }
 trap cleanup EXIT
 b run --rm busybox echo "hello from a container"
 b run -d --name demo-web --restart on-failure:3 --health-cmd 'test -e /tmp/ok' --health-interval 1s \
@@ -55,12 +72,13 @@ b volume rm demo-data
 # Registries: barque's own registry on loopback (token auth), push to it, pull back into a second, empty root.
 reg_pid=
 cleanup() {
-  .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true
+  inhost .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null || true
+  drop_netns
 }
 .venv/bin/python -c "import bcrypt, sys; print('demo:' + bcrypt.hashpw(b'demo-pw', bcrypt.gensalt()).decode())" > "$DEMO/htpasswd"
 echo "+ barque registry serve --addr 127.0.0.1:0 --auth token --htpasswd $DEMO/htpasswd" >&2
-.venv/bin/barque registry serve --addr 127.0.0.1:0 --root "$DEMO/registry" --auth token --htpasswd "$DEMO/htpasswd" \
+inhost .venv/bin/barque registry serve --addr 127.0.0.1:0 --root "$DEMO/registry" --auth token --htpasswd "$DEMO/htpasswd" \
   > "$DEMO/registry.out" 2> "$DEMO/registry.log" &
 reg_pid=$!
 for _ in $(seq 100); do grep -q listening "$DEMO/registry.out" && break; sleep 0.1; done
@@ -69,11 +87,29 @@ export DOCKER_CONFIG="$DEMO/docker-config"
 echo demo-pw | b login -u demo --password-stdin "$reg"
 b tag demo/committed:1 "$reg/demo/committed:1"
 b push "$reg/demo/committed:1"
-b2() { echo "+ barque (second root) $*" >&2; .venv/bin/barque --root "$DEMO/root2" --run-root "$DEMO/run2" "$@"; }
+b2() { echo "+ barque (second root) $*" >&2; inhost .venv/bin/barque --root "$DEMO/root2" --run-root "$DEMO/run2" "$@"; }
 b2 pull "$reg/demo/committed:1"
 b2 run --rm "$reg/demo/committed:1" cat /etc/motd
 b2 images --digests
 b logout "$reg"
+
+# Networks: a published port fetched from the "outside" namespace (198.51.100.2 -> the host's 198.51.100.1), a
+# user-defined network whose containers find each other by name and alias, a link's variables, then nothing left.
+b run -d --name demo-site -p 8080:80 busybox httpd -f -p 80 -h /etc
+b port demo-site
+sleep 0.5
+echo "+ (outside) wget http://198.51.100.1:8080/hostname" >&2
+nsenter --net="/run/netns/$OUTNS" -- python3 -c 'import urllib.request; print(urllib.request.urlopen("http://198.51.100.1:8080/hostname", timeout=5).read().decode().strip(), "answered from the outside")'
+b network create --subnet 10.77.0.0/24 demo-net
+b run -d --name demo-api --network demo-net --network-alias api busybox httpd -f -p 80 -h /etc
+b run --rm --network demo-net busybox sh -c 'nslookup api | grep -A1 ^Name; wget -qO- http://api/hostname'
+b run --rm --link demo-site:site busybox sh -c 'env | grep ^SITE_ | sort; grep site /etc/hosts'
+b ps --format 'table {{.Names}}\t{{.Ports}}\t{{.Status}}'
+b network ls
+b rm -f demo-site demo-api
+b network rm demo-net
+b system check
+echo "+ links left in the host namespace: $(inhost ip -o link show | cut -d: -f2 | tr -d ' ' | sort | tr '\n' ' ')" >&2
 
 b system df
 b info
