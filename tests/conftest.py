@@ -16,19 +16,23 @@ from tests.registry_support import registry_factory  # noqa: E402,F401  (barque 
 from tests.netlab import lab_barque, netlab  # noqa: E402,F401  (throwaway network namespaces)
 
 
+MACHINE_NETNS_ENV = "BARQUE_TEST_MACHINE_NETNS"
+
+
 def _leave_the_machines_network() -> None:
-    """The whole suite runs in a network namespace of its own (made here, before any test or worker starts): every
-    container a test runs gets a veth on barque0 and rules in barque's nftables tables, and those must never touch
-    the machine's own interfaces or firewall. Networking tests make further namespaces of their own
-    (tests/netlab.py). The leak check still looks at the machine's namespace, through /proc/1/ns/net."""
-    try:
-        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
-            return  # already in one (an xdist worker, or a run under unshare)
-    except OSError:
-        return
+    """The whole suite runs in a network namespace of its own (made here, in the first pytest process, before any
+    test or xdist worker starts; workers inherit it): every container a test runs gets a veth on barque0 and rules
+    in barque's nftables tables, and those must never touch the machine's own interfaces or firewall. Networking
+    tests make further namespaces of their own (tests/netlab.py). The machine's namespace stays reachable for the
+    leak check and for the one command that needs the real network (debootstrap), at the path in
+    $BARQUE_TEST_MACHINE_NETNS: a descriptor this process keeps open (PID 1's may not be readable)."""
+    if os.environ.get(MACHINE_NETNS_ENV):
+        return  # a worker: already in the suite's namespace
     from barque.linux import _libc
 
+    fd = os.open("/proc/self/ns/net", os.O_RDONLY)  # kept open for the whole session
     _libc.unshare(_libc.CLONE_NEWNET)
+    os.environ[MACHINE_NETNS_ENV] = f"/proc/{os.getpid()}/fd/{fd}"
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
@@ -205,6 +209,12 @@ def unique(prefix: str = "t") -> str:
 
 # ---- leak check ---------------------------------------------------------------------------------------------------
 
+def machine_netns_prefix() -> list[str]:
+    """A command prefix that runs in the machine's own network namespace (see _leave_the_machines_network)."""
+    path = os.environ.get(MACHINE_NETNS_ENV)
+    return ["nsenter", f"--net={path}", "--"] if path else []
+
+
 def _snapshot_system() -> dict[str, set[str]]:
     def lines(cmd: list[str]) -> set[str]:
         try:
@@ -213,7 +223,7 @@ def _snapshot_system() -> dict[str, set[str]]:
             return set()
 
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-    machine = ["nsenter", "--net=/proc/1/ns/net", "--"]  # the machine's own network namespace, not the suite's
+    machine = machine_netns_prefix()  # the machine's own network namespace, not the suite's
     return {
         "mounts": mounts,
         "loop devices": {line.split(":")[0] for line in lines(["losetup", "-a"])},
@@ -252,6 +262,9 @@ def pytest_sessionfinish(session, exitstatus):
         return
     _remove_empty_parent_cgroups()
     after = _snapshot_system()
+    if not after["links"] or not _BASELINE.get("links"):  # there is always `lo`: the check could not look
+        session.exitstatus = 1
+        print("LEAK CHECK FAILED: the machine's network namespace could not be read")
     leaks = {k: sorted(after[k] - _BASELINE[k]) for k in after if after[k] - _BASELINE[k]}
     if leaks:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

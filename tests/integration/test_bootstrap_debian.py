@@ -11,7 +11,9 @@ from tests.integration.imagetree import image_rootfs
 def test_debian_minbase(barque):
     # debootstrap fetches from the configured mirror: this one command runs in the machine's own network namespace
     # (the suite's has no way out, see tests/conftest.py); it runs no container
-    barque.prefix = ["nsenter", "--net=/proc/1/ns/net", "--"]
+    from tests.conftest import machine_netns_prefix
+
+    barque.prefix = machine_netns_prefix()
     out = barque("bootstrap", "debian", "--suite", "bookworm", timeout=1200).stdout.splitlines()
     assert out[0] == "Loaded image: debian:bookworm"
     inspect = json.loads(barque("image", "inspect", "debian:bookworm").stdout)[0]
