@@ -238,6 +238,16 @@ def _read(path: str) -> str | None:
         return None
 
 
+def _daemon_dns() -> tuple[str, ...]:
+    """The `dns` of barque's config file (Docker's daemon.json key), for containers without --dns."""
+    from barque.network.config import load
+
+    try:
+        return load().dns
+    except Exception:  # noqa: BLE001 - a broken config file is reported by the network commands, not here
+        return ()
+
+
 def resolv_conf(host: dict) -> str:
     """The host's resolvers, as Docker copies them; a loopback stub resolver (systemd-resolved's 127.0.0.53) cannot be
     reached from a container's network namespace, so it is replaced by the upstream servers it uses."""
@@ -250,7 +260,7 @@ def resolv_conf(host: dict) -> str:
         else:
             lines = [line for line in lines if not (line.startswith("nameserver") and line.split()[1:2]
                                                     and line.split()[1].startswith("127."))]
-    dns = host.get("Dns") or []
+    dns = host.get("Dns") or list(_daemon_dns())
     if dns:
         lines = [line for line in lines if not line.startswith("nameserver")] + [f"nameserver {d}" for d in dns]
     if host.get("DnsSearch"):

@@ -52,10 +52,12 @@ def join_at_create(engine, conn, record: dict, networking: dict | None) -> None:
             raise InvalidArgument("container cannot be disconnected from host network or connected to host "
                                   "network" if mode == "host" else "container sharing network namespace with "
                                   "another container or host cannot be connected to any other network")
-        if host.get("PortBindings") and mode != "host":
-            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
-        if host.get("Links"):
-            raise InvalidArgument("conflicting options: links and the container type network mode")
+        if mode.startswith("container:"):  # Docker's checks; with host or none, published ports are discarded
+            if host.get("PortBindings") or host.get("PublishAllPorts"):
+                raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+            if host.get("Links"):
+                raise InvalidArgument("conflicting options: container type network can't be used with links. "
+                                      "This would result in undefined behavior")
         return
     store = engine.networks
     first = store.get(mode, conn)
