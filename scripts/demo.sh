@@ -78,8 +78,8 @@ cleanup() {
 }
 .venv/bin/python -c "import bcrypt, sys; print('demo:' + bcrypt.hashpw(b'demo-pw', bcrypt.gensalt()).decode())" > "$DEMO/htpasswd"
 echo "+ barque registry serve --addr 127.0.0.1:0 --auth token --htpasswd $DEMO/htpasswd" >&2
-inhost .venv/bin/barque registry serve --addr 127.0.0.1:0 --root "$DEMO/registry" --auth token --htpasswd "$DEMO/htpasswd" \
-  > "$DEMO/registry.out" 2> "$DEMO/registry.log" &
+(exec nsenter --net="/run/netns/$HOSTNS" -- .venv/bin/barque registry serve --addr 127.0.0.1:0 --root "$DEMO/registry" \
+  --auth token --htpasswd "$DEMO/htpasswd" > "$DEMO/registry.out" 2> "$DEMO/registry.log") &
 reg_pid=$!
 for _ in $(seq 100); do grep -q listening "$DEMO/registry.out" && break; sleep 0.1; done
 reg=$(sed -n 's|.*listening on http://||p' "$DEMO/registry.out")
