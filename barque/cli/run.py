@@ -249,6 +249,8 @@ def _network_flags(p: dict, body: dict, host: dict) -> None:
                               "its IP address (02:42:…)")
     endpoint: dict = {}
     if p["network_aliases"]:
+        if (p["network"] or "default") in ("default", "bridge"):  # the docker CLI's own check (25+)
+            raise InvalidArgument("network-scoped aliases are only supported for user-defined networks")
         endpoint["Aliases"] = list(p["network_aliases"])
     if p["ip"]:
         endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
@@ -377,6 +379,8 @@ def run(ctx, detach, detach_keys, sig_proxy, attach_streams, **p):
 
     size = _terminal_size() if p["tty"] else None
     streams = {s.lower() for s in attach_streams} or {"stdout", "stderr", *(["stdin"] if p["interactive"] else [])}
+    if detach:
+        click.echo(c.id)  # as the docker CLI: the ID of the created container, before its start (which may fail)
     try:
         sock = start(engine, c, attach=None if detach else hello_for(streams), size=size)
     except (BarqueError, OSError) as e:
@@ -385,7 +389,6 @@ def run(ctx, detach, detach_keys, sig_proxy, attach_streams, **p):
             _remove_quietly(engine, c)
         raise status from None
     if detach:
-        click.echo(c.id)
         return
     from barque.cli.attach_io import attach_foreground
 

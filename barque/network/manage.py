@@ -254,8 +254,11 @@ def network_settings(engine, c, running: bool) -> dict:
                           "NetworkID": engine.networks.get(mode).id, "EndpointID": "", "Gateway": "",
                           "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
                           "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
-    return {"Bridge": "", "SandboxID": c.id if active else "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": str(path) if active else "",
+    # Docker keeps a stopped container's sandbox ID and key (they are made again at the next start)
+    started = active or not (c.state.get("StartedAt") or "0001").startswith("0001")
+    sandboxed = started and bool(eps)
+    return {"Bridge": "", "SandboxID": c.id if sandboxed else "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": str(path) if sandboxed else "",
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, **top, "Networks": networks}
 
 

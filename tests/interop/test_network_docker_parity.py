@@ -181,9 +181,7 @@ def test_inspect_network_settings_keys(peers, name):
 @pytest.mark.parametrize("name", [
     "web",
     "onuser",
-    pytest.param("stopped", marks=pytest.mark.xfail(strict=True, reason=(
-        "a stopped container's NetworkSettings: barque empties SandboxID and SandboxKey (\"\"); dockerd 20.10 keeps "
-        "both (the sandbox's ID and /…/exec/netns/<id>) while emptying the addresses and Ports"))),
+    "stopped",
 ])
 def test_inspect_network_settings_values(peers, name):
     ours, theirs = (_normalised(_settings(side, name)) for side in peers.both)
@@ -291,11 +289,9 @@ REFUSALS = {
         ("network", "rm", "usernet"),
         "'error while removing network: network usernet id <ID> has active endpoints'; 28.x adds 'exit status 1'"),
 }
-ALIAS_MESSAGE = ("--network-alias on the default bridge: barque says 'network-scoped alias is supported only for "
-                 "containers in user defined networks' (dockerd's own message, runconfig.ErrUnsupportedNetworkAndAlias)"
-                 "; the docker CLI refuses it itself, before asking the daemon: 'network-scoped aliases are only "
-                 "supported for user-defined networks' (20.10 with --network bridge, and 28.x); the 20.10 CLI "
-                 "without --network lets it through and dockerd 20.10 ignores it (exit 0)")
+# --network-alias on the default bridge: the docker CLI refuses it itself, before asking the daemon: "network-scoped
+# aliases are only supported for user-defined networks" (20.10 with --network bridge, and 28.x); the 20.10 CLI
+# without --network lets it through and dockerd 20.10 ignores it (exit 0)
 ALIAS_REFUSALS = {
     "--network-alias on the default bridge": Refusal(("run", "--rm", "--network-alias", "foo", "busybox", "true")),
     "--network-alias on --network bridge": Refusal(("run", "--rm", "--network", "bridge", "--network-alias", "foo",
@@ -311,7 +307,7 @@ def _undo(side, args: tuple[str, ...], said: Said) -> None:
 
 @pytest.mark.parametrize("case", [
     *REFUSALS,
-    *(pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=ALIAS_MESSAGE)) for k in ALIAS_REFUSALS),
+    *ALIAS_REFUSALS,
 ])
 def test_refusal_says_what_docker_says(peers, case):
     """The exit status and the message's meaning (meaning()) are one docker CLI's; the Refusal's note says which
@@ -348,9 +344,6 @@ def test_publishing_a_port_another_container_holds(peers):
     assert ours in seen.values(), seen
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`run -d` whose start fails on a port clash: the docker CLI (20.10 and 28.x alike) prints the created "
-    "container's ID on stdout before the error (the container stays, Created); barque prints nothing on stdout"))
 def test_publishing_a_port_another_container_holds_stdout(peers):
     outs = {}
     for side in (peers.barque, *peers.dockers):
