@@ -186,7 +186,7 @@ def enter(engine, c) -> Path | None:
         if any(n.dns for n in nets):
             from barque.network import dns
 
-            dns.attach(Path(engine.settings.root), run_root, c.id, path)
+            dns.attach(Path(engine.settings.root), run_root, c.id, path, dns.upstreams_for(c.record["HostConfig"]))
         write_hosts(engine, c, eps, nets)
         write_resolv_conf(c, any(n.dns for n in nets))
         c.private["link_env"] = _link_env(engine, c, eps[0]["network_id"])  # for the OCI config; not recorded

@@ -223,3 +223,20 @@ def test_lookup_without_a_database():
     assert [p.ip for p in lookup("data", nets)] == ["10.1.0.2"]
     assert lookup("db.front", nets) is None
     assert lookup("nothing", nets) is None
+
+
+def test_a_containers_own_resolvers_from_its_record(world):
+    """How a restarted server knows a container's --dns: HostConfig.Dns in its record."""
+    world.sql("UPDATE containers SET record = ? WHERE id = ?",
+              (json.dumps({"HostConfig": {"Dns": ["192.0.2.53", "2001:db8::53"]}}), WEB))
+    world.sql("UPDATE containers SET record = ? WHERE id = ?", (json.dumps({"HostConfig": {"Dns": []}}), DB))
+    world.sql("UPDATE containers SET record = ? WHERE id = ?", (json.dumps({"HostConfig": {"Dns": None}}), API))
+    directory = world.directory()
+    try:
+        assert directory.container_dns(WEB) == ["192.0.2.53", "2001:db8::53"]
+        assert directory.container_dns(DB) == []
+        assert directory.container_dns(API) is None
+        assert directory.container_dns(LONE) is None       # a record without HostConfig
+        assert directory.container_dns("f0" * 32) is None  # no such container
+    finally:
+        directory.close()

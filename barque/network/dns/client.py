@@ -4,7 +4,8 @@
 never start two servers, and the server, which takes the same lock before it exits when idle, never leaves
 while an `attach` is on its way to it. `detach` takes no lock: with no server, there is nothing to undo.
 
-The control socket speaks one JSON line each way: `{"op": "attach", "id": …, "netns": …, "root": …}`,
+The control socket speaks one JSON line each way: `{"op": "attach", "id": …, "netns": …, "root": …, "upstreams":
+[…] or null}`,
 `{"op": "detach", "id": …}`, `{"op": "status"}` → `{"ok": true, …}` or `{"ok": false, "error": …}`.
 """
 
@@ -22,7 +23,8 @@ from typing import Iterator
 
 from barque.errors import Unavailable
 
-__all__ = ["attach", "detach", "status", "stop", "SOCKET", "PID_FILE", "LOCK_FILE", "LOG_FILE"]
+__all__ = ["attach", "detach", "status", "stop", "upstreams_for", "pick_upstreams", "SOCKET", "PID_FILE",
+           "LOCK_FILE", "LOG_FILE"]
 
 SOCKET = "dns.sock"
 PID_FILE = "dns.pid"
@@ -179,13 +181,36 @@ def _start(root: Path, run_root: Path) -> None:
                       + (f" (dns.log: {tail})" if tail and tail not in why else ""))
 
 
-def attach(root: Path, run_root: Path, container_id: str, netns_path: Path) -> None:
-    """Have the run root's DNS server (started if needed) answer on 127.0.0.11:53 inside the container's
-    network namespace; returns once it listens there, so the container's first process can resolve."""
+def pick_upstreams(dns, config_dns) -> list[str] | None:
+    """Docker's choice of a container's resolvers: its own `--dns` (HostConfig.Dns), else the engine's (the config
+    file's `dns`), else None — the host's."""
+    chosen = [d for d in (dns or []) if isinstance(d, str)] or [d for d in (config_dns or []) if isinstance(d, str)]
+    return chosen or None
+
+
+def upstreams_for(host_config: dict) -> list[str] | None:
+    """The `upstreams` to `attach` a container with, from its HostConfig and barque's config file (a broken file
+    is reported by the network commands; here it counts as none, as for the container's resolv.conf)."""
+    from barque.network.config import load
+
+    try:
+        config_dns = load().dns
+    except Exception as e:  # noqa: BLE001 - see above
+        log.debug("config file: %s", e)
+        config_dns = ()
+    return pick_upstreams(host_config.get("Dns"), config_dns)
+
+
+def attach(root: Path, run_root: Path, container_id: str, netns_path: Path,
+           upstreams: list[str] | None = None) -> None:
+    """Have the run root's DNS server (started if needed) answer at 127.0.0.11:53 inside the container's
+    network namespace; returns once it does, so the container's first process can resolve. Names that are no
+    container's go to `upstreams`, asked from inside the container's namespace (`upstreams_for` picks them as
+    Docker does), or with None to the host's resolvers, asked from the host's."""
     run_root = Path(run_root)
     run_root.mkdir(parents=True, exist_ok=True, mode=0o711)
     req = {"op": "attach", "id": container_id, "netns": os.path.abspath(netns_path),
-           "root": os.path.realpath(root)}
+           "root": os.path.realpath(root), "upstreams": None if upstreams is None else list(upstreams)}
     with _flock(run_root / LOCK_FILE, LOCK_TIMEOUT):
         for attempt in range(3):
             try:

@@ -162,6 +162,18 @@ class _Files:
         self.sock_ino = None
 
 
+def _config_dns(log) -> tuple[str, ...]:
+    """The config file's `dns` (the server inherits `$BARQUE_CONFIG` from the `attach` that started it): the
+    resolvers of the containers it finds again at start-up that have no --dns of their own."""
+    from barque.network.config import load
+
+    try:
+        return load().dns
+    except Exception as e:  # noqa: BLE001 - a broken file counts as none, as for the containers' resolv.conf
+        log.warning("config file: %s", e)
+        return ()
+
+
 def serve(root: str, run_root: str, ready: _Ready, pid_fd: int) -> None:
     import asyncio
     import logging
@@ -177,12 +189,13 @@ def serve(root: str, run_root: str, ready: _Ready, pid_fd: int) -> None:
              list(conf.search))
     directory = Directory(Path(root) / "barque.db", Path(run_root))
     server = DnsServer(Path(root), Path(run_root), directory, Forwarder(conf.nameservers), conf.search,
-                       idle=_idle_seconds())
+                       idle=_idle_seconds(), config_dns=_config_dns(log))
 
     def reload() -> None:
         new = read_resolv_conf(resolv_conf_path())
         server.forwarder = Forwarder(new.nameservers)
         server.search = new.search
+        server.config_dns = _config_dns(log)
         log.info("upstream servers now %s, search %s", list(new.nameservers) or "none", list(new.search))
 
     def on_ready() -> None:

@@ -171,6 +171,13 @@ class Directory:
         """Running containers on a DNS-enabled network: the ones a (re)started server serves."""
         return [r[0] for r in self._query(_ON_DNS_NETWORKS) if self.running(r[0])]
 
+    def container_dns(self, container_id: str) -> list[str] | None:
+        """The container's own resolvers (`--dns`, HostConfig.Dns in its record): how a restarted server knows them."""
+        rows = self._query("SELECT record FROM containers WHERE id = ?", (container_id,))
+        host = _json(rows[0]["record"]).get("HostConfig") if rows else None
+        dns = host.get("Dns") if isinstance(host, dict) else None
+        return [d for d in dns if isinstance(d, str)] if isinstance(dns, list) else None
+
     def close(self) -> None:
         if self._conn is not None:
             try:

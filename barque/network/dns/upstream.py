@@ -1,8 +1,11 @@
-"""The host's resolvers, which answer every name that is not a container's.
+"""The resolvers that answer every name that is not a container's.
 
-They are the nameservers of the host's resolv.conf (`$BARQUE_DNS_RESOLV_CONF` in its place), read when the server
-starts (and again on SIGHUP). The server runs in the host's network namespace, so a local stub such as
-systemd-resolved's 127.0.0.53 works; 127.0.0.11, the embedded server's own address, is skipped.
+By default the host's: the nameservers of the host's resolv.conf (`$BARQUE_DNS_RESOLV_CONF` in its place), read
+when the server starts (and again on SIGHUP), asked from the host's network namespace — the server's own — so a
+local stub such as systemd-resolved's 127.0.0.53 works; 127.0.0.11, the embedded server's own address, is skipped.
+
+A container started with `--dns` (or, without it, under a config file with `dns`) has its own instead, asked from
+inside its network namespace, as Docker asks them (`sockets`: see hop.py).
 
 A query goes to each server in turn over UDP (2 s each) — the next one also after SERVFAIL or REFUSED, as glibc
 does — and over TCP when it came over TCP or when the UDP answer is truncated. The answer is relayed unchanged.
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 
 from barque.network.dns import wire
 
-__all__ = ["ResolvConf", "read_resolv_conf", "resolv_conf_path", "Forwarder", "RESOLV_CONF_ENV"]
+__all__ = ["ResolvConf", "read_resolv_conf", "resolv_conf_path", "Forwarder", "RESOLV_CONF_ENV",
+           "own_servers"]
 
 RESOLV_CONF_ENV = "BARQUE_DNS_RESOLV_CONF"
 OWN_ADDRESS = "127.0.0.11"
@@ -65,15 +69,41 @@ def read_resolv_conf(path: str) -> ResolvConf:
     return ResolvConf(tuple(servers), search)
 
 
+def own_servers(value) -> tuple[str, ...]:
+    """A container's own resolvers as `attach` sends them: addresses (anything else skipped, with a warning — the
+    command line should have refused it), never 127.0.0.11 itself (its queries would come back to us), three at
+    most. ValueError when `value` is not a list of strings."""
+    import ipaddress
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"invalid upstream servers {value!r}")
+    servers: list[str] = []
+    for v in value:
+        try:
+            addr = str(ipaddress.ip_address(v))
+        except ValueError:
+            log.warning("%r is not an IP address: not used as a DNS server", v)
+            continue
+        if addr != OWN_ADDRESS and addr not in servers and len(servers) < MAX_SERVERS:
+            servers.append(addr)
+    return tuple(servers)
+
+
 class BadAnswer(Exception):
     pass
 
 
 class Forwarder:
-    def __init__(self, servers: tuple[str, ...], *, timeout: float = 2.0, port: int = 53) -> None:
+    def __init__(self, servers: tuple[str, ...], *, timeout: float = 2.0, port: int = 53, sockets=None) -> None:
         self.servers = servers
         self.timeout = timeout
         self.port = port
+        self.sockets = sockets  # async (family, kind) -> socket made elsewhere (a container's namespace); None: here
+
+    async def _socket(self, family: int, kind: int) -> socket.socket:
+        if self.sockets is not None:
+            return await self.sockets(family, kind)
+        return socket.socket(family, kind | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 
     async def forward(self, q: wire.Query, *, tcp: bool) -> bytes | None:
         """The first useful upstream answer to `q` (or the last SERVFAIL/REFUSED one); None when no server
@@ -104,8 +134,7 @@ class Forwarder:
     async def _udp(self, server: str, q: wire.Query) -> bytes:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in server else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.setblocking(False)
+        with await self._socket(family, socket.SOCK_DGRAM) as s:
             s.connect((server, self.port))  # a connected socket takes only the server's datagrams
             await loop.sock_sendall(s, q.raw)
             deadline = loop.time() + self.timeout
@@ -120,7 +149,14 @@ class Forwarder:
 
     async def _tcp(self, server: str, q: wire.Query) -> bytes:
         async def ask() -> bytes:
-            reader, writer = await asyncio.open_connection(server, self.port)
+            loop = asyncio.get_running_loop()
+            s = await self._socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                await loop.sock_connect(s, (server, self.port))
+                reader, writer = await asyncio.open_connection(sock=s)
+            except BaseException:
+                s.close()
+                raise
             try:
                 writer.write(struct.pack("!H", len(q.raw)) + q.raw)
                 await writer.drain()
