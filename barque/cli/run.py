@@ -204,6 +204,13 @@ def body_from_flags(p: dict) -> dict:
                              "Config": o.parse_key_value_opts(p["log_opt"], "--log-opt")}
     _network_flags(p, body, host)
     if p["dns"]:
+        import ipaddress
+
+        for d in p["dns"]:
+            try:
+                ipaddress.ip_address(d)
+            except ValueError:
+                raise InvalidArgument(f"{d} is not an ip address") from None
         host["Dns"] = list(p["dns"])
     if p["dns_search"]:
         host["DnsSearch"] = list(p["dns_search"])
