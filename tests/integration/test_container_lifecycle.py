@@ -71,7 +71,7 @@ def test_unknown_image_says_how_to_get_it(bb):
     (["--cpus", "abc"], '"--cpus"'),
     (["--restart", "sometimes"], "invalid restart policy"),
     (["--ulimit", "nofile=10:5"], "nofile"),
-    (["-p", "nonsense"], "-p"),
+    (["-p", "nonsense"], "invalid containerPort: nonsense"),
 ])
 def test_malformed_flags_create_nothing(bb, args, text):
     r = bb("run", *args, "busybox", "true", check=False)

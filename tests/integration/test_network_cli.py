@@ -347,10 +347,10 @@ def test_add_host_and_network_alias_reach_the_container(lab_barque):
     net = json.loads(b("inspect", "aliased").stdout)[0]["NetworkSettings"]["Networks"]["named"]
     assert net["IPAddress"] == "10.74.0.9" and net["IPAMConfig"] == {"IPv4Address": "10.74.0.9"}
     assert {"svc", "svc2"} <= set(net["Aliases"])
-    # the default bridge refuses both (the engine's messages), and nothing is left made
+    # the default bridge refuses both (aliases: the docker CLI's own message; --ip: the engine's), nothing is made
     out = b("run", "--rm", "--network-alias", "x", "busybox", "true", check=False)
     assert out.returncode == 125
-    assert out.stderr == "Error: network-scoped alias is supported only for containers in user defined networks\n"
+    assert out.stderr == "Error: network-scoped aliases are only supported for user-defined networks\n"
     out = b("run", "--rm", "--ip", "172.17.0.99", "busybox", "true", check=False)
     assert out.returncode == 125
     assert out.stderr == "Error: user specified IP address is supported on user defined networks only\n"

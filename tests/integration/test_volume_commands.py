@@ -49,7 +49,7 @@ def test_create_inspect_and_list(barque):
     rows = [json.loads(line) for line in barque("volume", "ls", "--format", "json").stdout.splitlines()]
     assert {r["Name"]: r["Labels"] for r in rows}["data1"] == "team=db,tier="
     assert barque("volume", "ls", "--format", "{{.Name}}:{{.Driver}}").stdout.split() == \
-        [f"{anon}:local", "data1:local", "data2:local"]
+        [f"{n}:local" for n in sorted([anon, "data1", "data2"])]
     assert barque("volume", "inspect", "--format", "{{.Name}} {{index .Labels \"team\"}}", "data1").stdout == \
         "data1 db\n"
 
