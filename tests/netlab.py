@@ -13,12 +13,24 @@ from __future__ import annotations
 import subprocess
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 HOST_ADDR = "198.51.100.1"
 OUTSIDE_ADDR = "198.51.100.2"
+
+
+def eventually(fn, timeout: float = 5.0):
+    """`fn()` until it returns something true or `timeout` passes (a container's server takes a moment to listen):
+    its last result."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:

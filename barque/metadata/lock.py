@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,15 +24,10 @@ class StoreLock:
     def _hold(self, mode: int, timeout: float | None) -> Iterator[None]:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, mode | (fcntl.LOCK_NB if deadline is not None else 0))
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise Unavailable(f"store is busy: could not lock {self.path} within {timeout:g}s") from None
-                    time.sleep(0.05)
+            from barque.linux.flock import flock_within
+
+            if not flock_within(fd, mode, timeout, interval=0.05):
+                raise Unavailable(f"store is busy: could not lock {self.path} within {timeout:g}s")
             yield
         finally:
             os.close(fd)

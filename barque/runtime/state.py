@@ -175,15 +175,10 @@ class StateStore:
         except FileNotFoundError:
             raise NotFound(f"container {cid} does not exist") from None
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise Unavailable(f"container {cid} is locked by another barque-runtime command") from None
-                    time.sleep(0.01)
+            from barque.linux.flock import flock_within
+
+            if not flock_within(fd, fcntl.LOCK_EX, timeout, interval=0.01):
+                raise Unavailable(f"container {cid} is locked by another barque-runtime command")
             yield
         finally:
             os.close(fd)

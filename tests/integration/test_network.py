@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.netlab import HOST_ADDR, OUTSIDE_ADDR, in_lab
+from tests.netlab import HOST_ADDR, OUTSIDE_ADDR, eventually, in_lab
 
 pytestmark = pytest.mark.root
 
@@ -33,12 +32,7 @@ def _fetch(lab_run, url: str, timeout: float = 3) -> subprocess.CompletedProcess
 
 
 def _eventually(fn, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
+    return eventually(fn, timeout)
 
 
 def _links(lab) -> set[str]:

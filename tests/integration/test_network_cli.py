@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 
 import pytest
 
-from tests.netlab import HOST_ADDR
+from tests.netlab import HOST_ADDR, eventually
 
 pytestmark = pytest.mark.root
 
@@ -22,12 +21,7 @@ HTTPD = ["sh", "-c", f"mkdir -p /www && echo '{PAGE}' > /www/index.html && httpd
 
 
 def _eventually(fn, timeout: float = 8.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
+    return eventually(fn, timeout)
 
 
 #: a client with a timeout (the host's busybox wget crashes when given -T)

@@ -46,17 +46,12 @@ class _NotRunning(Exception):
 def _flock(path: Path, timeout: float) -> Iterator[None]:
     import fcntl
 
+    from barque.linux.flock import flock_within
+
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise Unavailable(f"timed out waiting for the lock {path} of barque's DNS server") from None
-                time.sleep(0.02)
+        if not flock_within(fd, fcntl.LOCK_EX, timeout):
+            raise Unavailable(f"timed out waiting for the lock {path} of barque's DNS server")
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
