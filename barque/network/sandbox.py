@@ -165,6 +165,7 @@ def enter(engine, c) -> Path | None:
     eps = endpoints_of_container(engine.db, c.id)
     if not eps:
         return None  # created before barque had networking: a namespace of its own with loopback only
+    _check_links(engine, c)
     run_root = Path(engine.settings.run_root)
     path = netns_path(run_root, c.id)
     with network_lock(run_root):
@@ -195,6 +196,19 @@ def enter(engine, c) -> Path | None:
         raise
     log.debug("container %s on %s, published %s", c.id[:12], [n.name for n in nets], published)
     return path
+
+
+def _check_links(engine, c) -> None:
+    """Docker refuses to start a container whose link target is gone or not running."""
+    for spec, target_id in ((c.record.get("_barque") or {}).get("links") or {}).items():
+        name, _, alias = spec.partition(":")
+        name = name.lstrip("/")
+        try:
+            target = engine.containers.get(target_id)
+        except NotFound:
+            raise NotFound(f"could not get container for {name}") from None
+        if target.refresh().get("Status") not in ("running", "paused", "restarting"):
+            raise Conflict(f"Cannot link to a non running container: /{target.name} AS /{c.name}/{alias or name}")
 
 
 def _link_env(engine, c, network_id: str) -> list[str]:

@@ -98,6 +98,9 @@ def test_links_hosts_and_environment(lab_barque):
                  "DBALIAS_PORT_5432_TCP_PROTO=tcp", "DBALIAS_NAME=/app/dbalias", "DBALIAS_ENV_SECRET_LEVEL=3"):
         assert line in out.splitlines(), out
     assert b("run", "--rm", "--link", "nosuch", "busybox", "true", check=False).returncode == 125
+    b("stop", "-t", "0", "db")
+    out = b("run", "--rm", "--name", "late", "--link", "db:dbalias", "busybox", "true", check=False)
+    assert out.returncode == 125 and "Cannot link to a non running container: /db AS /late/dbalias" in out.stderr
 
 
 def test_user_network_names_and_aliases_resolve(lab_barque):
