@@ -277,7 +277,48 @@ def _matches(engine, c, flt: dict[str, list[str]], image_names: dict) -> bool:
             m.get("Destination") for m in c.record.get("Mounts") or []}
         if not any(v in names for v in flt["volume"]):
             return False
+    if "network" in flt and not _on_network(engine, c, flt["network"]):
+        return False
+    if "publish" in flt or "expose" in flt:
+        from barque.network.manage import network_settings
+
+        running = state.get("Status") in ("running", "paused")
+        bound = {(int(b["HostPort"]), key.partition("/")[2] or "tcp")
+                 for key, binds in network_settings(engine, c, running)["Ports"].items() for b in binds or []}
+        exposed = {(int(key.partition("/")[0]), key.partition("/")[2] or "tcp")
+                   for key in {**(c.record["Config"].get("ExposedPorts") or {}),
+                               **(c.record["HostConfig"].get("PortBindings") or {})}}
+        if "publish" in flt and not any(_port_filter(v) & bound for v in flt["publish"]):
+            return False
+        if "expose" in flt and not any(_port_filter(v) & exposed for v in flt["expose"]):
+            return False
     return True
+
+
+def _port_filter(value: str) -> set[tuple[int, str]]:
+    """A `publish=`/`expose=` filter's ports: `80`, `80/udp`, `8000-8080/tcp` (tcp when no protocol is given)."""
+    ports, _, proto = value.partition("/")
+    lo, _, hi = ports.partition("-")
+    try:
+        first, last = int(lo), int(hi or lo)
+    except ValueError:
+        raise InvalidArgument(f"invalid port filter: {value!r}") from None
+    if last - first > 65535 or first < 0:
+        raise InvalidArgument(f"invalid port filter: {value!r}")
+    return {(n, proto or "tcp") for n in range(first, last + 1)}
+
+
+def _on_network(engine, c, wanted: list[str]) -> bool:
+    """`network=NAME|ID`: the container has an endpoint on it (or runs with that predefined network's mode)."""
+    from barque.network.ipam import endpoints_of_container
+
+    have = set()
+    for ep in endpoints_of_container(engine.db, c.id):
+        have |= {ep["network_name"], ep["network_id"]}
+    mode = c.record["HostConfig"].get("NetworkMode") or "default"
+    if mode in ("host", "none"):
+        have.add(mode)
+    return any(w in have or any(h.startswith(w) for h in have if len(h) == 64) for w in wanted)
 
 
 def _ports_column(engine, c) -> str:

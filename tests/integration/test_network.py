@@ -239,3 +239,21 @@ def test_host_none_and_container_modes(lab_barque, netlab):
     ip = json.loads(b("inspect", "base").stdout)[0]["NetworkSettings"]["IPAddress"]
     shared = b("run", "--rm", "--network", "container:base", "busybox", "ip", "-o", "-4", "addr").stdout
     assert ip in shared
+
+
+def test_ps_filters_by_network_published_and_exposed_ports(lab_barque):
+    b = lab_barque
+    b("network", "create", "filtnet")
+    b("run", "-d", "--name", "pub", "-p", "8085:80", "--expose", "443", "busybox", "sleep", "600")
+    b("run", "-d", "--name", "onnet", "--network", "filtnet", "busybox", "sleep", "600")
+
+    def names(*filters: str) -> list[str]:
+        args = [x for f in filters for x in ("--filter", f)]
+        return sorted(b("ps", *args, "--format", "{{.Names}}").stdout.split())
+
+    assert names("network=filtnet") == ["onnet"]
+    assert names("network=bridge") == ["pub"]
+    assert names("publish=8085") == ["pub"] and names("publish=8085/tcp") == ["pub"]
+    assert names("publish=8080-8090/tcp") == ["pub"] and names("publish=8085/udp") == []
+    assert names("expose=443") == ["pub"] and names("expose=80") == ["pub"] and names("expose=22") == []
+    assert b("ps", "--filter", "publish=abc", check=False).returncode != 0
