@@ -14,8 +14,7 @@ from pathlib import Path
 
 from barque.linux.rtnetlink import Netlink, NetlinkError
 
-__all__ = ["aliased", "ports_of", "ensure_bridge", "delete_link", "link_names", "plug", "unplug_inside",
-           "set_sysctl", "enable_forwarding"]
+__all__ = ["aliased", "ensure_bridge", "delete_link", "link_names", "plug", "set_sysctl", "enable_forwarding"]
 
 
 def set_sysctl(path: str, value: str) -> None:
@@ -87,14 +86,6 @@ def aliased(prefix: str) -> dict[str, str]:
         return {link.name: link.alias for link in nl.links() if link.alias.startswith(prefix)}
 
 
-def ports_of(bridges: set[str]) -> list[str]:
-    """The names of the links enslaved to any of `bridges`."""
-    with Netlink() as nl:
-        links = nl.links()
-    names = {link.index: link.name for link in links}
-    return [link.name for link in links if link.master is not None and names.get(link.master) in bridges]
-
-
 def link_names(kind: str | None = None) -> list[str]:
     """The names of this namespace's links (of one kind: bridge, veth)."""
     with Netlink() as nl:
@@ -147,19 +138,3 @@ def plug(netns_path: Path, host_name: str, bridge: str, ifname: str, address: ip
                 pass
             raise
 
-
-def unplug_inside(netns_path: Path, ifname: str) -> None:
-    """Delete `ifname` in the namespace at `netns_path` (its host end goes with it)."""
-    from barque.network import netns
-
-    def inside() -> None:
-        with Netlink() as nl:
-            link = nl.link(ifname)
-            if link is not None:
-                try:
-                    nl.delete_link(link.index)
-                except NetlinkError as e:
-                    if e.errno != errno.ENODEV:
-                        raise
-
-    netns.run_in(netns_path, inside)

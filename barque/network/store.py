@@ -29,9 +29,6 @@ MASQ_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 MTU_OPTION = "com.docker.network.driver.mtu"
 HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"
 DEFAULT_BRIDGE_OPTION = "com.docker.network.bridge.default_bridge"
-KNOWN_OPTIONS = (BRIDGE_NAME_OPTION, ICC_OPTION, MASQ_OPTION, MTU_OPTION, HOST_BINDING_OPTION,
-                 DEFAULT_BRIDGE_OPTION, "com.docker.network.bridge.enable_ip_masquerade",
-                 "com.docker.network.bridge.gateway_mode_ipv4", "com.docker.network.container_iface_prefix")
 IFNAMSIZ = 15
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
