@@ -278,23 +278,10 @@ def leave(root, run_root, cid: str, engine=None) -> None:
     from barque.network.rules import netns_path, network_lock
 
     run_root = Path(run_root)
-    if not netns_path(run_root, cid).exists() and not _has_ports(root, cid):
-        return
+    if not netns_path(run_root, cid).exists():
+        return  # published ports exist only while the namespace does (made after it, removed before it)
     with network_lock(run_root):
         _leave_locked(root, run_root, cid, engine=engine)
-
-
-def _has_ports(root, cid: str) -> bool:
-    import sqlite3
-
-    try:
-        db = sqlite3.connect(f"file:{Path(root) / 'barque.db'}?mode=ro", uri=True, timeout=30)
-        try:
-            return bool(db.execute("SELECT 1 FROM port_mappings WHERE container_id = ?", (cid,)).fetchone())
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return False
 
 
 def _leave_locked(root, run_root: Path, cid: str, engine=None) -> None:
@@ -320,9 +307,9 @@ def _leave_locked(root, run_root: Path, cid: str, engine=None) -> None:
                 delete_link(veth_name(ep["id"]))
             except Exception as e:  # noqa: BLE001
                 log.warning("could not delete %s: %s", veth_name(ep["id"]), e)
-        netns.remove(netns_path(run_root, cid))
-        with engine.db.transaction() as conn:
+        with engine.db.transaction() as conn:  # before the namespace goes: `leave` looks only at the namespace
             conn.execute("DELETE FROM port_mappings WHERE container_id = ?", (cid,))
+        netns.remove(netns_path(run_root, cid))
         apply_rules(engine)
     finally:
         if own:
