@@ -50,11 +50,12 @@ def _choose(net, taken: set[ipaddress.IPv4Address], requested: str | None) -> ip
 
 
 def attach(conn: sqlite3.Connection, net, container_id: str, *, ip: str | None = None,
-           aliases: list[str] | None = None, links: list[str] | None = None) -> dict:
-    """A new endpoint of `container_id` on `net`, inside the caller's write transaction."""
+           aliases: list[str] | None = None, links: list[str] | None = None, name: str | None = None) -> dict:
+    """A new endpoint of `container_id` (called `name` in messages) on `net`, inside the caller's write
+    transaction."""
     if conn.execute("SELECT 1 FROM endpoints WHERE network_id = ? AND container_id = ?",
                     (net.id, container_id)).fetchone():
-        raise Conflict(f"endpoint with name {container_id[:12]} already exists in network {net.name}")
+        raise Conflict(f"endpoint with name {name or container_id[:12]} already exists in network {net.name}")
     taken = {ipaddress.IPv4Address(r[0]) for r in conn.execute("SELECT ip FROM endpoints WHERE network_id = ?",
                                                                (net.id,))}
     address = _choose(net, taken, ip)

@@ -112,10 +112,7 @@ def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | No
                               if aliases else "user specified IP address is supported on user defined networks "
                               "only")
     with engine.db.transaction() as conn:
-        if conn.execute("SELECT 1 FROM endpoints WHERE network_id = ? AND container_id = ?",
-                        (net.id, c.id)).fetchone():
-            raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
-        ep = attach(conn, net, c.id, ip=ip, aliases=aliases, links=links)
+        ep = attach(conn, net, c.id, ip=ip, aliases=aliases, links=links, name=c.name)
     path = netns_path(engine.settings.run_root, c.id)
     if not path.exists():
         _event(engine, net, "connect", c.id)
