@@ -8,7 +8,7 @@ APT_PACKAGES=(
   # storage and base images
   busybox-static debootstrap btrfs-progs attr xz-utils zstd
   # real peers the interop tests and benchmarks run against
-  skopeo docker.io runc tini docker-registry
+  skopeo docker.io runc tini docker-registry docker-compose
   # networking and security (runtime/network issues)
   nftables iptables iproute2 uidmap libseccomp2
   # the C monitor of detached containers (barque/container/cmonitor)

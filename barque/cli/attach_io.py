@@ -8,32 +8,11 @@ import os
 import signal
 import sys
 
+from barque.container.attach import parse_detach_keys
+
 __all__ = ["attach_foreground", "parse_detach_keys"]
 
 PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-
-
-def parse_detach_keys(text: str | None) -> bytes:
-    """Docker's --detach-keys syntax: comma-separated keys, each a letter or `ctrl-<x>` (x in a-z, @, [, \\, ], ^, _)."""
-    from barque.errors import InvalidArgument
-
-    if not text:
-        return b"\x10\x11"
-    out = bytearray()
-    for key in text.split(","):
-        if key.startswith("ctrl-") and len(key) == 6:
-            ch = key[5]
-            if "a" <= ch <= "z":
-                out.append(ord(ch) - ord("a") + 1)
-            elif ch in "@[\\]^_":
-                out.append(ord(ch) - 64)
-            else:
-                raise InvalidArgument(f"Unknown character: '{key}'")
-        elif len(key) == 1:
-            out.append(ord(key))
-        else:
-            raise InvalidArgument(f"Unknown character: '{key}'")
-    return bytes(out)
 
 
 def hello_for(streams: set[str]) -> dict:

@@ -14,7 +14,8 @@ import time
 import click
 
 from barque.cli.errors import ExitStatus
-from barque.cli.format import human_duration, print_listing
+from barque.cli.format import print_listing
+from barque.container.listing import filter_containers, parse_ps_filters, ports_column, status_text  # noqa: F401 - status_text: others import it from here
 from barque.cli.main import CONTEXT, engine_from
 from barque.errors import BarqueError, InvalidArgument
 
@@ -195,143 +196,6 @@ def rename(ctx, container, new_name):
     container_event(engine.settings.root, c.record, "rename", oldName="/" + old)
 
 
-def status_text(state: dict, now: float | None = None) -> str:
-    """Docker's STATUS column."""
-    from barque.oci.times import parse_time
-
-    now = now or time.time()
-    status = state.get("Status", "created")
-
-    def ago(field: str) -> float:
-        t = parse_time(state.get(field) or "")
-        return max(0.0, now - t) if t else 0.0
-
-    if status in ("running", "paused"):
-        text = "Up " + human_duration(ago("StartedAt"))
-        if status == "paused":
-            return text + " (Paused)"
-        health = (state.get("Health") or {}).get("Status")
-        if health:
-            text += " (health: starting)" if health == "starting" else f" ({health})"
-        return text
-    if status == "restarting":
-        return f"Restarting ({state.get('ExitCode', 0)}) {human_duration(ago('FinishedAt'))} ago"
-    if status == "exited":
-        return f"Exited ({state.get('ExitCode', 0)}) {human_duration(ago('FinishedAt'))} ago"
-    if status == "dead":
-        return "Dead"
-    return "Created"
-
-
-def _ps_filters(filters) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if not sep:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {f}")
-        if key not in ("status", "name", "label", "ancestor", "id", "exited", "health", "before", "since",
-                       "volume", "is-task", "network", "publish", "expose"):
-            raise InvalidArgument(f"invalid filter '{key}'")
-        if key == "status" and value not in ("created", "restarting", "running", "removing", "paused", "exited",
-                                             "dead"):
-            raise InvalidArgument(f"invalid filter 'status={value}'")
-        out.setdefault(key, []).append(value)
-    return out
-
-
-def _matches(engine, c, flt: dict[str, list[str]], image_names: dict) -> bool:
-    import re
-
-    state = c.state
-    if "status" in flt and state.get("Status") not in flt["status"]:
-        return False
-    if "name" in flt and not any(re.search(v, c.name) for v in flt["name"]):
-        return False
-    if "id" in flt and not any(c.id.startswith(v) for v in flt["id"]):
-        return False
-    if "exited" in flt and not (state.get("Status") == "exited"
-                                and str(state.get("ExitCode")) in flt["exited"]):
-        return False
-    if "health" in flt:
-        h = (state.get("Health") or {}).get("Status") or "none"
-        if h not in flt["health"]:
-            return False
-    labels = c.record["Config"].get("Labels") or {}
-    for want in flt.get("label", []):
-        k, sep, v = want.partition("=")
-        if k not in labels or (sep and labels[k] != v):
-            return False
-    if "ancestor" in flt:
-        ok = False
-        for a in flt["ancestor"]:
-            try:
-                img = engine.images.resolve(a)
-            except BarqueError:
-                continue
-            if str(img.id) == c.record["Image"]:
-                ok = True
-        if not ok:
-            return False
-    if "volume" in flt:
-        names = {m.get("Name") for m in c.record.get("Mounts") or []} | {
-            m.get("Destination") for m in c.record.get("Mounts") or []}
-        if not any(v in names for v in flt["volume"]):
-            return False
-    if "network" in flt and not _on_network(engine, c, flt["network"]):
-        return False
-    if "publish" in flt or "expose" in flt:
-        from barque.network.manage import network_settings
-
-        running = state.get("Status") in ("running", "paused")
-        bound = {(int(b["HostPort"]), key.partition("/")[2] or "tcp")
-                 for key, binds in network_settings(engine, c, running)["Ports"].items() for b in binds or []}
-        exposed = {(int(key.partition("/")[0]), key.partition("/")[2] or "tcp")
-                   for key in {**(c.record["Config"].get("ExposedPorts") or {}),
-                               **(c.record["HostConfig"].get("PortBindings") or {})}}
-        if "publish" in flt and not any(_port_filter(v) & bound for v in flt["publish"]):
-            return False
-        if "expose" in flt and not any(_port_filter(v) & exposed for v in flt["expose"]):
-            return False
-    return True
-
-
-def _port_filter(value: str) -> set[tuple[int, str]]:
-    """A `publish=`/`expose=` filter's ports: `80`, `80/udp`, `8000-8080/tcp` (tcp when no protocol is given)."""
-    ports, _, proto = value.partition("/")
-    lo, _, hi = ports.partition("-")
-    try:
-        first, last = int(lo), int(hi or lo)
-    except ValueError:
-        raise InvalidArgument(f"invalid port filter: {value!r}") from None
-    if last - first > 65535 or first < 0:
-        raise InvalidArgument(f"invalid port filter: {value!r}")
-    return {(n, proto or "tcp") for n in range(first, last + 1)}
-
-
-def _on_network(engine, c, wanted: list[str]) -> bool:
-    """`network=NAME|ID`: the container has an endpoint on it (or runs with that predefined network's mode)."""
-    from barque.network.ipam import endpoints_of_container
-
-    have = set()
-    for ep in endpoints_of_container(engine.db, c.id):
-        have |= {ep["network_name"], ep["network_id"]}
-    mode = c.record["HostConfig"].get("NetworkMode") or "default"
-    if mode in ("host", "none"):
-        have.add(mode)
-    return any(w in have or any(h.startswith(w) for h in have if len(h) == 64) for w in wanted)
-
-
-def _ports_column(engine, c) -> str:
-    """Docker's PORTS: a running container's published and exposed ports (`0.0.0.0:8080->80/tcp, 443/tcp`); a
-    stopped one has none, as Docker clears them when the network is released."""
-    if c.state.get("Status") not in ("running", "paused"):
-        return ""
-    from barque.network.manage import network_settings
-    from barque.network.portspec import display_ports, port_list
-
-    return display_ports(port_list(network_settings(engine, c, True)["Ports"]))
-
-
 @click.command("ps", context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
@@ -348,16 +212,9 @@ def ps(ctx, all_, quiet, last, latest, filters, fmt, no_trunc, size):
     from barque.container.inspect import command_text
 
     engine = engine_from(ctx)
-    flt = _ps_filters(filters)
-    everything = engine.containers.list()
     if latest:
         last = 1
-    if last >= 0 or "status" in flt:
-        all_ = True
-    chosen = [c for c in everything if (all_ or c.state.get("Status") in ("running", "paused", "restarting"))
-              and _matches(engine, c, flt, {})]
-    if last >= 0:
-        chosen = chosen[:last]
+    chosen = filter_containers(engine, parse_ps_filters(filters), all_=all_, last=last)
     if quiet:
         for c in chosen:
             click.echo(c.id if no_trunc else c.id[:12])
@@ -380,7 +237,7 @@ def ps(ctx, all_, quiet, last, latest, filters, fmt, no_trunc, size):
             "Names": c.name,
             "Networks": "" if (c.record["HostConfig"].get("NetworkMode") in ("default", None)) else
                         c.record["HostConfig"]["NetworkMode"],
-            "Ports": _ports_column(engine, c),
+            "Ports": ports_column(engine, c),
             "RunningFor": since(c.record["Created"]),
             "Size": "",
             "State": c.state.get("Status", "created"),

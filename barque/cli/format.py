@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import click
 
-from barque.oci.times import parse_time
+from barque.oci.times import human_duration, parse_time  # noqa: F401 - human_duration: the CLI takes it from here
 
 
 def human_size(n: float, precision: int = 3) -> str:
@@ -30,34 +30,6 @@ def human_size(n: float, precision: int = 3) -> str:
     if "e" in s:  # Go's %g switches to exponent only past the precision; 100-999 with precision 2 is rare here
         s = f"{n:.0f}"
     return f"{s}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def print_deleted(heading: str, items: Iterable[str]) -> None:

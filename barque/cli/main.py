@@ -112,6 +112,7 @@ TOP_COMMANDS = {
     "login": "barque.cli.registry_client:login",
     "logout": "barque.cli.registry_client:logout",
     "registry": "barque.cli.main:registry_group",
+    "serve": "barque.cli.serve:serve",
 }
 
 image_group = lazy_group("image", "Manage images", IMAGE_COMMANDS)

@@ -13,7 +13,7 @@ import struct
 
 from barque.errors import FailedPrecondition
 
-__all__ = ["Attachment", "connect", "wait_exit"]
+__all__ = ["Attachment", "connect", "wait_exit", "parse_detach_keys"]
 
 HEADER = struct.Struct(">BxxxI")
 OUT, ERR, EXIT = 1, 2, 3
@@ -171,3 +171,26 @@ def pump(a: Attachment, stdout, stderr, stdin_fd: int | None, tty: bool, detach_
                         a.send_stdin(data)
                     except OSError:
                         pass
+
+
+def parse_detach_keys(text: str | None) -> bytes:
+    """Docker's --detach-keys syntax: comma-separated keys, each a letter or `ctrl-<x>` (x in a-z, @, [, \\, ], ^, _)."""
+    from barque.errors import InvalidArgument
+
+    if not text:
+        return b"\x10\x11"
+    out = bytearray()
+    for key in text.split(","):
+        if key.startswith("ctrl-") and len(key) == 6:
+            ch = key[5]
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+            elif ch in "@[\\]^_":
+                out.append(ord(ch) - 64)
+            else:
+                raise InvalidArgument(f"Unknown character: '{key}'")
+        elif len(key) == 1:
+            out.append(ord(key))
+        else:
+            raise InvalidArgument(f"Unknown character: '{key}'")
+    return bytes(out)

@@ -157,9 +157,10 @@ def _clear_stale_runtime_state(engine, cid: str) -> None:
 
 
 def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None = None,
-          restarting: bool = False) -> socket.socket | None:
+          restarting: bool = False, peer: socket.socket | None = None) -> socket.socket | None:
     """Start `c`. With `attach` (the attach hello: which streams), returns a socket already attached to the new
-    monitor — attached before the container runs, so no output is missed."""
+    monitor — attached before the container runs, so no output is missed. With `peer` instead, the monitor serves
+    that socket (whose other end has sent the hello already: the API server's)."""
     state = c.refresh()
     if state.get("Status") in ("running", "paused") and not restarting:
         return None
@@ -170,12 +171,13 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
 
     guard = start_guard(engine.settings.run_root, c.id)
     try:
-        return _start(engine, c, attach, size)
+        return _start(engine, c, attach, size, peer)
     finally:
         end_guard(engine.settings.run_root, c.id, guard)
 
 
-def _start(engine, c, attach: dict | None, size: tuple[int, int] | None) -> socket.socket | None:
+def _start(engine, c, attach: dict | None, size: tuple[int, int] | None,
+           peer: socket.socket | None = None) -> socket.socket | None:
     from barque.container import monitor
     from barque.container.exit import unmount_rootfs
     from barque.network.sandbox import enter, leave
@@ -194,6 +196,8 @@ def _start(engine, c, attach: dict | None, size: tuple[int, int] | None) -> sock
     if attach:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.sendall(json.dumps(attach).encode() + b"\n")
+    elif peer is not None:
+        theirs = peer
     _flush()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

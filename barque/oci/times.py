@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-__all__ = ["parse_time", "rfc3339"]
+__all__ = ["parse_time", "rfc3339", "human_duration"]
 
 
 def parse_time(created: str) -> float | None:
@@ -25,3 +25,31 @@ def rfc3339(t: float) -> str:
     dt = datetime.fromtimestamp(t, timezone.utc)
     frac = f"{t % 1:.9f}"[1:].rstrip("0").rstrip(".") if t % 1 else ""
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"

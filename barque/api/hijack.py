@@ -1,0 +1,124 @@
+"""Docker's hijacked connections (attach, exec start): the HTTP exchange ends with `101 UPGRADED` (or, for clients
+that do not ask for an upgrade, `200 OK`) and the connection becomes a raw byte stream both ways.
+
+After the status line and headers, the transport is taken from aiohttp's protocol: our own protocol receives the
+client's bytes (stdin) and — this is the care half-close needs — keeps the connection open when the client shuts
+down its writing side (`docker run -i` sends stdin's end that way and still reads the output).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+__all__ = ["Hijacked", "hijack", "RAW", "MULTIPLEXED"]
+
+RAW = "application/vnd.docker.raw-stream"
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+
+
+class _RawResponse(web.StreamResponse):
+    def __init__(self, status: int, reason: str | None = None) -> None:
+        super().__init__(status=status, reason=reason)
+        self._length_check = False  # no chunked framing: the body is the raw stream (as aiohttp's WebSockets)
+
+
+class Hijacked(asyncio.Protocol):
+    """The client's side of a hijacked connection: `read()` its bytes (b"" at its half-close), `write()` to it."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._eof = False
+        self.closed = asyncio.get_running_loop().create_future()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._pending = b""
+
+    # asyncio.Protocol
+    def data_received(self, data: bytes) -> None:
+        self._queue.put_nowait(data)
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._queue.put_nowait(b"")
+        return True  # keep our writing side open: the output still flows
+
+    def connection_lost(self, exc) -> None:
+        if not self._eof:
+            self._queue.put_nowait(b"")
+        self._can_write.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # ours
+    async def read(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return await self._queue.get()
+
+    def unread(self, data: bytes) -> None:
+        self._pending = data + self._pending
+
+    async def write(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError("the client has gone")
+        self.transport.write(data)
+        await self._can_write.wait()
+
+    @property
+    def gone(self) -> bool:
+        """The connection is closed (a half-close — the client done sending — is not gone)."""
+        return self.closed.done() or self.transport.is_closing()
+
+    def close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def upgrading(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "tcp" and "upgrade" in \
+        request.headers.get("Connection", "").lower()
+
+
+async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamResponse, Hijacked, bytes]:
+    """Answer `request` with 101 (when it asked to upgrade) or 200 and take its connection over. Also returns the
+    request's body when it came with an upgrade: aiohttp leaves such a body in the stream (exec start has one)."""
+    upgrade = upgrading(request)
+    resp = _RawResponse(101, "UPGRADED") if upgrade else _RawResponse(200)
+    resp.content_type = content_type
+    if upgrade:
+        resp.headers["Connection"] = "Upgrade"
+        resp.headers["Upgrade"] = "tcp"
+    resp.force_close()
+    await resp.prepare(request)
+    transport = request.transport
+    protocol = request.protocol
+    tail = bytes(getattr(protocol, "_message_tail", b"") or b"")
+    try:
+        protocol._message_tail = b""
+    except AttributeError:
+        pass
+    ours = Hijacked(transport)
+    transport.set_protocol(ours)
+    if tail:
+        ours.data_received(tail)
+    body = b""
+    want = int(request.headers.get("Content-Length") or 0) if upgrade else 0
+    while len(body) < want:
+        chunk = await ours.read()
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > want:
+        ours.unread(body[want:])  # what followed the body is the client's stdin
+        body = body[:want]
+    return resp, ours, body

@@ -1,0 +1,124 @@
+"""Container operations of the API: create, start (optionally born attached to the server), stop, restart, kill,
+remove, pause, unpause, rename, prune."""
+
+from __future__ import annotations
+
+import socket
+
+from barque.api.errors import ApiError
+from barque.api.zygote import op
+from barque.errors import Conflict
+
+
+def _get(engine, ref: str):
+    return engine.containers.get(ref)
+
+
+@op("container.create")
+def create(engine, args, chan):
+    from barque.container.create import create as do_create
+
+    c = do_create(engine, args["body"], args.get("name") or None)
+    return {"Id": c.id, "Warnings": []}
+
+
+@op("container.start")
+def start(engine, args, chan):
+    """With `attach` (the hello the server already sent on the socket it passed), the container's monitor serves
+    that socket from birth: nothing the container prints is missed."""
+    from barque.container.start import start as do_start
+
+    c = _get(engine, args["id"])
+    if c.refresh().get("Status") in ("running", "paused"):
+        raise ApiError(304, "container already started")
+    peer = socket.socket(fileno=chan.fds[0]) if args.get("attach") and chan.fds else None
+    try:
+        do_start(engine, c, peer=peer)
+    except BaseException:
+        if c.record["HostConfig"].get("AutoRemove"):  # as dockerd: a --rm container that cannot start is removed
+            from barque.container.remove import remove as do_remove
+
+            try:
+                do_remove(engine, c, force=True, volumes=True)
+            except Exception:  # noqa: BLE001 - the start's error is the one to report
+                pass
+        raise
+    return {"Id": c.id}
+
+
+@op("container.stop")
+def stop(engine, args, chan):
+    from barque.container.stop import stop as do_stop
+
+    c = _get(engine, args["id"])
+    if c.refresh().get("Status") not in ("running", "paused", "restarting"):
+        raise ApiError(304, "container already stopped")
+    do_stop(c, args.get("t"), args.get("signal") or None)
+    return None
+
+
+@op("container.restart")
+def restart(engine, args, chan):
+    from barque.container.stop import restart as do_restart
+
+    do_restart(engine, _get(engine, args["id"]), args.get("t"), args.get("signal") or None)
+    return None
+
+
+@op("container.kill")
+def kill(engine, args, chan):
+    from barque.container.stop import kill as do_kill
+
+    do_kill(_get(engine, args["id"]), args.get("signal") or "SIGKILL")
+    return None
+
+
+@op("container.remove")
+def remove(engine, args, chan):
+    from barque.container.remove import remove as do_remove
+
+    c = _get(engine, args["id"])
+    if c.refresh().get("Status") == "removing":
+        raise Conflict(f"removal of container {args['id']} is already in progress")
+    do_remove(engine, c, force=bool(args.get("force")), volumes=bool(args.get("volumes")))
+    return None
+
+
+@op("container.pause")
+def pause(engine, args, chan):
+    from barque.container.stop import pause as do_pause
+
+    do_pause(_get(engine, args["id"]))
+    return None
+
+
+@op("container.unpause")
+def unpause(engine, args, chan):
+    from barque.container.stop import unpause as do_unpause
+
+    do_unpause(_get(engine, args["id"]))
+    return None
+
+
+@op("container.rename")
+def rename(engine, args, chan):
+    from barque.container.events import container_event
+    from barque.container.names import validate_name
+    from barque.errors import InvalidArgument
+
+    c = _get(engine, args["id"])
+    new = validate_name(args["name"])
+    if new == c.name:
+        raise InvalidArgument("Renaming a container with the same name as its current name")
+    old = c.name
+    engine.containers.rename(c, new)
+    container_event(engine.settings.root, c.record, "rename", oldName="/" + old)
+    return None
+
+
+@op("container.prune")
+def prune(engine, args, chan):
+    from barque.container.prune import parse_prune_filters, prune_containers
+
+    report = prune_containers(engine, parse_prune_filters(args.get("filters") or []))
+    return {"ContainersDeleted": list(report.deleted) or None, "SpaceReclaimed": report.reclaimed}

@@ -1,0 +1,3 @@
+"""archive endpoints (not written yet)."""
+
+ROUTES: list = []

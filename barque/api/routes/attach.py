@@ -1,0 +1,209 @@
+"""Attach and start — together, because Docker's clients attach to a container *before* starting it (`docker run`:
+create, attach, wait, start) and must not miss a byte of its output.
+
+Attach to a running container connects to its monitor. Attach to a container that has not started is held; the
+container's start then passes the monitor a socket whose other end the server keeps, with that attach's hello
+already sent — the monitor serves it from the container's first instruction. The same born socket carries the exit
+frame to anyone waiting (`wait?condition=next-exit|removed`), so a container that lives a millisecond is seen to
+exit, and with which code, even when --rm removes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+from aiohttp import web
+
+from barque.api.app import api_version, query_bool, query_int, state_of
+from barque.api.errors import ApiError, BadParameter, ConflictError
+from barque.api.hijack import MULTIPLEXED, RAW, hijack
+from barque.api.routes.containers import brief
+from barque.api.sessions import PendingAttach, connect_monitor, relay, resize_frame
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
+def detach_keys(text: str | None) -> bytes:
+    from barque.container.attach import parse_detach_keys
+    from barque.errors import InvalidArgument
+
+    try:
+        return parse_detach_keys(text) if text else DEFAULT_DETACH_KEYS
+    except InvalidArgument as e:
+        raise BadParameter(e.message) from None
+
+
+def _content_type(request: web.Request, tty: bool) -> str:
+    return RAW if tty or api_version(request) < (1, 42) else MULTIPLEXED
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    info = await state.read(brief, request.match_info["id"])
+    keys = detach_keys(request.query.get("detachKeys"))
+    if not query_bool(request, "stream") and not query_bool(request, "logs"):
+        raise BadParameter("at least one of stream or logs must be set")
+    if info["status"] == "paused":
+        raise ConflictError("You cannot attach to a paused container, unpause it first")
+    streams = {"stdin": query_bool(request, "stdin") and info["open_stdin"], "stdout": query_bool(request, "stdout"),
+               "stderr": query_bool(request, "stderr")}
+    resp, conn, _ = await hijack(request, _content_type(request, info["tty"]))
+    if query_bool(request, "logs"):
+        await _replay_logs(state, info, conn, streams)
+    if not query_bool(request, "stream"):
+        conn.close()
+        return resp
+    if info["running"]:
+        sock = connect_monitor(info["run_dir"], streams)
+        if sock is None:
+            conn.close()
+            return resp
+        await relay(conn, sock, tty=info["tty"], stdin=streams["stdin"], detach_keys=keys,
+                    on_exit=lambda e: state.exits.post(info["id"], e))
+        return resp
+    if info["status"] in ("exited", "dead") and not query_bool(request, "stdin"):
+        pass  # Docker holds such an attach too: a later start serves it
+    pending = PendingAttach(conn=conn, streams=streams, tty=info["tty"], detach_keys=keys)
+    state.pending_attach.setdefault(info["id"], []).append(pending)
+    try:
+        await asyncio.wait([pending.done, conn.closed], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting = state.pending_attach.get(info["id"], [])
+        if pending in waiting:
+            waiting.remove(pending)
+            if not waiting:
+                del state.pending_attach[info["id"]]
+    if pending.done.done() and pending.done.result() is not None:
+        await pending.done.result()  # the session the start began
+    conn.close()
+    return resp
+
+
+async def _replay_logs(state, info: dict, conn, streams: dict) -> None:
+    """`logs=1`: what the container printed so far, before the live stream."""
+    if info["log_driver"] == "none" or not info["log_path"]:
+        return
+
+    def read(engine) -> list[tuple[str, bytes]]:
+        from barque.container.logs import read_logs
+
+        return [(e.stream, e.data if hasattr(e, "data") else e.text) for e in read_logs(info["log_path"])]
+
+    try:
+        entries = await state.read(read)
+    except Exception:  # noqa: BLE001 - no log yet
+        return
+    for stream, data in entries:
+        if isinstance(data, str):
+            data = data.encode()
+        kind = 2 if stream == "stderr" else 1
+        if not streams["stderr" if kind == 2 else "stdout"]:
+            continue
+        await conn.write(data if info["tty"] else bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    if request.can_read_body:
+        body = await request.read()
+        if body.strip() not in (b"", b"null", b"{}"):
+            try:
+                cfg = json.loads(body)
+            except ValueError:
+                cfg = None
+            if cfg:  # Docker ≥ 1.24 refuses a HostConfig at start
+                raise BadParameter("starting container with non-empty request body was deprecated since API v1.22 "
+                                   "and removed in v1.24")
+    info = await state.read(brief, request.match_info["id"])
+    cid = info["id"]
+    if info["running"] or info["status"] == "paused":
+        return web.Response(status=304)
+    pending: list[PendingAttach] = list(state.pending_attach.get(cid, []))
+    first = pending[0] if pending else None
+    ours = theirs = None
+    if first is not None or state.exits.waiting(cid):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        hello = dict(first.streams) if first is not None else {"stdin": False, "stdout": False, "stderr": False}
+        ours.sendall(json.dumps(hello).encode() + b"\n")
+    try:
+        call = await state.call("container.start", {"id": cid, "attach": ours is not None},
+                                fds=(theirs.fileno(),) if theirs is not None else ())
+    finally:
+        if theirs is not None:
+            theirs.close()
+    try:
+        await call.result()
+    except BaseException:
+        if ours is not None:
+            ours.close()
+        for p in pending:  # nothing will come: their connections end
+            if not p.done.done():
+                p.done.set_result(None)
+        raise
+    finally:
+        call.close()
+    if ours is not None:
+        ours.setblocking(False)
+        if first is not None:
+            session = asyncio.ensure_future(relay(first.conn, ours, tty=first.tty, stdin=first.streams["stdin"],
+                                                  detach_keys=first.detach_keys,
+                                                  on_exit=lambda e: state.exits.post(cid, e)))
+            if not first.done.done():
+                first.done.set_result(session)
+        else:
+            _watch_exit(state, cid, ours)
+    for other in pending[1:]:  # more than one attach before the start: each its own connection
+        sock = connect_monitor(info["run_dir"], other.streams)
+        if sock is not None and not other.done.done():
+            other.done.set_result(asyncio.ensure_future(
+                relay(other.conn, sock, tty=other.tty, stdin=other.streams["stdin"], detach_keys=other.detach_keys)))
+        elif not other.done.done():
+            other.done.set_result(None)
+    return web.Response(status=204)
+
+
+def _watch_exit(state, cid: str, sock: socket.socket) -> None:
+    from barque.api.sessions import wait_exit
+
+    async def watch() -> None:
+        try:
+            got = await wait_exit(sock)
+        except Exception:  # noqa: BLE001
+            got = None
+        if got is not None:
+            state.exits.post(cid, got)
+
+    task = asyncio.ensure_future(watch())
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+_TASKS: set = set()
+
+
+async def resize(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    info = await state.read(brief, request.match_info["id"])
+    h, w = query_int(request, "h", 0), query_int(request, "w", 0)
+    if not info["running"]:
+        raise ConflictError(f"Container {info['id']} is not running")
+    if not info["tty"]:
+        return web.Response(status=200)
+    sock = connect_monitor(info["run_dir"], {"stdin": False, "stdout": False, "stderr": False})
+    if sock is None:
+        raise ApiError(409, f"Container {info['id']} is not running")
+    try:
+        sock.setblocking(True)
+        sock.sendall(resize_frame(h, w))
+    finally:
+        sock.close()
+    return web.Response(status=200)
+
+
+ROUTES = [
+    ("POST", "/containers/{id}/attach", attach),
+    ("POST", "/containers/{id}/start", start),
+    ("POST", "/containers/{id}/resize", resize),
+]

@@ -1,0 +1,3 @@
+"""build endpoints (not written yet)."""
+
+ROUTES: list = []

@@ -1,0 +1,371 @@
+"""Containers: create, list, inspect, start, stop, restart, kill, wait, remove, pause, unpause, rename, prune, logs.
+
+Reads run in a thread with an Engine of their own; everything that changes a container runs in a zygote child.
+Attach (and start of a container someone is attached or waiting on) is in attach.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from barque.api.app import json_body, json_response, query_bool, query_int, state_of
+from barque.api.errors import ApiError, BadParameter
+from barque.api.filters import as_cli_filters, parse_filters
+
+
+def brief(engine, ref: str) -> dict:
+    """What the server needs to know of a container to serve a request on it."""
+    c = engine.containers.get(ref)
+    state = c.refresh()
+    cfg = c.record["Config"]
+    return {"id": c.id, "name": c.name, "status": state.get("Status", "created"), "running": bool(state.get("Running")),
+            "exit_code": state.get("ExitCode", 0), "finished": state.get("FinishedAt"),
+            "tty": bool(cfg.get("Tty")), "open_stdin": bool(cfg.get("OpenStdin")),
+            "run_dir": str(c.run_dir), "log_path": c.record.get("LogPath") or "",
+            "log_driver": (c.record["HostConfig"].get("LogConfig") or {}).get("Type", "json-file"),
+            "auto_remove": bool(c.record["HostConfig"].get("AutoRemove"))}
+
+
+def exists(engine, cid: str) -> bool:
+    return bool(engine.db.query("SELECT 1 FROM containers WHERE id=?", (cid,)))
+
+
+# ---- create ---------------------------------------------------------------------------------------------------
+
+async def create(request: web.Request) -> web.StreamResponse:
+    from barque.api.schema import check_create_body
+
+    body = await json_body(request, required=True)
+    if not isinstance(body, dict):
+        raise BadParameter("invalid JSON: the body must be an object (Docker's container config)")
+    check_create_body(body)
+    name = request.query.get("name") or None
+    result = await state_of(request).op("container.create", {"body": body, "name": name})
+    return json_response(result, status=201)
+
+
+# ---- list and inspect -----------------------------------------------------------------------------------------
+
+def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list[dict]:
+    from barque.container.inspect import command_text
+    from barque.container.listing import filter_containers, parse_ps_filters, status_text
+    from barque.network.manage import network_settings
+    from barque.network.portspec import port_list
+    from barque.oci.times import parse_time
+
+    chosen = filter_containers(engine, parse_ps_filters(flt), all_=all_, last=limit if limit > 0 else -1)
+    out = []
+    for c in chosen:
+        rec, state = c.record, c.state
+        running = state.get("Status") in ("running", "paused")
+        net = network_settings(engine, c, running)
+        ports = port_list(net["Ports"]) if running else []
+        for key in (rec["Config"].get("ExposedPorts") or {}):
+            number, _, proto = key.partition("/")
+            if not any(p["PrivatePort"] == int(number) and p["Type"] == (proto or "tcp") for p in ports):
+                ports.append({"PrivatePort": int(number), "Type": proto or "tcp"})
+        mode = rec["HostConfig"].get("NetworkMode") or "default"
+        item = {
+            "Id": c.id,
+            "Names": ["/" + c.name],
+            "Image": rec["Config"].get("Image") or rec["Image"],
+            "ImageID": rec["Image"],
+            "Command": command_text(c),
+            "Created": int(parse_time(rec["Created"]) or 0),
+            "Ports": ports,
+            "Labels": rec["Config"].get("Labels") or {},
+            "State": state.get("Status", "created"),
+            "Status": status_text(state),
+            "HostConfig": {"NetworkMode": "bridge" if mode == "default" else mode},
+            "NetworkSettings": {"Networks": net.get("Networks") or {}},
+            "Mounts": _mount_points(rec.get("Mounts") or []),
+        }
+        if size:
+            try:
+                item["SizeRw"] = engine.snapshotter.usage(c.private["snapshot"]).size
+            except Exception:  # noqa: BLE001 - a size is best effort, as Docker's
+                item["SizeRw"] = 0
+            item["SizeRootFs"] = item["SizeRw"]
+        out.append(item)
+    return out
+
+
+def _mount_points(mounts: list[dict]) -> list[dict]:
+    from barque.container.mounts import inspect_mounts
+
+    return inspect_mounts(mounts)
+
+
+async def list_containers(request: web.Request) -> web.StreamResponse:
+    from barque.container.listing import FILTER_KEYS
+    from barque.errors import InvalidArgument
+
+    flt = parse_filters(request.query.get("filters"))
+    for key in flt:
+        if key not in FILTER_KEYS:
+            raise BadParameter(f"invalid filter '{key}'")
+    limit = query_int(request, "limit", -1) or -1
+    try:
+        out = await state_of(request).read(_listing, as_cli_filters(flt), query_bool(request, "all"), limit,
+                                           query_bool(request, "size"))
+    except InvalidArgument as e:
+        raise BadParameter(e.message) from None
+    return json_response(out)
+
+
+def _inspect(engine, ref: str, size: bool) -> dict:
+    from barque.container.inspect import inspect
+
+    return inspect(engine, engine.containers.get(ref), size=size)
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    return json_response(await state_of(request).read(_inspect, request.match_info["id"], query_bool(request, "size")))
+
+
+# ---- lifecycle --------------------------------------------------------------------------------------------------
+
+def _timeout(request: web.Request) -> int | None:
+    return query_int(request, "t", None)
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    await state_of(request).op("container.stop", {"id": request.match_info["id"], "t": _timeout(request),
+                                                  "signal": request.query.get("signal")})
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.StreamResponse:
+    await state_of(request).op("container.restart", {"id": request.match_info["id"], "t": _timeout(request),
+                                                     "signal": request.query.get("signal")})
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.StreamResponse:
+    await state_of(request).op("container.kill", {"id": request.match_info["id"],
+                                                  "signal": request.query.get("signal") or "SIGKILL"})
+    return web.Response(status=204)
+
+
+async def remove(request: web.Request) -> web.StreamResponse:
+    await state_of(request).op("container.remove", {"id": request.match_info["id"],
+                                                    "force": query_bool(request, "force"),
+                                                    "volumes": query_bool(request, "v")})
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.StreamResponse:
+    await state_of(request).op("container.pause", {"id": request.match_info["id"]})
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.StreamResponse:
+    await state_of(request).op("container.unpause", {"id": request.match_info["id"]})
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.StreamResponse:
+    name = request.query.get("name")
+    if not name:
+        raise BadParameter("name cannot be empty")
+    await state_of(request).op("container.rename", {"id": request.match_info["id"], "name": name})
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    flt = parse_filters(request.query.get("filters"))
+    for key in flt:
+        if key not in ("until", "label", "label!"):
+            raise BadParameter(f"invalid filter '{key}'")
+    return json_response(await state_of(request).op("container.prune", {"filters": as_cli_filters(flt)}))
+
+
+# ---- wait -------------------------------------------------------------------------------------------------------
+
+CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """Docker's wait: the headers go out at once (the client starts the container only after it has them), the
+    body — `{"StatusCode": N}` — when the condition is met."""
+    condition = request.query.get("condition") or "not-running"
+    if condition not in CONDITIONS:
+        raise BadParameter(f'invalid condition: "{condition}"')
+    state = state_of(request)
+    info = await state.read(brief, request.match_info["id"])
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    code = await wait_for(state, info, condition)
+    await resp.write(b'{"StatusCode":%d}\n' % code)
+    await resp.write_eof()
+    return resp
+
+
+async def wait_for(state, info: dict, condition: str) -> int:
+    """The exit code once `condition` holds for the container `info` describes."""
+    from barque.api.sessions import connect_monitor, wait_exit
+
+    cid = info["id"]
+    if condition == "not-running" and not info["running"] and info["status"] not in ("paused", "restarting"):
+        return int(info["exit_code"] or 0)
+    baseline = info["finished"] if not info["running"] else None
+    code: int | None = None
+    while code is None:
+        fut = state.exits.waiter(cid)
+        try:
+            now = await _brief_or_none(state, cid)
+            if now is None:
+                return int(info["exit_code"] or 0)
+            if now["running"] or now["status"] in ("paused", "restarting"):
+                sock = connect_monitor(now["run_dir"], {"wait": True})
+                if sock is not None:
+                    done = await wait_exit(sock)
+                    if done is not None:
+                        code = int(done.get("ExitCode", 0))
+                        break
+            elif now["finished"] != baseline and now["status"] in ("exited", "dead"):
+                code = int(now["exit_code"] or 0)
+                break
+            elif condition == "not-running" and now["status"] == "created":
+                return 0
+            try:
+                got = await asyncio.wait_for(asyncio.shield(fut), 0.2)
+                code = int(got.get("ExitCode", 0))
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            state.exits.forget(cid, fut)
+    if condition == "removed":
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and await state.read(exists, cid):
+            if not info["auto_remove"]:
+                deadline = time.monotonic() + 3600.0  # until someone removes it
+            await asyncio.sleep(0.05)
+    return code
+
+
+async def _brief_or_none(state, cid: str) -> dict | None:
+    from barque.errors import NotFound
+
+    try:
+        return await state.read(brief, cid)
+    except NotFound:
+        return None
+
+
+# ---- logs -------------------------------------------------------------------------------------------------------
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """Docker's logs: multiplexed frames (stream 1 stdout, 2 stderr) unless the container has a TTY, raw then."""
+    state = state_of(request)
+    info = await state.read(brief, request.match_info["id"])
+    stdout, stderr = query_bool(request, "stdout"), query_bool(request, "stderr")
+    if not (stdout or stderr):
+        raise BadParameter("Bad parameters: you must choose at least one stream")
+    if info["log_driver"] == "none" or not info["log_path"]:
+        raise ApiError(501, "configured logging driver does not support reading")
+    tail_text = request.query.get("tail", "all")
+    if tail_text in ("all", ""):
+        tail = None
+    else:
+        try:
+            tail = int(tail_text)
+        except ValueError:
+            raise BadParameter(f'invalid value for "tail": "{tail_text}"') from None
+        if tail < 0:
+            tail = None
+    now = time.time()
+    try:
+        since = _time_param(request.query.get("since"), now)
+        until = _time_param(request.query.get("until"), now)
+    except Exception as e:  # noqa: BLE001 - parse errors of the user's value
+        raise BadParameter(str(getattr(e, "message", e))) from None
+    follow = query_bool(request, "follow")
+    timestamps = query_bool(request, "timestamps")
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/vnd.docker.raw-stream" if info["tty"] else \
+        "application/vnd.docker.multiplexed-stream"
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    stop_flag = {"stop": False}
+    tty = info["tty"]
+
+    def produce(engine) -> None:
+        from barque.container.logs import format_entry, read_logs
+
+        c = engine.containers.get(info["id"])
+
+        def running() -> bool:
+            if stop_flag["stop"]:
+                return False
+            return c.refresh().get("Status") in ("running", "paused", "restarting")
+
+        try:
+            for entry in read_logs(info["log_path"], tail=tail, since=since, until=until, follow=follow,
+                                   still_running=running):
+                if stop_flag["stop"]:
+                    break
+                if (entry.stream == "stderr" and not stderr) or (entry.stream != "stderr" and not stdout):
+                    continue
+                data = format_entry(entry, timestamps)
+                if not tty:
+                    data = bytes([2 if entry.stream == "stderr" else 1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+        finally:
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    import os
+
+    if not os.path.exists(info["log_path"]) and not follow:
+        await resp.write_eof()
+        return resp
+    producer = asyncio.ensure_future(state.read(produce))
+    try:
+        while True:
+            data = await queue.get()
+            if data is None:
+                break
+            await resp.write(data)
+    except (ConnectionError, asyncio.CancelledError):
+        stop_flag["stop"] = True
+        while not producer.done():  # let the reader thread see the flag and end
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                await asyncio.sleep(0.05)
+        raise
+    finally:
+        stop_flag["stop"] = True
+    await producer
+    await resp.write_eof()
+    return resp
+
+
+def _time_param(text: str | None, now: float) -> float | None:
+    from barque.container.logs import parse_since
+
+    if not text or text == "0":
+        return None
+    return parse_since(text, now)
+
+
+ROUTES = [
+    ("POST", "/containers/create", create),
+    ("GET", "/containers/json", list_containers),
+    ("GET", "/containers/{id}/json", inspect),
+    ("POST", "/containers/{id}/stop", stop),
+    ("POST", "/containers/{id}/restart", restart),
+    ("POST", "/containers/{id}/kill", kill),
+    ("POST", "/containers/{id}/wait", wait),
+    ("DELETE", "/containers/{id}", remove),
+    ("POST", "/containers/{id}/pause", pause),
+    ("POST", "/containers/{id}/unpause", unpause),
+    ("POST", "/containers/{id}/rename", rename),
+    ("POST", "/containers/prune", prune),
+    ("GET", "/containers/{id}/logs", logs),
+]

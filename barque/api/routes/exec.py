@@ -1,0 +1,3 @@
+"""exec endpoints (not written yet)."""
+
+ROUTES: list = []

@@ -1,0 +1,3 @@
+"""images endpoints (not written yet)."""
+
+ROUTES: list = []

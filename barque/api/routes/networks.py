@@ -1,0 +1,3 @@
+"""networks endpoints (not written yet)."""
+
+ROUTES: list = []

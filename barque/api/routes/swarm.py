@@ -1,0 +1,3 @@
+"""swarm endpoints (not written yet)."""
+
+ROUTES: list = []

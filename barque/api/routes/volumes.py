@@ -1,0 +1,3 @@
+"""volumes endpoints (not written yet)."""
+
+ROUTES: list = []
