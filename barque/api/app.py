@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -148,6 +149,19 @@ def error_response(status: int, message: str) -> web.Response:
 
 
 @web.middleware
+async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With `--log-level debug`: each request, its status and how long it took (the server's side of latency)."""
+    start = time.perf_counter()
+    status = "-"
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        log.debug("%s %s %s %.1f ms", request.method, request.path_qs, status, (time.perf_counter() - start) * 1000)
+
+
+@web.middleware
 async def docker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     text = request.match_info.get("version")
     if text is not None:
@@ -199,7 +213,10 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 
 def make_app(state: ApiState) -> web.Application:
-    app = web.Application(middlewares=[docker_middleware], client_max_size=BODY_LIMIT)
+    middlewares = [docker_middleware]
+    if log.isEnabledFor(logging.DEBUG):
+        middlewares.insert(0, timing_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=BODY_LIMIT)
     app["barque"] = state
     app.on_response_prepare.append(_on_prepare)
     for name in ROUTE_MODULES:

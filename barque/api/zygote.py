@@ -175,6 +175,10 @@ def _zygote(ctl: socket.socket, settings, preload) -> None:  # pragma: no cover 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if preload is not None:
         preload()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what is loaded now is never collected: children do not touch (and copy) its pages to scan it
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, MAX_FDS)

@@ -81,9 +81,9 @@ def reconcile(state: dict) -> dict:
     if state.get("Status") not in ("running", "paused", "restarting"):
         return state
     pid, started = state.get("Pid") or 0, state.get("_PidStart")
-    alive = bool(pid) and proc_start(pid) == started
-    monitor_alive = proc_start(state.get("_MonitorPid") or 0) == state.get("_MonitorStart")
-    if alive or monitor_alive:
+    if pid and proc_start(pid) == started:
+        return state
+    if proc_start(state.get("_MonitorPid") or 0) == state.get("_MonitorStart"):
         return state
     out = dict(state)
     out.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0, ExitCode=255,

@@ -208,9 +208,10 @@ def _refresh_etc(engine, c) -> None:
     write_resolv_conf(c, any(n.dns for n in nets))
 
 
-def network_settings(engine, c, running: bool) -> dict:
+def network_settings(engine, c, running: bool, networks_seen: dict | None = None) -> dict:
     """Docker's NetworkSettings of a container's inspect: addresses and ports while it runs (Docker clears them
-    when it stops; the endpoint's NetworkID stays)."""
+    when it stops; the endpoint's NetworkID stays). A listing passes `networks_seen` (ID → network), shared by its
+    rows, so each network's record is read once."""
     from barque.network.ipam import endpoints_of_container
     from barque.network.rules import netns_path
 
@@ -232,8 +233,11 @@ def network_settings(engine, c, running: bool) -> dict:
     top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": ""}
     eps = endpoints_of_container(engine.db, c.id)
+    seen = {} if networks_seen is None else networks_seen
     for i, ep in enumerate(eps):
-        net = engine.networks.by_id(ep["network_id"])
+        net = seen.get(ep["network_id"])
+        if net is None:
+            net = seen[ep["network_id"]] = engine.networks.by_id(ep["network_id"])
         rec = ep["record"]
         entry = {"IPAMConfig": rec.get("IPAMConfig"), "Links": rec.get("Links"),
                  "Aliases": (rec.get("Aliases") or []) + ([c.id[:12]] if not net.is_default else []) or None,

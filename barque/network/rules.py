@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["network_lock", "apply_rules", "netns_path", "running_ids", "root_tag", "bridge_alias", "veth_alias"]
+__all__ = ["network_lock", "apply_rules", "affects_rules", "netns_path", "running_ids", "root_tag", "bridge_alias", "veth_alias"]
 
 
 @contextmanager
@@ -70,15 +70,29 @@ def _link_rules(db, networks: dict, running: set[str]) -> list:
     return out
 
 
-def apply_rules(engine) -> None:
-    """Rebuild and apply barque's rules from the database (call with the network lock held)."""
-    from barque.network.nft import Mapping, apply, ruleset
+def _build(engine, without: str | None = None) -> dict:
+    """The ruleset for what is recorded — as if the container `without` were not running, when given."""
+    from barque.network.nft import Mapping, ruleset
 
     nets = {n.id: n for n in engine.networks.list() if n.is_bridge}
-    running = running_ids(engine.settings.run_root)
+    running = running_ids(engine.settings.run_root) - {without}
     mappings = [Mapping(r["proto"], r["host_ip"], r["host_port"], r["container_ip"], r["container_port"])
-                for r in engine.db.query("SELECT * FROM port_mappings ORDER BY rowid")]
-    apply(ruleset(list(nets.values()), mappings, _link_rules(engine.db, nets, running)))
+                for r in engine.db.query("SELECT * FROM port_mappings ORDER BY rowid") if r["container_id"] != without]
+    return ruleset(list(nets.values()), mappings, _link_rules(engine.db, nets, running))
+
+
+def affects_rules(engine, cid: str) -> bool:
+    """Whether the running container `cid` makes any difference to the rules (published ports, link rules). One
+    that does not can start and stop without an `nft` run (20 ms): every other change applies the rules at once,
+    so the kernel already holds them."""
+    return _build(engine) != _build(engine, without=cid)
+
+
+def apply_rules(engine) -> None:
+    """Rebuild and apply barque's rules from the database (call with the network lock held)."""
+    from barque.network.nft import apply
+
+    apply(_build(engine))
 
 
 def root_tag(root) -> str:

@@ -154,7 +154,7 @@ def enter(engine, c) -> Path | None:
     (None: the runtime makes a namespace, or the container shares the host's or another's)."""
     from barque.network import netns
     from barque.network.ipam import endpoints_of_container
-    from barque.network.rules import apply_rules, netns_path, network_lock
+    from barque.network.rules import affects_rules, apply_rules, netns_path, network_lock
 
     host = c.record["HostConfig"]
     mode = _mode(host)
@@ -177,9 +177,10 @@ def enter(engine, c) -> Path | None:
         nets = [engine.networks.by_id(ep["network_id"]) for ep in eps]
         netns.create(path)
         try:
-            _plug_all(engine, path, eps, nets)
+            bridge_made = _plug_all(engine, path, eps, nets)
             published = _publish(engine, c, eps[0], nets[0])
-            apply_rules(engine)
+            if bridge_made or affects_rules(engine, c.id):
+                apply_rules(engine)
         except BaseException:
             _leave_locked(engine.settings.root, run_root, c.id, engine=engine)
             raise
@@ -230,18 +231,22 @@ def _link_env(engine, c, network_id: str) -> list[str]:
     return out
 
 
-def _plug_all(engine, path: Path, eps: list[dict], nets: list) -> None:
+def _plug_all(engine, path: Path, eps: list[dict], nets: list) -> bool:
+    """Veths from the container's namespace to its networks' bridges; whether a bridge had to be made (a namespace
+    that had none of them has none of their rules either: they must be applied)."""
     from barque.network.links import enable_forwarding, ensure_bridge, plug
     from barque.network.rules import bridge_alias, veth_alias
 
     enable_forwarding()
+    made = False
     for i, (ep, net) in enumerate(zip(eps, nets)):
-        ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu,
-                      alias=bridge_alias(engine, net))
+        made |= ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu,
+                              alias=bridge_alias(engine, net))
         gateway = net.gateway if i == 0 and not net.internal else None
         plug(path, veth_name(ep["id"]), net.bridge, f"eth{i}",
              ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], gateway, net.mtu,
              alias=veth_alias(engine.settings.root, ep["id"]))
+    return made
 
 
 def _publish(engine, c, ep: dict, net) -> list:
@@ -287,7 +292,7 @@ def leave(root, run_root, cid: str, engine=None) -> None:
 def _leave_locked(root, run_root: Path, cid: str, engine=None) -> None:
     from barque.network import netns
     from barque.network.links import delete_link
-    from barque.network.rules import apply_rules, netns_path
+    from barque.network.rules import affects_rules, apply_rules, netns_path
 
     own = engine is None
     if own:
@@ -307,10 +312,12 @@ def _leave_locked(root, run_root: Path, cid: str, engine=None) -> None:
                 delete_link(veth_name(ep["id"]))
             except Exception as e:  # noqa: BLE001
                 log.warning("could not delete %s: %s", veth_name(ep["id"]), e)
+        changes_rules = affects_rules(engine, cid)
         with engine.db.transaction() as conn:  # before the namespace goes: `leave` looks only at the namespace
             conn.execute("DELETE FROM port_mappings WHERE container_id = ?", (cid,))
         netns.remove(netns_path(run_root, cid))
-        apply_rules(engine)
+        if changes_rules:
+            apply_rules(engine)
     finally:
         if own:
             engine.close()

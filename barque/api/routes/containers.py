@@ -58,10 +58,11 @@ def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list
 
     chosen = filter_containers(engine, parse_ps_filters(flt), all_=all_, last=limit if limit > 0 else -1)
     out = []
+    networks_seen: dict = {}
     for c in chosen:
         rec, state = c.record, c.state
         running = state.get("Status") in ("running", "paused")
-        net = network_settings(engine, c, running)
+        net = network_settings(engine, c, running, networks_seen)
         ports = port_list(net["Ports"]) if running else []
         for key in (rec["Config"].get("ExposedPorts") or {}):
             number, _, proto = key.partition("/")
