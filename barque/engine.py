@@ -77,7 +77,7 @@ class Engine:
     def volumes(self):
         from barque.container.volumes import VolumeStore
 
-        return VolumeStore(self.db, self.root / "volumes")
+        return VolumeStore(self.db, self.root / "volumes", events_root=self.root)
 
     @functools.cached_property
     def networks(self):

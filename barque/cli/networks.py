@@ -17,9 +17,7 @@ import click
 from barque.cli.format import print_deleted, print_listing
 from barque.cli.main import CONTEXT, engine_from
 from barque.errors import InvalidArgument, NotFound
-
-LS_FILTERS = ("driver", "id", "label", "name", "scope", "type", "dangling")
-PREDEFINED = ("bridge", "host", "none")
+from barque.network.listing import LS_FILTERS, select_networks as _select
 
 
 # ---- flag helpers ---------------------------------------------------------------------------------------------------
@@ -130,57 +128,6 @@ def create(ctx, name, driver, subnets, gateways, ip_ranges, internal, attachable
     net = create_network(engine_from(ctx), name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
                          internal=internal, attachable=attachable, labels=label_map, options=options)
     click.echo(net.id)
-
-
-def _match(patterns, value: str) -> bool:
-    """Docker's filters.Match: equal, or the pattern (a regular expression) found in the value."""
-    for p in patterns:
-        if p == value:
-            return True
-        try:
-            if re.search(p, value):
-                return True
-        except re.error:
-            continue
-    return False
-
-
-def _select(engine, nets: list, flt: dict[str, list[str]]) -> list:
-    """The daemon's network filters: driver/scope exact, name/id by regular expression, labels all present,
-    dangling (no container on it; predefined networks are never dangling), type custom|builtin."""
-    from barque.images.filters import label_matches
-
-    out = []
-    for n in nets:
-        if "driver" in flt and n.driver not in flt["driver"]:
-            continue
-        if "scope" in flt and "local" not in flt["scope"]:
-            continue
-        if "name" in flt and not _match(flt["name"], n.name):
-            continue
-        if "id" in flt and not _match(flt["id"], n.id):
-            continue
-        if "label" in flt and not (n.record.get("Labels") and label_matches(n.record.get("Labels") or {},
-                                                                            flt["label"])):
-            continue
-        out.append(n)
-    if "dangling" in flt:
-        values = flt["dangling"]
-        if len(values) > 1:
-            raise InvalidArgument('got more than one value for filter key "dangling"')
-        if values[0] not in ("0", "false", "1", "true"):
-            raise InvalidArgument('invalid value for filter \'dangling\', must be "true" (or "1"), or "false" '
-                                  '(or "0")')
-        dangling = values[0] in ("1", "true")
-        out = [n for n in out if (n.name not in PREDEFINED and not engine.networks.endpoints_of(n)) == dangling]
-    if "type" in flt:
-        typed = []
-        for kind in flt["type"]:
-            if kind not in ("custom", "builtin"):
-                raise InvalidArgument(f"invalid filter: 'type'='{kind}'")
-            typed += [n for n in out if (n.name in PREDEFINED) == (kind == "builtin")]
-        out = typed
-    return out
 
 
 @click.command("ls", context_settings=CONTEXT)
@@ -295,26 +242,14 @@ def _confirm(message: str) -> bool:
 def prune(ctx, force, filters):
     """Remove all unused networks."""
     from barque.container.prune import parse_prune_filters
-    from barque.images.filters import label_matches
+    from barque.network.listing import prune_veto
     from barque.network.manage import prune_networks
-    from barque.oci.times import parse_time
 
     parsed = parse_prune_filters(filters)
     if not force and not _confirm("WARNING! This will remove all custom networks not used by at least one "
                                   "container.\nAre you sure you want to continue?"):
         return
-
-    def keep(net) -> bool:
-        """The filters' veto (the daemon's rules): created after `until`, labels missing one `label=`, or labels
-        matching every `label!=`."""
-        labels = net.record.get("Labels") or {}
-        if parsed["until"] is not None and (parse_time(net.created) or 0) > parsed["until"]:
-            return True
-        if parsed["label"] and not label_matches(labels, parsed["label"]):
-            return True
-        return bool(parsed["label!"]) and label_matches(labels, parsed["label!"])
-
-    print_deleted("Deleted Networks", prune_networks(engine_from(ctx), keep=keep))
+    print_deleted("Deleted Networks", prune_networks(engine_from(ctx), keep=prune_veto(parsed)))
 
 
 @click.command("connect", context_settings=CONTEXT)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import click
 
 from barque.cli.format import human_size, print_deleted, print_listing
 from barque.cli.main import CONTEXT, engine_from
+from barque.container.volume_listing import LS_FILTERS, PRUNE_FILTERS, bool_filter as _bool_filter, \
+    natural_key as _natural_key, select_volumes
 from barque.errors import InvalidArgument
-
-LS_FILTERS = ("dangling", "name", "label", "label!", "driver")
-PRUNE_FILTERS = ("label", "label!", "all")
 
 
 def _store(ctx):
@@ -22,7 +20,7 @@ def _store(ctx):
     if store is None:
         from barque.container.volumes import VolumeStore
 
-        store = VolumeStore(engine.db, engine.root / "volumes")
+        store = VolumeStore(engine.db, engine.root / "volumes", events_root=engine.root)
     return store
 
 
@@ -52,35 +50,6 @@ def _filters(items, allowed, ctx, flag: str) -> dict[str, list[str]]:
     return out
 
 
-def _bool_filter(filters: dict[str, list[str]], key: str) -> bool | None:
-    values = filters.get(key)
-    if not values:
-        return None
-    value = values[-1].lower()
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise InvalidArgument(f"invalid filter '{key}={values[-1]}'")
-
-
-def _natural_key(name: str):
-    """Docker's CLI lists volumes in natural order (vol2 before vol10)."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name)]
-
-
-def _name_matches(name: str, patterns) -> bool:
-    for p in patterns:
-        if p == name:
-            return True
-        try:
-            if re.search(p, name):
-                return True
-        except re.error:
-            continue
-    return False
-
-
 @click.command("create", context_settings=CONTEXT)
 @click.argument("name", required=False)
 @click.option("--name", "name_opt", default=None, hidden=True, help="Specify volume name.")
@@ -105,23 +74,8 @@ def create(ctx, name, name_opt, driver, labels, opts):
 @click.pass_context
 def ls(ctx, quiet, filters, fmt):
     """List volumes."""
-    from barque.container.volumes import labels_match
-
     parsed = _filters(filters, LS_FILTERS, ctx, "-f, --filter")
-    store = _store(ctx)
-    volumes = store.list()
-    dangling = _bool_filter(parsed, "dangling")
-    if dangling is not None:
-        used = store.used()
-        volumes = [v for v in volumes if (v["Name"] not in used) == dangling]
-    if "name" in parsed:
-        volumes = [v for v in volumes if _name_matches(v["Name"], parsed["name"])]
-    if "driver" in parsed:
-        volumes = [v for v in volumes if v["Driver"] in parsed["driver"]]
-    if "label" in parsed:
-        volumes = [v for v in volumes if labels_match(v["Labels"] or {}, parsed["label"])]
-    if "label!" in parsed:
-        volumes = [v for v in volumes if not any(labels_match(v["Labels"] or {}, [x]) for x in parsed["label!"])]
+    volumes = select_volumes(_store(ctx), parsed)
     volumes.sort(key=lambda v: _natural_key(v["Name"]))
     if quiet:
         for v in volumes:

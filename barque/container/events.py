@@ -284,11 +284,12 @@ def _skip_old(fd: int, since_ns: int | None) -> None:
 
 def read(root: Path | str, since: float | None = None, until: float | None = None,
          filters: Mapping[str, Sequence[str]] | None = None, follow: bool = False, *,
-         poll: float = POLL_INTERVAL, clock: Callable[[], float] = time.time) -> Iterator[dict]:
+         poll: float = POLL_INTERVAL, clock: Callable[[], float] = time.time,
+         stop: Callable[[], bool] | None = None) -> Iterator[dict]:
     """Events recorded under `root`, oldest first: those between `since` and `until` (epoch seconds, inclusive;
     None: unbounded) that pass `filters`. With `follow`, then new ones as they are recorded, until the clock passes
-    `until` (forever without it). A rotation while following is noticed by the path's inode changing: the old file
-    is drained to its end before the new one is read."""
+    `until` (forever without it) or `stop()` says so (a reader whose client went away). A rotation while following
+    is noticed by the path's inode changing: the old file is drained to its end before the new one is read."""
     since_ns = None if since is None else int(since * 1_000_000_000)
     until_ns = None if until is None else int(until * 1_000_000_000)
     path = os.path.join(os.fspath(root), LOG_NAME)
@@ -312,7 +313,7 @@ def read(root: Path | str, since: float | None = None, until: float | None = Non
                 for line in _lines(current, buf):
                     if (event := _parse(line, since_ns, until_ns, filters)) is not None:
                         yield event
-            if not follow or (until is not None and clock() > until):
+            if not follow or (until is not None and clock() > until) or (stop is not None and stop()):
                 return
             if current is None or not _same_file(current, path):
                 newer = _open(path)

@@ -121,9 +121,17 @@ def used_volume_names(rows: Sequence[sqlite3.Row | tuple]) -> dict[str, list[str
 class VolumeStore:
     """The local driver's volumes of one barque root. Methods return Docker's `volume inspect` dicts."""
 
-    def __init__(self, db, root: Path) -> None:
+    def __init__(self, db, root: Path, events_root: Path | None = None) -> None:
         self.db = db
         self.root = Path(root)
+        #: where creations and removals are recorded as Docker's volume events (barque.container.events); None: not
+        self.events_root = events_root
+
+    def _event(self, action: str, name: str, driver: str = LOCAL_DRIVER) -> None:
+        if self.events_root is not None:
+            from barque.container.events import record
+
+            record(self.events_root, "volume", action, name, {"driver": driver})
 
     # ---- reading -------------------------------------------------------------------------------------------------
     def mountpoint(self, name: str) -> Path:
@@ -218,6 +226,7 @@ class VolumeStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o701)
         (self.root / name).mkdir(exist_ok=True, mode=0o701)
         self.mountpoint(name).mkdir(exist_ok=True, mode=0o755)
+        self._event("create", name, driver)
         return self.get(name, conn)
 
     def remove(self, name: str, force: bool = False) -> None:
@@ -234,6 +243,7 @@ class VolumeStore:
             if force:
                 return
             raise
+        self._event("destroy", name)
         _remove_tree(trash)
 
     def prune(self, all: bool = False, labels: Sequence[str] = (),
@@ -259,7 +269,8 @@ class VolumeStore:
                     continue
                 detached.append((volume["Name"], self._detach(conn, volume["Name"])))
         reclaimed = 0
-        for _, trash in detached:
+        for name, trash in detached:
+            self._event("destroy", name)
             if trash is not None:
                 reclaimed += _tree_size(trash / "_data")
                 _remove_tree(trash)

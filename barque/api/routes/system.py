@@ -1,13 +1,23 @@
-"""System endpoints: _ping, version, info."""
+"""System endpoints: _ping, version, info, events (streamed, with filters), system/df."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import platform
+import threading
+import time
 
 from aiohttp import web
 
 from barque import __version__
-from barque.api.app import MAX_VERSION, MIN_VERSION, SERVER_VERSION, json_response, state_of, version_text
+from barque.api.app import (MAX_VERSION, MIN_VERSION, SERVER_VERSION, api_version, json_response, state_of,
+                            version_text)
+from barque.api.errors import BadParameter
+from barque.api.filters import parse_filters
+
+log = logging.getLogger(__name__)
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
@@ -46,15 +56,130 @@ async def version(request: web.Request) -> web.StreamResponse:
 
 
 def _info(engine) -> dict:
-    from barque.sysinfo import system_info
+    from barque.sysinfo import docker_info
 
-    return system_info(engine)
+    return docker_info(engine, SERVER_VERSION)
 
 
 async def info(request: web.Request) -> web.StreamResponse:
-    data = await state_of(request).read(_info)
-    data["ServerVersion"] = SERVER_VERSION
-    return json_response(data)
+    return json_response(await state_of(request).read(_info))
+
+
+# ---- events -----------------------------------------------------------------------------------------------------
+
+def _event_time(request: web.Request, name: str, now: float) -> float | None:
+    """`since`/`until`: Unix seconds with an optional fraction, as clients send them (RFC 3339 times and Go
+    durations are taken too, as the CLI reads them)."""
+    from barque.container.logs import parse_since
+
+    text = request.query.get(name)
+    if not text:
+        return None
+    try:
+        return parse_since(text, now)
+    except Exception as e:  # noqa: BLE001 - the client's value
+        raise BadParameter(f"invalid value for {name}: {getattr(e, 'message', e)}") from None
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Docker's event stream: the recorded events between `since` and `until` that pass the filters, then (unless
+    `until` is past) new ones as they happen, one JSON object a line, until `until` or the client goes. Without
+    `since` or `until`, only events from now on, as dockerd's subscription."""
+    state = state_of(request)
+    now = time.time()
+    since = _event_time(request, "since", now)
+    until = _event_time(request, "until", now)
+    if since is not None and until is not None and until < since:
+        raise BadParameter(f"`since` time ({request.query['since']}) cannot be after `until` time "
+                           f"({request.query['until']})")
+    flt = parse_filters(request.query.get("filters"))
+    if since is None and until is None:
+        since = now
+    follow = until is None or until >= now
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    await resp.prepare(request)  # the headers now: a client waits for them before it starts what it watches
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    stopped = threading.Event()
+    root = state.settings.root
+
+    def put(item) -> None:
+        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stopped.is_set():
+            try:
+                fut.result(timeout=0.5)
+                return
+            except TimeoutError:
+                continue
+        fut.cancel()
+
+    def produce() -> None:
+        from barque.container.events import read
+
+        try:
+            for event in read(root, since, until, flt, follow=follow, stop=stopped.is_set):
+                if stopped.is_set():
+                    break
+                put(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+        except Exception as e:  # noqa: BLE001 - reported to the client in the stream's end
+            put(e)
+        finally:
+            if not stopped.is_set():
+                put(None)
+
+    reader = threading.Thread(target=produce, name="barque-events", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, Exception):  # the headers are out: the stream just ends, as dockerd's does
+                log.error("events: reading the event log failed: %s", item)
+                break
+            await resp.write(item)
+    finally:
+        stopped.set()  # the reader sees it within one poll, and stops
+    await resp.write_eof()
+    return resp
+
+
+# ---- system/df --------------------------------------------------------------------------------------------------
+
+DF_TYPES = ("container", "image", "volume", "build-cache")
+
+
+def _df(engine, kinds: set[str], old: bool) -> dict:
+    from barque.sysinfo import df_build_cache, df_images, df_volumes
+
+    out: dict = {"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None, "BuildCache": None}
+    if "image" in kinds:
+        out["LayersSize"], out["Images"] = df_images(engine)
+    if "container" in kinds:
+        from barque.api.routes.containers import _listing
+
+        out["Containers"] = _listing(engine, [], True, -1, True)
+    if "volume" in kinds:
+        out["Volumes"] = df_volumes(engine)
+    if "build-cache" in kinds:
+        out["BuildCache"] = df_build_cache(engine)
+    if old:  # clients before API 1.42 read the build cache's total from BuilderSize
+        out["BuilderSize"] = sum(b["Size"] for b in out["BuildCache"] or [])
+    return out
+
+
+async def system_df(request: web.Request) -> web.StreamResponse:
+    old = api_version(request) < (1, 42)
+    asked = request.query.getall("type", [])
+    if old or not asked:
+        kinds = set(DF_TYPES)
+    else:
+        for kind in asked:
+            if kind not in DF_TYPES:
+                raise BadParameter(f"unknown object type: {kind}")
+        kinds = set(asked)
+    return json_response(await state_of(request).read(_df, kinds, old))
 
 
 ROUTES = [
@@ -62,4 +187,6 @@ ROUTES = [
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),
     ("GET", "/info", info),
+    ("GET", "/events", events),
+    ("GET", "/system/df", system_df),
 ]
