@@ -180,8 +180,8 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(404, "page not found")
     except web.HTTPMethodNotAllowed:
         return error_response(405, "method not allowed")
-    except web.HTTPRequestEntityTooLarge as e:
-        return error_response(413, e.text or "request body too large")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"request body too large: at most {BODY_LIMIT >> 20} MiB of JSON is accepted")
     except web.HTTPException as e:
         if e.status < 400:
             _headers(e)

@@ -103,7 +103,7 @@ def test_detached_container_ps_logs_stop_rm(docker):
     assert ps[0] == cid[:12] and ps[1] == name and ps[2].startswith("Up")
     from tests.netlab import eventually
 
-    eventually(lambda: docker("logs", name).stdout == "ready\n")
+    assert eventually(lambda: docker("logs", name).stdout == "ready\n")
     inspected = docker.json("inspect", name)[0]
     assert inspected["Id"] == cid and inspected["State"]["Running"] is True
     docker("stop", "-t", "1", name)
@@ -119,3 +119,75 @@ def test_the_cli_and_the_api_see_the_same_containers(api, docker):
     assert name in docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     docker("rm", name)
     assert name not in api.barque("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def test_run_with_a_tty(docker):
+    r = docker("run", "--rm", "-t", "busybox", "sh", "-c", "tty; echo hi")
+    assert r.stdout.replace("\r\n", "\n") == "/dev/pts/0\nhi\n"
+
+
+def test_start_attach_wait_restart_kill_rename_pause(docker):
+    name = unique("life")
+    docker("create", "--name", name, "busybox", "sh", "-c", "echo started; exit 5")
+    r = docker("start", "-a", name, check=False)
+    assert (r.returncode, r.stdout) == (5, "started\n")
+    assert docker("wait", name).stdout == "5\n"
+    docker("rename", name, name + "2")
+    long_running = unique("long")
+    docker("run", "-d", "--name", long_running, "busybox", "sleep", "300")
+    docker("pause", long_running)
+    assert docker("inspect", "-f", "{{.State.Status}}", long_running).stdout == "paused\n"
+    docker("unpause", long_running)
+    docker("restart", "-t", "1", long_running)
+    assert docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", long_running).stdout.startswith("running")
+    docker("kill", "-s", "KILL", long_running)
+    assert docker("wait", long_running).stdout == "137\n"
+    r = docker("kill", long_running, check=False)
+    assert r.returncode == 1 and "is not running" in r.stderr
+    pruned = docker("container", "prune", "-f").stdout
+    assert "Deleted Containers:" in pruned and docker("ps", "-aq").stdout == ""
+
+
+def test_attach_to_a_running_container(docker):
+    name = unique("att")
+    # -d -i: stdin stays open between attaches (StdinOnce false), so the container decides when it is done
+    docker("run", "-d", "-i", "--name", name, "busybox", "sh", "-c", "read a; read b; echo echo:$a,$b; exit 3")
+    r = docker("attach", name, input=b"one\ntwo\n", timeout=60, check=False)
+    assert (r.returncode, r.stdout) == (3, "echo:one,two\n")
+    docker("rm", name)
+
+
+def _open_fds(pid: int) -> int:
+    import os
+
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_clients_that_go_away_mid_attach_or_mid_stream_leak_nothing(api, docker):
+    name = unique("gone")
+    docker("run", "-d", "--name", name, "busybox", "sh", "-c", "while true; do echo tick; sleep 0.1; done")
+    http(api.sock, "GET", "/_ping")
+    baseline = _open_fds(api.proc.pid)
+    for path in (f"/containers/{name}/attach?stream=1&stdout=1&stderr=1",
+                 f"/containers/{name}/logs?follow=1&stdout=1", f"/containers/{name}/wait"):
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(api.sock))
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+                      if "attach" in path or "wait" in path else
+                      f"GET {path} HTTP/1.1\r\nHost: d\r\n\r\n".encode())
+            assert s.recv(4096)  # the answer has begun (a hijack, a log stream, a wait's headers)
+            s.close()             # … and the client is gone
+    from tests.netlab import eventually
+
+    assert eventually(lambda: _open_fds(api.proc.pid) <= baseline, timeout=20), _open_fds(api.proc.pid)
+    assert docker("inspect", "-f", "{{.State.Running}}", name).stdout == "true\n"  # the container never noticed
+    assert http(api.sock, "GET", "/_ping")[0] == 200
+    docker("rm", "-f", name)
+    assert api.errors() == ""
+
+
+def test_an_oversized_body_is_refused(api):
+    status, _, body = http(api.sock, "POST", "/containers/create", b'{"Image": "' + b"x" * (65 << 20) + b'"}')
+    assert status == 413 and json.loads(body)["message"].startswith("request body too large")
+    assert http(api.sock, "GET", "/_ping")[0] == 200
