@@ -93,6 +93,9 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
     """Answer `request` with 101 (when it asked to upgrade) or 200 and take its connection over. Also returns the
     request's body when it came with an upgrade: aiohttp leaves such a body in the stream (exec start has one)."""
     upgrade = upgrading(request)
+    # aiohttp's C parser upgrades only WebSockets: for `Upgrade: tcp` it reads the body as any request's (its pure
+    # Python parser leaves it in the stream, taken below); read it before the connection is ours
+    early = await request.read() if upgrade and request.can_read_body else None
     resp = _RawResponse(101, "UPGRADED") if upgrade else _RawResponse(200)
     resp.content_type = content_type
     if upgrade:
@@ -112,7 +115,7 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
     if tail:
         ours.data_received(tail)
     body = b""
-    want = int(request.headers.get("Content-Length") or 0) if upgrade else 0
+    want = int(request.headers.get("Content-Length") or 0) if upgrade and early is None else 0
     while len(body) < want:
         chunk = await ours.read()
         if not chunk:
@@ -121,4 +124,4 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
     if len(body) > want:
         ours.unread(body[want:])  # what followed the body is the client's stdin
         body = body[:want]
-    return resp, ours, body
+    return resp, ours, body if early is None else early

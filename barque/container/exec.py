@@ -31,7 +31,7 @@ from pathlib import Path
 
 from barque.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 
-__all__ = ["ExecFailed", "exec_in", "exec_process_spec", "probe_main", "OUTPUT_LIMIT"]
+__all__ = ["ExecFailed", "exec_in", "spawn", "exec_process_spec", "probe_main", "OUTPUT_LIMIT"]
 
 #: Docker keeps this much of a health check's output (the first bytes, then "...")
 OUTPUT_LIMIT = 4096
@@ -169,6 +169,39 @@ def exec_in(engine, c, argv: list[str], *, env: list[str] = (), user: str | None
     when the user detached. With `detach`, returns 0 once it runs. Raises Conflict when the container does not
     run, ExecFailed (with Docker's 126/127) when the process cannot start."""
     from barque.linux import _libc
+
+    devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if detach:
+            redirect = {0: devnull, 1: devnull, 2: devnull}
+        else:
+            redirect = {} if stdin and not tty else {0: devnull}
+            _libc.set_child_subreaper(True)
+        pid, master = spawn(engine, c, argv, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged,
+                            stdio=redirect)
+    finally:
+        os.close(devnull)
+    if detach:
+        if master is not None:
+            _drain_in_background(master)
+        return 0
+    if master is not None:
+        return _tty_session(master, pid, stdin=stdin, detach_keys=detach_keys)
+    from barque.runtime.run import wait_foreground
+
+    return wait_foreground(pid)
+
+
+def spawn(engine, c, argv: list[str], *, env: list[str] = (), user: str | None = None, workdir: str | None = None,
+          tty: bool = False, privileged: bool = False, stdio: dict[int, int] | None = None,
+          console_size: tuple[int, int] | None = None) -> tuple[int, int | None]:
+    """Start `argv` in the running container `c` and return at once: (its pid, the pty's master with `tty`, else
+    None). Its fds 0-2 are ours with `stdio`'s replacements (fd → the fd to put there: pipes, /dev/null); with
+    `tty` they are the pty's slave, sized `console_size` (rows, cols) from the start. To collect its exit status the
+    caller makes itself a child subreaper first: the process is then its child. Raises Conflict when the container
+    does not run, ExecFailed (with Docker's 126/127) when the process cannot start."""
+    import socket
+
     from barque.runtime import Runtime
 
     check_running(c)
@@ -176,9 +209,9 @@ def exec_in(engine, c, argv: list[str], *, env: list[str] = (), user: str | None
         raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     process = build_exec_process(engine, c, argv, env=env, user=user, workdir=workdir, tty=tty,
                                  privileged=privileged)
+    if tty and console_size and console_size[0] and console_size[1]:
+        process["consoleSize"] = {"height": int(console_size[0]), "width": int(console_size[1])}
     runtime = Runtime(engine.runtime_root if engine is not None else c.runtime_root)
-    import socket
-
     master = None
     with _private_dir() as d:
         pid_file = f"{d}/pid"
@@ -187,15 +220,9 @@ def exec_in(engine, c, argv: list[str], *, env: list[str] = (), user: str | None
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             listener.bind(f"{d}/console.sock")
             listener.listen(1)
-        devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         try:
-            if detach:
-                redirect = {0: devnull, 1: devnull, 2: devnull}
-            else:
-                redirect = {} if stdin and not tty else {0: devnull}
-                _libc.set_child_subreaper(True)
             try:
-                with _stdio(redirect):
+                with _stdio(stdio or {}):
                     runtime.exec(c.id, process, detach=True, pid_file=Path(pid_file),
                                  console_socket=f"{d}/console.sock" if tty else None)
             except (FailedPrecondition, NotFound) as e:
@@ -210,18 +237,9 @@ def exec_in(engine, c, argv: list[str], *, env: list[str] = (), user: str | None
                 finally:
                     conn.close()
         finally:
-            os.close(devnull)
             if listener is not None:
                 listener.close()
-    if detach:
-        if master is not None:
-            _drain_in_background(master)
-        return 0
-    if master is not None:
-        return _tty_session(master, pid, stdin=stdin, detach_keys=detach_keys)
-    from barque.runtime.run import wait_foreground
-
-    return wait_foreground(pid)
+    return pid, master
 
 
 def build_exec_process(engine, c, argv: list[str], *, env=(), user: str | None = None, workdir: str | None = None,
