@@ -69,10 +69,10 @@ def is_git_url(ref: str) -> bool:
                                                          and os.path.isdir(os.path.join(path, "objects")))
 
 
-def _temp_dir(prefix: str) -> Path:
+def _temp_dir(prefix: str, parent: Path | None = None) -> Path:
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 def _is_tar(head: bytes) -> bool:
@@ -113,14 +113,15 @@ def _stdin_context(data_stream) -> tuple[Path | None, bytes | None]:
     return target, None
 
 
-def _git_context(url: str) -> tuple[Path, Path]:
-    """Clone `url` (`#ref:subdir`) into a temporary directory; (the clone, the context directory in it)."""
+def _git_context(url: str, parent: Path | None = None) -> tuple[Path, Path]:
+    """Clone `url` (`#ref:subdir`) into a temporary directory (in `parent`, default the system's); (the clone, the
+    context directory in it)."""
     import shutil
     import subprocess
 
     repo, _, fragment = url.partition("#")
     ref, _, subdir = fragment.partition(":")
-    target = _temp_dir("barque-git-")
+    target = _temp_dir("barque-git-", parent)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
 
     def git(*args: str, cwd: Path | None = None) -> None:

@@ -56,19 +56,14 @@ def _limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus,
 
 def _extra_hosts(values) -> list[str]:
     """--add-host HOST:IP, as Docker's CLI checks it; `HOST IP` lines for the RUN steps' /etc/hosts."""
-    import ipaddress
+    from barque.build.flags import extra_host
 
     out = []
     for v in values:
-        name, sep, ip = v.partition(":") if "=" not in v else v.partition("=")
         try:
-            ipaddress.ip_address(ip.strip("[]"))
-        except ValueError:
-            raise InvalidArgument(f"invalid argument \"{v}\" for \"--add-host\" flag: invalid IP address in "
-                                  f"add-host: \"{ip}\"") from None
-        if not sep or not name:
-            raise InvalidArgument(f"invalid argument \"{v}\" for \"--add-host\" flag: bad format for add-host")
-        out.append(f"{ip.strip('[]')}\t{name}")
+            out.append(extra_host(v))
+        except InvalidArgument as e:
+            raise InvalidArgument(f"invalid argument \"{v}\" for \"--add-host\" flag: {e.message}") from None
     return out
 
 
@@ -158,19 +153,15 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
         if ref.digest is not None:
             raise InvalidArgument(f"invalid reference format: {t}: a tag can not hold a digest")
         refs.append(ref)
-    if platform:
-        from barque.oci.platform import host_architecture
+    from barque.build.flags import check_platform, run_network
 
-        wanted = [p.strip() for p in platform.split(",")]
-        if any(p not in (f"linux/{host_architecture()}", "linux", host_architecture()) for p in wanted):
-            raise InvalidArgument(f"--platform {platform}: barque builds for this machine's platform only "
-                                  f"(linux/{host_architecture()})")
-    if network not in ("default", "none", "host", "bridge"):
-        raise InvalidArgument(f"network mode {network!r} not supported by the builder: default, none or host")
+    if platform:
+        check_platform(platform)
+    network = run_network(network)
     temporary: list[Path] = []
     try:
         opts = BuildOptions(tags=refs, build_args=_build_args(build_args), target=target, no_cache=no_cache,
-                            labels=_labels(labels), network="default" if network == "bridge" else network,
+                            labels=_labels(labels), network=network,
                             secrets=_secrets(secrets, temporary),
                             host=_limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus,
                                          cpuset_mems, shm_size, ulimits),

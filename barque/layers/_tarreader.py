@@ -89,8 +89,11 @@ class TarReader:
     Data left unread when the next entry is requested is skipped (and still digested).
     """
 
-    def __init__(self, stream: BinaryIO, *, bufsize: int = _BUFSIZE) -> None:
+    def __init__(self, stream: BinaryIO, *, bufsize: int = _BUFSIZE, lenient_end: bool = False) -> None:
+        """`lenient_end`: a stream that ends in the padding after the last entry's data is a clean end, as Go's
+        reader takes it (the docker CLI sends build contexts cut so); layers keep the strict reading."""
         self._src = stream
+        self._lenient_end = lenient_end
         self._readinto = getattr(stream, "readinto", None)
         self._buf = bytearray(bufsize)
         self._mv = memoryview(self._buf)
@@ -151,14 +154,18 @@ class TarReader:
         self.offset += n
         return view
 
-    def _skip(self, n: int) -> None:
+    def _skip(self, n: int, end_ok: bool = False) -> bool:
+        """Skip `n` bytes; False when the stream ended first and `end_ok` allows it."""
         while n:
             if self._start == self._end and not self._fill():
+                if end_ok:
+                    return False
                 raise self._truncated(f"the data of {self._current!r}")
             k = min(n, self._end - self._start)
             self._start += k
             self.offset += k
             n -= k
+        return True
 
     def _truncated(self, where: str) -> DataCorruption:
         after = f" (after entry {self._last!r})" if self._last and where == "a header" else ""
@@ -205,8 +212,10 @@ class TarReader:
             self._skip(self._remaining)
             self._remaining = 0
         if self._pad:
-            self._skip(self._pad)
+            complete = self._skip(self._pad, end_ok=self._lenient_end)
             self._pad = 0
+            if not complete:
+                return None
         block = self._take(tf.BLOCK)
         if block is None:  # the stream ended at an entry boundary: accepted like Go's reader does
             return None

@@ -76,13 +76,15 @@ def apply_layer(
     whiteouts: str = "delete",
     lowers: Sequence[Path] = (),
     id_map: IdMap | None = None,
+    lenient_end: bool = False,
 ) -> ApplyResult:
     """Apply the UNCOMPRESSED layer tar read from ``stream`` to the directory ``root``.
 
     ``whiteouts="overlay"`` treats ``root`` as an overlayfs upper directory over ``lowers`` (top-most first):
     deletions become 0:0 character devices (only where a lower shows the path; always when no lowers are
     given), opaque markers the trusted.overlay.opaque xattr, and a hard link to a file only a lower holds
-    copies that file up first. ``id_map`` maps each entry's (uid, gid) to the host's.
+    copies that file up first. ``id_map`` maps each entry's (uid, gid) to the host's. ``lenient_end`` accepts a
+    stream cut in the padding after its last entry's data (see TarReader; build contexts, not layers).
 
     Raises InvalidArgument for entries that would land outside ``root`` (nothing is written outside it, ever)
     and DataCorruption for a truncated or corrupt stream.
@@ -91,7 +93,8 @@ def apply_layer(
         raise InvalidArgument(f"unknown whiteout mode {whiteouts!r}: expected 'delete' or 'overlay'")
     if lowers and whiteouts != "overlay":
         raise InvalidArgument("lower directories only make sense with whiteouts='overlay'")
-    with TarReader(stream) as reader, _Applier(Path(root), whiteouts == "overlay", LowerStack(lowers), id_map) as applier:
+    with TarReader(stream, lenient_end=lenient_end) as reader, \
+            _Applier(Path(root), whiteouts == "overlay", LowerStack(lowers), id_map) as applier:
         try:
             for entry in reader.entries():
                 try:

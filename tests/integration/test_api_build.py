@@ -1,0 +1,443 @@
+"""`POST /build` (Docker's classic builder) through `barque serve`: the real docker CLI 28 (which, finding no buildx
+plugin and `Builder-Version: 1` in /_ping, falls back to the classic builder by itself: no DOCKER_BUILDKIT needed),
+docker-py's `images.build`, and raw requests for the stream's shape, compressed and remote contexts, the errors
+dockerd answers with a status and those it reports in-band, credentials for a private FROM image, and clients that
+go away mid-upload or mid-build (nothing left: no RUN process, mount, snapshot, context directory or image)."""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import io
+import json
+import lzma
+import re
+import socket
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.root
+
+HEX64 = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def context(base: Path, files: dict[str, str], name: str = "ctx") -> Path:
+    root = base / name
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+    return root
+
+
+def tarball(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, content in files.items():
+            data = content.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def http(sock_path, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+    """One raw HTTP/1.1 exchange on the API socket; (status, body with chunked framing undone)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(120)
+    s.connect(str(sock_path))
+    head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/x-tar\r\n" \
+           f"Content-Length: {len(body)}\r\n"
+    for k, v in (headers or {}).items():
+        head += f"{k}: {v}\r\n"
+    s.sendall(head.encode() + b"\r\n" + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head_bytes, _, rest = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode().split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, buf = b"", rest
+        while buf:
+            size, _, buf = buf.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, buf = out + buf[:n], buf[n + 2:]
+        rest = out
+    return int(lines[0].split()[1]), rest
+
+
+def messages(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def text_of(msgs: list[dict]) -> str:
+    return "".join(m.get("stream", "") for m in msgs)
+
+
+def image_ids(api) -> set[str]:
+    return set(api.barque("images", "-aq", "--no-trunc").stdout.split())
+
+
+def leftovers(api) -> list[str]:
+    """What a build must never leave behind: its snapshots, mounts, run directories, received contexts."""
+    found = []
+    eng = api.barque.engine()
+    found += [i.name for i in eng.snapshotter.walk() if i.name.startswith("build-")]
+    for d in (api.barque.run_root / "build", api.barque.root / "tmp"):
+        if d.exists():
+            found += [str(p) for p in d.iterdir()]
+    with open("/proc/self/mountinfo") as f:
+        found += [line.split()[4] for line in f if str(api.barque.run_root / "build") in line.split()[4]]
+    return found
+
+
+def no_leftovers(api, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while leftovers(api) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers(api) == []
+
+
+def run_in(api, image: str, *cmd: str) -> str:
+    return api.barque("run", "--rm", "--network", "none", image, *cmd).stdout
+
+
+# ---- the docker CLI ------------------------------------------------------------------------------------------------
+
+def test_docker_build_with_the_classic_builder(api, docker, tmp_path):
+    ctx = context(tmp_path, {
+        "Dockerfile": "FROM busybox\nARG GREETING=hello\nRUN echo \"$GREETING from RUN\" > /greeting\n"
+                      "COPY . /ctx/\nCMD [\"cat\", \"/greeting\"]\n",
+        "kept.txt": "kept\n", "secret.txt": "must not be sent\n", "logs/a.log": "no\n",
+        ".dockerignore": "secret.txt\nlogs\n",
+    })
+    r = docker("build", "-t", "built:1", "-t", "other/built:v2", "--build-arg", "GREETING=bonjour",
+               "--label", "org.example.k=v", ctx)
+    assert "legacy builder is deprecated" in r.stderr  # the CLI fell back to the classic builder by itself
+    lines = r.stdout.splitlines()
+    assert "Step 1/6 : FROM busybox" in lines and "Step 3/6 : RUN echo \"$GREETING from RUN\" > /greeting" in lines
+    assert "Step 6/6 : LABEL \"org.example.k\"=\"v\"" in lines
+    assert any(re.fullmatch(r" ---> [0-9a-f]{12}", line) for line in lines)
+    built = [line for line in lines if line.startswith("Successfully built ")]
+    assert len(built) == 1 and re.fullmatch(r"Successfully built [0-9a-f]{12}", built[0])
+    assert lines[-2:] == ["Successfully tagged built:1", "Successfully tagged other/built:v2"]
+    assert run_in(api, "built:1") == "bonjour from RUN\n"
+    assert sorted(run_in(api, "other/built:v2", "ls", "-A", "/ctx").split()) == [".dockerignore", "Dockerfile",
+                                                                                 "kept.txt"]
+    info = json.loads(api.barque("image", "inspect", "built:1").stdout)[0]
+    assert info["Id"].startswith("sha256:" + built[0].split()[-1])
+    assert info["Config"]["Labels"] == {"org.example.k": "v"}
+    # built again: every step from the cache, the same image
+    again = docker("build", "-t", "built:1", "--build-arg", "GREETING=bonjour", "--label", "org.example.k=v", ctx)
+    assert " ---> Using cache" in again.stdout and built[0] in again.stdout.splitlines()
+    assert api.errors() == ""
+
+
+def test_quiet_target_and_other_dockerfiles(api, docker, tmp_path):
+    ctx = context(tmp_path, {
+        "other.Dockerfile": "FROM busybox AS base\nRUN echo base > /stage\n"
+                            "FROM base AS final\nRUN echo final > /stage\n",
+        "f.txt": "from the context\n",
+    })
+    r = docker("build", "-q", "-f", ctx / "other.Dockerfile", "--target", "base", "-t", "stage:base", ctx)
+    assert HEX64.fullmatch(r.stdout.strip()) and r.stdout.count("\n") == 1
+    assert "Step" not in r.stdout + r.stderr
+    assert json.loads(api.barque("image", "inspect", "stage:base").stdout)[0]["Id"] == r.stdout.strip()
+    assert run_in(api, "stage:base", "cat", "/stage") == "base\n"
+    # a Dockerfile outside the context: the CLI sends it in the tar under a name of its own (and .dockerignore
+    # entries that make the daemon drop it from the context)
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text("FROM busybox\nCOPY . /ctx/\n")
+    docker("build", "-f", outside, "-t", "outside:1", ctx)
+    assert sorted(run_in(api, "outside:1", "ls", "-A", "/ctx").split()) == ["f.txt", "other.Dockerfile"]
+    # the Dockerfile on standard input, no context
+    r = docker("build", "-t", "stdin:1", "-", input="FROM busybox\nCMD [\"echo\", \"from stdin\"]\n")
+    assert "Successfully tagged stdin:1" in r.stdout
+    assert run_in(api, "stdin:1") == "from stdin\n"
+    r = docker("build", "--target", "nope", "-f", ctx / "other.Dockerfile", ctx, check=False)
+    assert r.returncode == 1
+    assert "Error response from daemon: failed to reach build target nope in Dockerfile" in r.stderr
+
+
+@pytest.mark.parametrize("code", [1, 3])
+def test_a_failing_run_fails_the_build_with_dockers_message(api, docker, tmp_path, code):
+    ctx = context(tmp_path, {"Dockerfile": f"FROM busybox\nRUN echo about to fail && exit {code}\n"})
+    before = image_ids(api)
+    r = docker("build", "-t", "fails:1", ctx, check=False)
+    assert r.returncode == code  # the CLI exits with the RUN's status (errorDetail.code)
+    assert "about to fail" in r.stdout and "Step 2/2" in r.stdout
+    assert f"The command '/bin/sh -c echo about to fail && exit {code}' returned a non-zero code: {code}" \
+        in r.stderr
+    assert "Successfully" not in r.stdout
+    r = docker("build", "-q", ctx, check=False)
+    assert r.returncode == code and r.stdout == ""
+    assert "about to fail" in r.stderr and "returned a non-zero code" in r.stderr  # -q: the output shown then
+    assert image_ids(api) == before
+    no_leftovers(api)
+    assert api.errors() == ""
+
+
+def test_bad_dockerfiles_are_refused(api, docker, tmp_path):
+    ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nFOO bar\n", "empty.Dockerfile": "\n"})
+    r = docker("build", ctx, check=False)
+    assert r.returncode == 1
+    assert "Error response from daemon: dockerfile parse error on line 2 of Dockerfile: unknown instruction: FOO" \
+        in r.stderr
+    r = docker("build", "-f", ctx / "empty.Dockerfile", ctx, check=False)
+    assert r.returncode == 1 and "file with no instructions" in r.stderr
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing.txt /\n")
+    r = docker("build", ctx, check=False)
+    assert r.returncode == 1 and "Step 2/2 : COPY missing.txt /" in r.stdout
+    assert "COPY failed: file not found in build context or excluded by .dockerignore" in r.stderr
+    no_leftovers(api)
+    assert api.errors() == ""
+
+
+# ---- docker-py -----------------------------------------------------------------------------------------------------
+
+def test_docker_py_builds_from_a_path_and_a_file_object(api, docker_client, tmp_path):
+    import docker as dockerpy
+
+    ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nARG WHO\nCOPY hello.txt /\nRUN echo \"hi $WHO\" > /who\n",
+                             "hello.txt": "hello\n"})
+    image, logs = docker_client.images.build(path=str(ctx), tag="py:path", buildargs={"WHO": "py"},
+                                             labels={"built.by": "docker-py"})
+    assert "py:path" in image.tags and image.labels == {"built.by": "docker-py"}
+    logs = list(logs)
+    assert any(m.get("aux", {}).get("ID") == image.id for m in logs)
+    assert any(m.get("stream", "").startswith("Successfully built ") for m in logs)
+    assert run_in(api, "py:path", "cat", "/hello.txt", "/who") == "hello\nhi py\n"
+
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(b"FROM busybox\nENV FROM_FILEOBJ=1\n"), tag="py:fileobj")
+    assert "FROM_FILEOBJ=1" in image.attrs["Config"]["Env"]
+    custom = io.BytesIO(gzip.compress(tarball({"Dockerfile": "FROM busybox\nCOPY x /x\n", "x": "gz\n"})))
+    image, _ = docker_client.images.build(fileobj=custom, custom_context=True, encoding="gzip", tag="py:gz")
+    assert run_in(api, "py:gz", "cat", "/x") == "gz\n"
+
+    with pytest.raises(dockerpy.errors.BuildError) as err:
+        docker_client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"))
+    assert "returned a non-zero code: 7" in str(err.value)
+    with pytest.raises(dockerpy.errors.APIError) as err:
+        docker_client.images.build(fileobj=io.BytesIO(b"FROM busybox\nNOPE x\n"))
+    assert err.value.status_code == 400 and "unknown instruction: NOPE" in str(err.value)
+    assert api.errors() == ""
+
+
+# ---- the stream and the errors, raw --------------------------------------------------------------------------------
+
+def test_the_stream_has_dockers_shape(api, tmp_path):
+    body = tarball({"Dockerfile": "FROM busybox\nARG A\nRUN echo \"a=$A\"\n"})
+    args = "buildargs=%7B%22A%22%3A%221%22%2C%22UNUSED%22%3A%22x%22%7D&networkmode=none"
+    status, out = http(api.sock, "POST", f"/v1.41/build?t=shape:1&{args}", body)
+    assert status == 200
+    msgs = messages(out)
+    assert all(set(m) <= {"stream", "aux"} for m in msgs)
+    assert msgs[0] == {"stream": "Step 1/3 : FROM busybox\n"}
+    assert {"stream": "a=1\n"} in msgs
+    aux = [m["aux"]["ID"] for m in msgs if "aux" in m]
+    assert len(aux) == 1 and HEX64.fullmatch(aux[0])
+    tail = [m.get("stream") for m in msgs[-4:]]
+    assert tail == [None, "[Warning] One or more build-args [UNUSED] were not consumed\n",
+                    f"Successfully built {aux[0][7:19]}\n", "Successfully tagged shape:1\n"]
+    # before 1.30 there is no aux line; -q: only the ID
+    status, out = http(api.sock, "POST", f"/v1.29/build?{args}", body)
+    assert status == 200 and not any("aux" in m for m in messages(out))
+    status, out = http(api.sock, "POST", f"/v1.41/build?q=1&{args}", body)
+    assert status == 200 and messages(out) == [{"stream": aux[0] + "\n"}]
+    # a failing RUN: the output, then the error in-band with the exit status as its code
+    fail = tarball({"Dockerfile": "FROM busybox\nRUN echo out && exit 4\n"})
+    status, out = http(api.sock, "POST", "/v1.41/build?networkmode=none", fail)
+    msgs = messages(out)
+    assert status == 200 and {"stream": "out\n"} in msgs
+    message = "The command '/bin/sh -c echo out && exit 4' returned a non-zero code: 4"
+    assert msgs[-1] == {"errorDetail": {"code": 4, "message": message}, "error": message}
+    status, out = http(api.sock, "POST", "/v1.41/build?q=1&networkmode=none", fail)
+    msgs = messages(out)
+    assert status == 200 and msgs[0] == {"stream": "Step 1/2 : FROM busybox\n"} and msgs[-1]["error"] == message
+
+
+@pytest.mark.parametrize("query, files, status, message", [
+    ("", {"x": "y"}, 400, "Cannot locate specified Dockerfile: Dockerfile"),
+    ("?dockerfile=other.Dockerfile", {"Dockerfile": "FROM busybox\n"}, 400,
+     "Cannot locate specified Dockerfile: other.Dockerfile"),
+    ("?dockerfile=../../../../etc/hostname", {"Dockerfile": "FROM busybox\n"}, 400,
+     "Cannot locate specified Dockerfile: ../../../../etc/hostname"),
+    ("", {"Dockerfile": "FROM busybox\nFOO bar\n"}, 400,
+     "dockerfile parse error on line 2 of Dockerfile: unknown instruction: FOO"),
+    ("", {"Dockerfile": "\n"}, 400, "file with no instructions"),
+    ("?target=nope", {"Dockerfile": "FROM busybox AS a\n"}, 400, "failed to reach build target nope in Dockerfile"),
+    ("?buildargs=%7Bx", {"Dockerfile": "FROM busybox\n"}, 400, "error reading build args"),
+    ("?labels=%5B%5D", {"Dockerfile": "FROM busybox\n"}, 400, "error reading labels"),
+    ("?t=Bad:Tag", {"Dockerfile": "FROM busybox\n"}, 400, "invalid reference format"),
+    ("?platform=linux/s390x", {"Dockerfile": "FROM busybox\n"}, 400, "this machine's platform only"),
+    ("?networkmode=container:x", {"Dockerfile": "FROM busybox\n"}, 400, "not supported by the builder"),
+    ("?extrahosts=nohost", {"Dockerfile": "FROM busybox\n"}, 400, "invalid IP address in add-host"),
+    ("?squash=1", {"Dockerfile": "FROM busybox\n"}, 400, "squash is only supported with experimental mode"),
+    ("?version=2", {"Dockerfile": "FROM busybox\n"}, 400, "buildkit not supported by daemon"),
+    ("?memory=lots", {"Dockerfile": "FROM busybox\n"}, 400, "invalid value for memory"),
+])
+def test_refusals_before_the_build_are_http_errors(api, query, files, status, message):
+    got, body = http(api.sock, "POST", "/v1.41/build" + query, tarball(files))
+    assert (got, message in json.loads(body)["message"]) == (status, True), body
+    assert api.errors() == ""
+
+
+def test_bad_bodies(api):
+    status, body = http(api.sock, "POST", "/build", b"")
+    assert status == 400 and json.loads(body)["message"] == "Cannot locate specified Dockerfile: Dockerfile"
+    status, body = http(api.sock, "POST", "/build", b"not a tar at all" * 100)
+    assert status == 400 and "the build context is not a valid tar archive" in json.loads(body)["message"]
+    status, body = http(api.sock, "POST", "/build", gzip.compress(b"not a tar at all" * 100)[:-20])
+    assert status == 400 and "not a valid gzip tar archive" in json.loads(body)["message"]
+    # cut after the last file's data, without its padding or the end blocks (what the docker CLI 28 sends when
+    # it adds a Dockerfile from outside the context): complete, as Go's reader takes it; cut inside data: refused
+    whole = tarball({"Dockerfile": "FROM busybox\nCOPY data /\n", "data": "0123456789"})
+    end_of_data = 3 * 512 + 10
+    status, body = http(api.sock, "POST", "/build?t=cut:1", whole[:end_of_data])
+    assert status == 200 and "Successfully tagged cut:1" in text_of(messages(body))
+    assert run_in(api, "cut:1", "cat", "/data") == "0123456789"
+    status, body = http(api.sock, "POST", "/build", whole[:end_of_data - 3])
+    assert status == 400 and "truncated" in json.loads(body)["message"]
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as t:
+        link = tarfile.TarInfo("up")
+        link.type, link.linkname = tarfile.SYMTYPE, "/"
+        t.addfile(link)
+        data = b"pwned\n"
+        f = tarfile.TarInfo("up/tmp/barque-api-build-escape")
+        f.size = len(data)
+        t.addfile(f, io.BytesIO(data))
+    status, body = http(api.sock, "POST", "/build", evil.getvalue())
+    assert not Path("/tmp/barque-api-build-escape").exists()
+    assert status == 400
+    no_leftovers(api)
+    assert http(api.sock, "GET", "/_ping")[0] == 200
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compressed_contexts(api, compress):
+    body = compress(tarball({"Dockerfile": "FROM busybox\nCOPY a /a\n", "a": compress.__module__ + "\n"}))
+    status, out = http(api.sock, "POST", f"/build?t=comp:{compress.__module__}", body)
+    assert status == 200 and "Successfully tagged" in text_of(messages(out)), out
+    assert run_in(api, f"comp:{compress.__module__}", "cat", "/a") == compress.__module__ + "\n"
+
+
+def test_remote_git_context(api, tmp_path):
+    repo = context(tmp_path, {"app/Dockerfile": "FROM busybox\nCOPY version /version\n", "app/version": "v1\n"},
+                   "repo")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "v1"], check=True)
+    status, out = http(api.sock, "POST", f"/build?t=remote:1&remote=file://{repo}%23:app", b"")
+    assert status == 200 and "Successfully tagged remote:1" in text_of(messages(out)), out
+    assert run_in(api, "remote:1", "cat", "/version") == "v1\n"
+    status, body = http(api.sock, "POST", f"/build?remote={repo}", b"")
+    assert status == 400 and "could not be recognized as URL" in json.loads(body)["message"]
+    no_leftovers(api)
+
+
+def test_prune_and_cancel(api, docker, tmp_path):
+    ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo cached > /c\n"})
+    docker("build", "--network", "none", ctx)
+    status, body = http(api.sock, "POST", "/v1.41/build/prune")
+    doc = json.loads(body)
+    assert status == 200 and set(doc) == {"CachesDeleted", "SpaceReclaimed"}
+    assert doc["CachesDeleted"] and isinstance(doc["SpaceReclaimed"], int)
+    assert json.loads(http(api.sock, "POST", "/build/prune")[1]) == {"CachesDeleted": None, "SpaceReclaimed": 0}
+    assert http(api.sock, "POST", "/build/prune?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")[0] == 400
+    r = docker("builder", "prune", "-f")
+    assert "Total reclaimed space: 0B" in r.stdout
+    assert http(api.sock, "POST", "/build/cancel?id=whatever")[0] == 200
+
+
+# ---- credentials for a private base image ----------------------------------------------------------------------------
+
+def test_x_registry_config_reaches_the_pull_of_a_private_base(api, docker, tmp_path):
+    from tests.registry_support import barque_registry
+
+    with barque_registry(tmp_path / "registry", auth="htpasswd", users={"alice": "secret"}) as reg:
+        cfg = tmp_path / "pusher"
+        cfg.mkdir()
+        auth = base64.b64encode(b"alice:secret").decode()
+        (cfg / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+        private = f"{reg.host}/private/bb:1"
+        api.barque("tag", "busybox:latest", private)
+        api.barque("push", private, env={"DOCKER_CONFIG": str(cfg)})
+        api.barque("rmi", private)
+        ctx = context(tmp_path, {"Dockerfile": f"FROM {private}\nRUN echo on the private base > /p\n"})
+        r = docker("build", "--network", "none", "-t", "onprivate:1", ctx, check=False)
+        assert r.returncode == 1 and "Step 1/2" in r.stdout  # no credentials sent: the pull is refused in-band
+        assert "unauthorized" in r.stderr or "denied" in r.stderr, r.stderr
+        docker_config = Path(api.env["DOCKER_CONFIG"])
+        docker_config.mkdir(exist_ok=True)
+        (docker_config / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+        r = docker("build", "--network", "none", "-t", "onprivate:1", ctx)  # the CLI sends X-Registry-Config
+        assert "Successfully tagged onprivate:1" in r.stdout
+        assert run_in(api, "onprivate:1", "cat", "/p") == "on the private base\n"
+    no_leftovers(api)
+
+
+# ---- clients that go away ---------------------------------------------------------------------------------------------
+
+def _start_build(api, body: bytes, length: int | None = None, path: str = "/build?networkmode=none"):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    s.connect(str(api.sock))
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n"
+              f"Content-Length: {length or len(body)}\r\n\r\n".encode() + body)
+    return s
+
+
+def test_a_client_gone_mid_build_leaves_nothing(api, tmp_path):
+    marker = "4321"  # the RUN's sleep, to find its process
+    body = tarball({"Dockerfile": f"FROM busybox\nRUN echo started && sleep {marker}\n"})
+    before = image_ids(api)
+    s = _start_build(api, body, path="/build?networkmode=none&t=never:1")
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"started" not in seen and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            seen += chunk
+        assert b"started" in seen
+        assert leftovers(api)  # the step's snapshot and mount are there while it runs
+    finally:
+        s.close()
+    no_leftovers(api)
+    deadline = time.monotonic() + 20
+    while f"sleep {marker}" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert f"sleep {marker}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert image_ids(api) == before and "never" not in api.barque("images").stdout
+    assert http(api.sock, "GET", "/_ping")[0] == 200
+    assert api.errors() == ""
+
+
+def test_a_client_gone_mid_upload_leaves_nothing(api):
+    body = tarball({"Dockerfile": "FROM busybox\n", "big": "x" * (4 << 20)})
+    s = _start_build(api, body[: 1 << 20], length=len(body))
+    time.sleep(0.5)
+    assert (api.barque.root / "tmp").exists() and list((api.barque.root / "tmp").iterdir())  # it was receiving
+    s.close()
+    no_leftovers(api)
+    assert http(api.sock, "GET", "/_ping")[0] == 200
+    assert api.errors() == ""
