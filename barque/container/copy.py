@@ -507,7 +507,10 @@ _NODE = {"char": stat.S_IFCHR, "block": stat.S_IFBLK, "fifo": stat.S_IFIFO}
 
 class _Extractor:
     """Docker's Untar with NoOverwriteDirNonDir: entries land under `dest`, existing non-directories are replaced,
-    a directory is never replaced by something else (nor the reverse); directory times are set last."""
+    a directory is never replaced by something else (nor the reverse); directory times are set last. Without
+    `no_overwrite_dir_non_dir` (the Engine API's PUT archive may ask so) the one in the way is removed instead."""
+
+    no_overwrite_dir_non_dir = True
 
     def __init__(self, view: FSView, dest: Parts, owner: Owner) -> None:
         self.view = view
@@ -584,6 +587,16 @@ class _Extractor:
         try:
             existing = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
+            existing = None
+        if existing is not None and not self.no_overwrite_dir_non_dir \
+                and stat.S_ISDIR(existing.st_mode) != (e.kind == "dir"):
+            if stat.S_ISDIR(existing.st_mode):
+                import shutil
+
+                shutil.rmtree(name, dir_fd=pfd)
+            else:
+                os.unlink(name, dir_fd=pfd)
+            self._forget()  # a cached directory may have been reached through what was just removed
             existing = None
         if existing is not None:
             is_dir = stat.S_ISDIR(existing.st_mode)
