@@ -10,10 +10,13 @@ from barque.api.zygote import op
 from barque.errors import Conflict
 
 #: refusals dockerd answers 403 Forbidden (errdefs.Forbidden), not 409: predefined networks, a second host/null
-#: network, an overlapping pool, a network that still has endpoints, a container already on the network
+#: network, an overlapping pool, a network that still has endpoints, a container already on the network, an address
+#: someone else has
 _FORBIDDEN = ("operation is not permitted on predefined", "is a pre-defined network and cannot be removed",
               "only one instance of", "Pool overlaps with other one", "has active endpoints",
-              "already exists in network")
+              "already exists in network", "Address already in use")
+#: and 503 (libnetwork's NoService): a network whose addresses are all taken
+_UNAVAILABLE = ("no available IPv4 addresses",)
 
 
 @contextmanager
@@ -23,6 +26,8 @@ def _docker_statuses():
     except Conflict as e:
         if any(text in e.message for text in _FORBIDDEN):
             raise ApiError(403, e.message) from None
+        if any(text in e.message for text in _UNAVAILABLE):
+            raise ApiError(503, e.message) from None
         raise
 
 
