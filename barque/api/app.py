@@ -34,7 +34,7 @@ SERVER_VERSION = "24.0.7"
 BODY_LIMIT = 64 << 20  # JSON bodies; archives and build contexts are streamed, not read whole
 
 ROUTE_MODULES = ("system", "containers", "attach", "exec", "archive", "images", "build", "networks", "volumes",
-                 "swarm")
+                 "swarm", "container_extras")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

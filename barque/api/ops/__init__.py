@@ -4,7 +4,7 @@ JSON; a streaming operation replies early (`channel.reply`) and then writes to (
 
 from barque.api.ops import containers  # noqa: F401
 
-for _name in ("images", "build", "exec", "archive", "networks", "volumes"):
+for _name in ("images", "build", "exec", "archive", "networks", "volumes", "container_extras"):
     try:
         __import__(f"barque.api.ops.{_name}")
     except ModuleNotFoundError as _e:  # a resource whose operations are not written yet

@@ -38,11 +38,11 @@ def get(engine, args, chan):
     out = chan.sock.makefile("wb", buffering=CHUNK)
     try:
         archive_path(engine, c, args["id"], args["path"], out, on_stat=lambda st: chan.reply({"stat": st}))
-    finally:
-        try:
-            out.close()
-        except OSError:
-            pass  # the client went away: the tar is simply cut, as dockerd's
+        out.close()
+    except (BrokenPipeError, ConnectionResetError):
+        if not chan.replied:
+            raise
+        # the client went away: the tar is simply cut, as dockerd's
     return None
 
 
