@@ -3,7 +3,8 @@
 Listing and inspecting read the store in a thread; everything that changes a network (bridges, veths, rules) runs
 in a zygote child (barque/api/ops/networks.py). Bodies are checked for type as dockerd decodes them (400 naming the
 field), and what barque's bridge networks cannot be (IPv6, several subnets, another IPAM driver) is refused with a
-message that says so.
+message that says so. Names are unique whatever `CheckDuplicate` says (as dockerd 25 made them): a second network of
+one name is refused with dockerd's 409.
 """
 
 from __future__ import annotations
