@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import re
 import socket
 import subprocess
@@ -172,6 +173,22 @@ def test_quiet_target_and_other_dockerfiles(api, docker, tmp_path):
     r = docker("build", "--target", "nope", "-f", ctx / "other.Dockerfile", ctx, check=False)
     assert r.returncode == 1
     assert "Error response from daemon: failed to reach build target nope in Dockerfile" in r.stderr
+
+
+def test_run_steps_take_the_resource_flags(api, docker, tmp_path):
+    ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                                           "/sys/fs/cgroup/memory.max 2>/dev/null > /mem; ulimit -n > /nofile; "
+                                           "grep myhost /etc/hosts > /hosts; df -k /dev/shm | tail -1 > /shm\n"})
+    docker("build", "-t", "lim:1", "-m", "64m", "--ulimit", "nofile=512:512", "--add-host", "myhost:10.1.2.3",
+           "--shm-size", "8m", "--network", "none", "--platform", "linux/" + _arch(), "--no-cache",
+           "--force-rm", "--cache-from", "busybox", ctx)
+    mem, nofile, hosts, shm = run_in(api, "lim:1", "sh", "-c", "cat /mem; cat /nofile /hosts /shm").splitlines()
+    assert mem == str(64 * 1024 * 1024) and nofile == "512" and hosts.split() == ["10.1.2.3", "myhost"]
+    assert shm.split()[1] == "8192"
+
+
+def _arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
 
 
 @pytest.mark.parametrize("code", [1, 3])
@@ -352,6 +369,39 @@ def test_remote_git_context(api, tmp_path):
     no_leftovers(api)
 
 
+def test_remote_url_context(api, tmp_path):
+    """`remote` as an http URL (a loopback server here): a tar (compressed or not) is the context, anything else
+    the Dockerfile of an empty context."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ctx.tar.gz").write_bytes(gzip.compress(tarball({"Dockerfile": "FROM busybox\nCOPY f /f\n",
+                                                             "f": "from the tarball\n"})))
+    (site / "Dockerfile").write_text("FROM busybox\nENV FROM_URL=yes\n")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        status, out = http(api.sock, "POST", f"/build?t=url:tar&remote={base}/ctx.tar.gz")
+        assert status == 200 and "Successfully tagged url:tar" in text_of(messages(out)), out
+        assert run_in(api, "url:tar", "cat", "/f") == "from the tarball\n"
+        status, out = http(api.sock, "POST", f"/build?t=url:df&remote={base}/Dockerfile")
+        assert status == 200 and "Successfully tagged url:df" in text_of(messages(out)), out
+        status, body = http(api.sock, "POST", f"/build?remote={base}/missing")
+        assert status == 503 and "404" in json.loads(body)["message"], body
+    finally:
+        server.shutdown()
+        server.server_close()
+    info = json.loads(api.barque("image", "inspect", "url:df").stdout)[0]
+    assert "FROM_URL=yes" in info["Config"]["Env"]
+    no_leftovers(api)
+
+
 def test_prune_and_cancel(api, docker, tmp_path):
     ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo cached > /c\n"})
     docker("build", "--network", "none", ctx)
@@ -395,6 +445,10 @@ def test_x_registry_config_reaches_the_pull_of_a_private_base(api, docker, tmp_p
 
 # ---- clients that go away ---------------------------------------------------------------------------------------------
 
+def _processes() -> str:
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
 def _start_build(api, body: bytes, length: int | None = None, path: str = "/build?networkmode=none"):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(60)
@@ -423,12 +477,41 @@ def test_a_client_gone_mid_build_leaves_nothing(api, tmp_path):
         s.close()
     no_leftovers(api)
     deadline = time.monotonic() + 20
-    while f"sleep {marker}" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout \
-            and time.monotonic() < deadline:
+    while f"sleep {marker}" in _processes() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert f"sleep {marker}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"sleep {marker}" not in _processes()
     assert image_ids(api) == before and "never" not in api.barque("images").stdout
     assert http(api.sock, "GET", "/_ping")[0] == 200
+    assert api.errors() == ""
+
+
+def test_a_client_gone_mid_build_of_parallel_stages_leaves_nothing(api):
+    """Two stages built at the same time (each in a process of its own): both stopped."""
+    body = tarball({"Dockerfile": "FROM busybox AS a\nRUN echo started-a && sleep 4322\n"
+                                  "FROM busybox AS b\nRUN echo started-b && sleep 4323\n"
+                                  "FROM busybox\nCOPY --from=a /etc/hostname /a\nCOPY --from=b /etc/hostname /b\n"})
+    s = _start_build(api, body)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"started-a" not in seen and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            seen += chunk
+        assert b"started-a" in seen
+        if (os.cpu_count() or 1) > 1:  # both RUNs at once
+            deadline = time.monotonic() + 30
+            while "sleep 4323" not in _processes() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "sleep 4322" in _processes() and "sleep 4323" in _processes()
+    finally:
+        s.close()
+    no_leftovers(api)
+    deadline = time.monotonic() + 20
+    while re.search(r"sleep 432[23]", _processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not re.search(r"sleep 432[23]", _processes())
     assert api.errors() == ""
 
 

@@ -45,14 +45,25 @@ class _Stream:
     def __init__(self, chan, quiet: bool) -> None:
         self.chan = chan
         self.quiet = quiet
-        self.held: list[bytes] = []
+        self.held: list[str] = []
         self.started = False
+        #: the server closed the socket: output goes nowhere, and never raises — a write can fail in a clean-up
+        #: path (the parallel stages' scheduler prints held output before it stops its children), which must run
+        #: on; the build itself is stopped by ClientGone, raised once by the SIGIO handler
+        self.gone = False
 
     def _send(self, obj: dict) -> None:
-        self.chan.reply(None)
-        self.chan.write(json.dumps(obj).encode() + b"\n")
+        if self.gone:
+            return
+        try:
+            self.chan.reply(None)
+            self.chan.write(json.dumps(obj).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.gone = True
 
     def out(self, text: str) -> None:
+        if self.gone:
+            return
         for line in _LINE.findall(text):
             self.started = True
             if self.quiet:
@@ -80,15 +91,17 @@ def _gone(fd: int) -> bool:
 
 
 @contextmanager
-def _hangup_raises(sock):
+def _hangup_raises(sock, stream: _Stream):
     """ClientGone in this (main) thread as soon as the peer closes `sock`: O_ASYNC makes the kernel send SIGIO on
-    the socket's events (its hang-up included), and the handler checks for the hang-up."""
+    the socket's events (its hang-up included), and the handler checks for the hang-up. Raised once: the
+    clean-up it starts is not interrupted again."""
     fd = sock.fileno()
     armed = [True]
 
     def handler(signum, frame):
         if armed[0] and _gone(fd):
             armed[0] = False
+            stream.gone = True
             raise ClientGone()
 
     signal.signal(signal.SIGIO, handler)
@@ -98,6 +111,7 @@ def _hangup_raises(sock):
     try:
         if _gone(fd):
             armed[0] = False
+            stream.gone = True
             raise ClientGone()
         yield
     finally:
@@ -169,7 +183,7 @@ def build(engine, args, chan):
             ctx = context_from_stream(engine, chan.file("rb"), args.get("dockerfile"))
         with ctx:
             _docker_config(ctx._temp[0], args.get("auths") or {})
-            with _hangup_raises(chan.sock):
+            with _hangup_raises(chan.sock, stream):
                 result = run_build(engine, ctx, opts, stream.out)
     except ClientGone:
         chan.replied = True  # nobody is left to answer: the build unwound, and that is all
@@ -177,17 +191,15 @@ def build(engine, args, chan):
     except BaseException as e:  # noqa: BLE001 - after output, errors are the stream's
         if not stream.started:
             raise _before_output(e) from None
-        if isinstance(e, (BrokenPipeError, ConnectionResetError)) and _gone(chan.sock.fileno()):
-            return None  # the client went away while we wrote
+        if stream.gone:
+            chan.replied = True
+            return None
         if kind_of(e) == "internal":
             log.exception("build failed")
         message = getattr(e, "message", None) or str(e) or type(e).__name__
         stream.error(message, e.code if isinstance(e, BuildFailed) else None)
         return None
-    try:
-        _finish(stream, result, bool(args.get("aux")))
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # built and tagged; the client went away before it read so
+    _finish(stream, result, bool(args.get("aux")))  # (a client gone by now: built and tagged all the same)
     return None
 
 
