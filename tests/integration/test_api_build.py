@@ -288,6 +288,16 @@ def test_the_stream_has_dockers_shape(api, tmp_path):
     assert status == 200 and msgs[0] == {"stream": "Step 1/2 : FROM busybox\n"} and msgs[-1]["error"] == message
 
 
+def test_run_steps_cannot_write_into_the_api_stream(api):
+    """The call's socket is not inherited by RUN's processes: they cannot forge lines of the response."""
+    line = '{"stream":"INJECTED\\n"}'
+    body = tarball({"Dockerfile": "FROM busybox\nRUN for fd in 3 4 5 6 7 8 9; do echo '" + line + "' >&$fd; done "
+                                  "2>/dev/null; ls -l /proc/self/fd/ | grep -c socket || true\n"})
+    status, out = http(api.sock, "POST", "/build?networkmode=none&nocache=1", body)
+    assert status == 200 and {"stream": "INJECTED\n"} not in messages(out)  # (the Step line shows the text)
+    assert {"stream": "0\n"} in messages(out)
+
+
 @pytest.mark.parametrize("query, files, status, message", [
     ("", {"x": "y"}, 400, "Cannot locate specified Dockerfile: Dockerfile"),
     ("?dockerfile=other.Dockerfile", {"Dockerfile": "FROM busybox\n"}, 400,

@@ -173,6 +173,9 @@ def build(engine, args, chan):
     from barque.build.builder import BuildFailed, build as run_build
     from barque.build.received import context_from_remote, context_from_stream, sweep
 
+    # descriptors passed over the zygote's socket arrive inheritable: the call's socket must not reach the RUN
+    # steps' processes (one could write into the API stream, or hold the response open after the build)
+    os.set_inheritable(chan.sock.fileno(), False)
     sweep(engine)
     stream = _Stream(chan, bool(args.get("quiet")))
     opts = _options(args)
