@@ -6,7 +6,9 @@ by sessions.relay. The child's last word on the call's socket is the exit code, 
 nobody stayed attached.
 
 As dockerd: a start that fails once the connection is hijacked says so in the stream (the message and "\\r\\n" as
-stdout), and the exit code that `docker exec` reads from exec inspect afterwards is 126 or 127.
+stdout), and the exit code that `docker exec` reads from exec inspect afterwards is 126 or 127. A second start of
+the same exec is refused before the upgrade (409; dockerd says that in the stream too, where a client reading the
+answer's headers through a buffer can miss it).
 """
 
 from __future__ import annotations
@@ -167,6 +169,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     e = _get(request)
     tty = e.tty
     ctype = RAW if tty or api_version(request) < (1, 42) else MULTIPLEXED
+    refusal = _refusal(e)
+    if refusal:  # dockerd says it in the hijacked stream; before the upgrade no client can miss it
+        raise ApiError(409, refusal)
     if upgrading(request):
         # the body comes after the upgrade (aiohttp leaves it in the stream): clients that upgrade do not detach
         resp, conn, raw = await hijack(request, ctype)
@@ -187,9 +192,8 @@ async def start(request: web.Request) -> web.StreamResponse:
             return web.Response(status=200)
         resp, conn, _ = await hijack(request, ctype)
     framed = not bool(body.get("Tty", tty))  # dockerd frames by the start's Tty
-    refusal = _refusal(e)
-    if refusal:
-        await _say(conn, refusal, not framed)
+    if _refusal(e):  # another start got there while this one read its body
+        await _say(conn, _refusal(e), not framed)
         conn.close()
         return resp
     e.started = True
