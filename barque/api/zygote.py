@@ -181,7 +181,9 @@ def _zygote(ctl: socket.socket, settings, preload) -> None:  # pragma: no cover 
     gc.freeze()  # what is loaded now is never collected: children do not touch (and copy) its pages to scan it
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, MAX_FDS)
+            # close-on-exec: a call's sockets must not reach what its operation executes (a build's RUN, a
+            # container): the operation's own process (and a monitor it forks) keeps them, an exec'd program not
+            msg, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, MAX_FDS, socket.MSG_CMSG_CLOEXEC)
         except InterruptedError:
             continue
         if not msg:

@@ -172,6 +172,26 @@ def default_signal(signum: int) -> None:
            f"rt_sigaction({signum})")
 
 
+_SYS_close_range = 436  # x86_64 and aarch64 share it
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+def cloexec_from(first: int) -> None:
+    """Mark every descriptor from `first` up close-on-exec (runc's CloseExecFrom): close_range(2), or, on kernels
+    before 5.11, each one /proc/self/fd lists."""
+    ret = _libc.syscall(ctypes.c_long(_SYS_close_range), ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                        ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+    if ret == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, gone by now
+
+
 def set_child_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
 

@@ -297,7 +297,11 @@ def _check_cwd(process: dict) -> None:
 
 
 def _keep_fds(n: int) -> None:
-    """--preserve-fds: fds 3..3+n-1 are passed to the container process."""
+    """--preserve-fds: fds 3..3+n-1 are passed to the container process — and no other: whatever the runtime's
+    caller left inheritable (an engine's sockets, a shell's pipes) is closed at the exec, as runc does."""
+    from barque.linux import _libc
+
+    _libc.cloexec_from(3 + n)
     for fd in range(3, 3 + n):
         try:
             os.set_inheritable(fd, True)

@@ -191,3 +191,11 @@ def test_an_oversized_body_is_refused(api):
     status, _, body = http(api.sock, "POST", "/containers/create", b'{"Image": "' + b"x" * (65 << 20) + b'"}')
     assert status == 413 and json.loads(body)["message"].startswith("request body too large")
     assert http(api.sock, "GET", "/_ping")[0] == 200
+
+
+def test_the_servers_sockets_do_not_leak_into_containers(docker):
+    # 0-2 are the container's stdio, 3 is ls's own directory handle; the server's call and attach sockets are not
+    # there (they are close-on-exec in the processes that start the container)
+    assert docker("run", "--rm", "busybox", "ls", "/proc/self/fd").stdout.split() == ["0", "1", "2", "3"]
+    assert docker("run", "--rm", "-i", "busybox", "ls", "/proc/self/fd", input=b"").stdout.split() == \
+        ["0", "1", "2", "3"]
