@@ -22,7 +22,8 @@ from barque.errors import InvalidArgument, NotFound
 @click.pass_context
 def images(ctx, repository, all_, quiet, filters, digests, no_trunc, fmt):
     """List images."""
-    from barque.images.filters import apply_filters, parse_filters
+    from barque.images.filters import parse_filters
+    from barque.images.query import select_images
     from barque.oci.reference import parse_reference
 
     engine = engine_from(ctx)
@@ -30,12 +31,7 @@ def images(ctx, repository, all_, quiet, filters, digests, no_trunc, fmt):
     if repository:
         parsed.setdefault("reference", []).append(repository if ":" in repository.rsplit("/", 1)[-1]
                                                  else repository + ":*")
-    every = engine.images.list()
-    found = apply_filters(engine, every, parsed)
-    if not all_:
-        # intermediate images (untagged parents of other images) are hidden, as Docker does
-        parents = {img.parent for img in every if img.parent}
-        found = [i for i in found if i.tags or str(i.id) not in parents]
+    found = select_images(engine, parsed, all_)
     rows = []
     for img in found:
         names = [parse_reference(t) for t in img.tags] or [None]
@@ -70,22 +66,10 @@ def images(ctx, repository, all_, quiet, filters, digests, no_trunc, fmt):
     print_listing(rows, fmt, columns)
 
 
-def _graph_driver(engine, image) -> dict:
-    from barque.images.unpack import chain_ids
-    from barque.oci.digest import Digest
-
-    config = json.loads(engine.content.read(image.id))
-    chains = chain_ids([Digest.parse(d) for d in config["rootfs"]["diff_ids"]])
-    data = None
-    describe = getattr(engine.snapshotter, "describe", None)
-    if chains and describe is not None:
-        data = describe(str(chains[-1]))
-    return {"Data": data, "Name": engine.driver_name}
-
-
 def _inspect_images(ctx, names, fmt) -> int:
     from barque.cli.format import render_template
     from barque.images.inspect import inspect_image
+    from barque.images.query import graph_driver
 
     engine = engine_from(ctx)
     results, missing = [], []
@@ -95,7 +79,7 @@ def _inspect_images(ctx, names, fmt) -> int:
         except NotFound:
             missing.append(name)
             continue
-        results.append(inspect_image(engine, image, _graph_driver(engine, image)))
+        results.append(inspect_image(engine, image, graph_driver(engine, image)))
     if fmt:
         for r in results:
             click.echo(json.dumps(r) if fmt == "json" else render_template(fmt, r))
@@ -131,6 +115,7 @@ def inspect(ctx, names, fmt, type_):
     from barque.cli.format import render_template
     from barque.container.inspect import inspect as inspect_container
     from barque.images.inspect import inspect_image
+    from barque.images.query import graph_driver
 
     engine = engine_from(ctx)
     results, failed = [], False
@@ -144,7 +129,7 @@ def inspect(ctx, names, fmt, type_):
         if found is None and type_ in (None, "image"):
             try:
                 image = engine.images.resolve(name)
-                found = inspect_image(engine, image, _graph_driver(engine, image))
+                found = inspect_image(engine, image, graph_driver(engine, image))
             except (NotFound, InvalidArgument):
                 pass
         if found is None:
@@ -193,15 +178,9 @@ def rmi(ctx, names, force, no_prune):
 @click.pass_context
 def tag(ctx, source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    from barque.oci.reference import parse_reference
+    from barque.images.tag import tag_image
 
-    engine = engine_from(ctx)
-    image = engine.images.resolve(source)
-    ref = parse_reference(target)
-    if ref.digest is not None:
-        raise InvalidArgument("refusing to create a tag with a digest reference")
-    with engine.db.transaction() as conn:
-        engine.images.set_tag(conn, ref, image.id)
+    tag_image(engine_from(ctx), source, target)
 
 
 @click.command("history", context_settings=CONTEXT)

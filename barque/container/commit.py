@@ -121,8 +121,11 @@ def _pack(engine, c):
 
 
 def commit(engine, c, ref=None, *, author: str = "", message: str = "", changes: Sequence[str] = (),
-           pause: bool = True, now: float | None = None):
-    """Commit container `c` as a new image, named `ref` (a Reference) when given; returns the `Registered` image."""
+           pause: bool = True, now: float | None = None, config: dict | None = None):
+    """Commit container `c` as a new image, named `ref` (a Reference) when given; returns the `Registered` image.
+
+    `config` (the API's request body) replaces the container's Config as the start of the new image's config, as
+    dockerd's commit takes it: the changes are applied to it, and what it leaves empty comes from the container's."""
     from barque.container.stop import pause as pause_container, unpause
     from barque.images.changes import apply_changes
     from barque.images.register import NewImage, layer_refs, oci_manifest, register
@@ -133,7 +136,8 @@ def commit(engine, c, ref=None, *, author: str = "", message: str = "", changes:
     if ref is not None and ref.digest is not None:
         raise InvalidArgument("refusing to create a tag with a digest reference")
     container_cfg = c.record["Config"]
-    new_cfg = merge_config(apply_changes(container_cfg, list(changes)), container_cfg)  # bad --change: fail first
+    start = container_cfg if config is None else config
+    new_cfg = merge_config(apply_changes(start, list(changes)), container_cfg)  # bad --change: fail first
     image = engine.images.by_id(c.record["Image"])
     base = json.loads(engine.content.read(image.id))
     manifest = json.loads(engine.content.read(image.target_digest))

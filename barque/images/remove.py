@@ -97,9 +97,12 @@ def remove_image(engine, text: str, force: bool = False, prune_layers: bool = Tr
     return report
 
 
-def prune_images(engine, all_images: bool = False, label_filters: Sequence[str] = ()) -> tuple[RemoveReport, GCResult]:
-    """`image prune`: dangling images (or, with -a, every image no container uses)."""
+def prune_images(engine, all_images: bool = False, label_filters: Sequence[str] = (), *,
+                 until: float | None = None, label_not: Sequence[str] = ()) -> tuple[RemoveReport, GCResult]:
+    """`image prune`: dangling images (or, with -a, every image no container uses); Docker's prune filters narrow
+    it: `until` (only images created before that time), `label` (all must match), `label!` (none may match)."""
     from barque.images.filters import label_matches, load_labels
+    from barque.oci.times import parse_time
 
     report = RemoveReport()
     for image in engine.images.list():
@@ -107,8 +110,14 @@ def prune_images(engine, all_images: bool = False, label_filters: Sequence[str] 
             continue
         if not all_images and image.tags:
             continue
-        if label_filters and not label_matches(load_labels(engine, image), label_filters):
+        if until is not None and (parse_time(image.created) or 0) >= until:
             continue
+        if label_filters or label_not:
+            labels = load_labels(engine, image)
+            if not label_matches(labels, label_filters):
+                continue
+            if any(label_matches(labels, [spec]) for spec in label_not):
+                continue
         if engine.images.children(image.id):
             continue
         with engine.db.transaction() as conn:

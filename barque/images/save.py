@@ -33,13 +33,8 @@ def select(engine, names: Sequence[str]) -> list[Selected]:
     an ID the image without names."""
     chosen: dict[str, Selected] = {}
     for text in names:
-        image = engine.images.resolve(text)
+        image, ref = engine.images.lookup(text)  # ref None: found by ID ("sha256:…" included), saved without a name
         sel = chosen.setdefault(str(image.id), Selected(image))
-        ref = None
-        try:
-            ref = parse_reference(text)
-        except InvalidArgument:
-            pass
         if ref is None or (ref.tag is None and ref.digest is None and not _is_named(image, ref)):
             continue
         if ref.tag is None and ref.digest is None:

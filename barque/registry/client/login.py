@@ -15,7 +15,7 @@ from barque.registry.client.credentials import CredentialStore, Credentials, aut
 from barque.registry.client.hosts import DOCKER_HUB, HUB_AUTH_KEY
 from barque.registry.client.transport import Client, Unauthorized
 
-__all__ = ["login", "logout", "registry_host"]
+__all__ = ["login", "logout", "registry_host", "verify"]
 
 
 def registry_host(server: str | None) -> tuple[str, str]:
@@ -38,6 +38,13 @@ def login(server: str | None, username: str, password: str, store: CredentialSto
     creds = asyncio.run(_verify(domain, Credentials(username, password), client))
     store.store(key, creds)
     return key
+
+
+def verify(server: str | None, creds: Credentials, client: Client | None = None) -> Credentials:
+    """Check credentials against a registry as `login` does, storing nothing (the API's /auth): what to keep — the
+    credentials, or the identity token a token server gave in their place."""
+    domain, _ = registry_host(server)
+    return asyncio.run(_verify(domain, creds, client))
 
 
 async def _verify(domain: str, creds: Credentials, client: Client | None) -> Credentials:

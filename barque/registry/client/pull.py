@@ -51,8 +51,10 @@ class _Layer:
 
 
 def pull(engine, text: str, progress: Progress, *, platform: str | None = None, all_tags: bool = False,
-         client: Client | None = None) -> list[PullResult]:
-    """Pull `text` (``NAME[:TAG|@DIGEST]``) and print Docker's story of it through `progress`."""
+         client: Client | None = None, credentials=None) -> list[PullResult]:
+    """Pull `text` (``NAME[:TAG|@DIGEST]``) and print Docker's story of it through `progress`. `credentials` (an
+    object with `get(host) -> Credentials`, as `CredentialStore`) replaces the user's config.json: the API server
+    passes the client's X-Registry-Auth this way."""
     ref = parse_reference(text)
     if all_tags and not ref.is_name_only:
         raise InvalidArgument("tag can't be used with --all-tags/-a")
@@ -62,7 +64,7 @@ def pull(engine, text: str, progress: Progress, *, platform: str | None = None, 
         progress.message("Using default tag: latest")
         ref = ref.tag_or_latest()
     with engine.lock.shared():
-        results = asyncio.run(_pull(engine, ref, progress, platform, all_tags, client))
+        results = asyncio.run(_pull(engine, ref, progress, platform, all_tags, client, credentials))
     if all_tags:
         newer = any(r.downloaded for r in results)
         status = "Downloaded newer image for" if newer else "Image is up to date for"
@@ -72,12 +74,12 @@ def pull(engine, text: str, progress: Progress, *, platform: str | None = None, 
 
 
 async def _pull(engine, ref: Reference, progress: Progress, platform: str | None, all_tags: bool,
-                client: Client | None) -> list[PullResult]:
+                client: Client | None, credentials=None) -> list[PullResult]:
     from barque.registry.client.resolve import platform_matcher
 
     matcher = platform_matcher(platform)
     own = client is None
-    client = client or Client()
+    client = client or Client(credentials=credentials)
     if own:
         await client.__aenter__()
     try:

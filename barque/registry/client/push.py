@@ -57,8 +57,9 @@ class NoLocalImage(NotFound):
 
 
 def push(engine, text: str, progress: Progress, *, compression: str | None = None, all_tags: bool = False,
-         client: Client | None = None) -> list[PushResult]:
-    """Push `text` (``NAME[:TAG]``; a bare name pushes ``latest``, or every tag with `all_tags`)."""
+         client: Client | None = None, credentials=None) -> list[PushResult]:
+    """Push `text` (``NAME[:TAG]``; a bare name pushes ``latest``, or every tag with `all_tags`). `credentials`
+    replaces the user's config.json (see `pull`)."""
     if compression is not None and compression not in COMPRESSIONS:
         raise InvalidArgument(f"invalid compression format {compression!r}: use gzip or zstd")
     ref = parse_reference(text)
@@ -79,7 +80,7 @@ def push(engine, text: str, progress: Progress, *, compression: str | None = Non
             raise NoLocalImage(f"An image does not exist locally with the tag: {ref.familiar_name}")
         tags = [ref.tag]
     with engine.lock.shared():
-        results = asyncio.run(_push(engine, ref, tags, progress, compression, client))
+        results = asyncio.run(_push(engine, ref, tags, progress, compression, client, credentials))
     return results
 
 
@@ -91,9 +92,9 @@ def _tags_of(engine, ref: Reference) -> list[str]:
 
 
 async def _push(engine, ref: Reference, tags: list[str], progress: Progress, compression: str | None,
-                client: Client | None) -> list[PushResult]:
+                client: Client | None, credentials=None) -> list[PushResult]:
     own = client is None
-    client = client or Client()
+    client = client or Client(credentials=credentials)
     if own:
         await client.__aenter__()
     try:
