@@ -336,6 +336,49 @@ def test_clients_gone_mid_exec_leave_nothing_stuck(api, docker, running):
     assert api.errors() == ""
 
 
+def test_exec_create_refusals_and_resize(api, docker, running):
+    status, body = _exchange(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": "ls"}')
+    assert (status, json.loads(body)["message"]) == \
+        (400, "json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string")
+    status, body = _exchange(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": ["true"], "Env": [1]}')
+    assert status == 400 and "of type string" in json.loads(body)["message"]
+    docker("pause", running)
+    try:
+        status, body = _exchange(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": ["true"]}')
+        cid = docker("inspect", "-f", "{{.Id}}", running).stdout.strip()
+        assert (status, json.loads(body)["message"]) == \
+            (409, f"Container {cid} is paused, unpause the container before exec")
+    finally:
+        docker("unpause", running)
+    assert _exchange(api.sock, "POST", "/exec/nosuch/resize?h=10&w=10")[0] == 404
+    e = json.loads(_post(api.sock, f"/containers/{running}/exec", {"Cmd": ["true"]}))["Id"]
+    status, body = _exchange(api.sock, "POST", f"/exec/{e}/resize?w=10")
+    assert (status, json.loads(body)["message"]) == (400, 'strconv.Atoi: parsing "": invalid syntax')
+    _request(api.sock, "POST", f"/exec/{e}/start", b'{"Detach": true}')
+    assert eventually(lambda: json.loads(_get(api.sock, f"/exec/{e}/json"))["ExitCode"] == 0, timeout=10)
+    status, body = _exchange(api.sock, "POST", f"/exec/{e}/resize?h=10&w=10")
+    assert (status, json.loads(body)["message"]) == (404, "no such exec")  # dockerd passes on containerd's words
+    status, body = _exchange(api.sock, "POST", f"/exec/{e}/start", b'{"Detach": true}')
+    assert (status, json.loads(body)["message"]) == (409, f"Error: Exec command {e} has already run")
+    assert api.errors() == ""
+
+
+def _exchange(sock_path, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(sock_path))
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
 def _request(sock_path, method: str, path: str, body: bytes = b"") -> bytes:
     s = socket.socket(socket.AF_UNIX)
     s.connect(str(sock_path))

@@ -105,7 +105,7 @@ _STRINGS = ("CpusetCpus", "CpusetMems")
 
 def _go_type_error(key: str, value, go_type: str) -> BadParameter:
     kind = {str: "string", bool: "bool", list: "array", dict: "object", float: "number", int: "number"}.get(
-        type(value), type(value).__name__)
+        type(value), "value")
     return BadParameter(f"json: cannot unmarshal {kind} into Go struct field UpdateConfig.{key} of type {go_type}")
 
 

@@ -77,15 +77,24 @@ def _get(request: web.Request) -> _Exec:
     return found
 
 
+def _json_kind(value) -> str:
+    """What Go's JSON decoder calls a value it cannot take."""
+    if isinstance(value, bool):
+        return "bool"
+    return {str: "string", int: "number", float: "number", list: "array", dict: "object"}.get(type(value), "value")
+
+
 def _strings(body: dict, key: str) -> list[str]:
     value = body.get(key)
     if value is None:
         return []
-    if isinstance(value, str) and key == "Cmd":
-        return [value]  # Docker's strslice: one string is a one-element command
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadParameter(f"json: cannot unmarshal {type(value).__name__} into Go struct field ExecConfig.{key} "
+    if not isinstance(value, list):
+        raise BadParameter(f"json: cannot unmarshal {_json_kind(value)} into Go struct field ExecConfig.{key} "
                            "of type []string")
+    for v in value:
+        if not isinstance(v, str):
+            raise BadParameter(f"json: cannot unmarshal {_json_kind(v)} into Go struct field ExecConfig.{key} "
+                               "of type string")
     return list(value)
 
 
@@ -118,7 +127,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     _strings(body, "Env")
     for key in ("User", "WorkingDir", "DetachKeys"):
         if body.get(key) is not None and not isinstance(body[key], str):
-            raise BadParameter(f"json: cannot unmarshal {type(body[key]).__name__} into Go struct field "
+            raise BadParameter(f"json: cannot unmarshal {_json_kind(body[key])} into Go struct field "
                                f"ExecConfig.{key} of type string")
     _console_size(body.get("ConsoleSize"))
     keys = body.get("DetachKeys") or ""
