@@ -133,8 +133,8 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(data).encode() + b"\n", content_type="application/json")
 
 
-def _headers(response: web.StreamResponse) -> None:
-    if response.prepared:
+def _headers(response: web.StreamResponse, *, preparing: bool = False) -> None:
+    if response.prepared and not preparing:  # (during on_response_prepare aiohttp already counts it prepared)
         return
     response.headers["Api-Version"] = version_text(MAX_VERSION)
     response.headers["Docker-Experimental"] = "false"
@@ -209,7 +209,7 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    _headers(response)
+    _headers(response, preparing=True)
 
 
 def make_app(state: ApiState) -> web.Application:
