@@ -171,4 +171,13 @@ def commit(engine, c, ref=None, *, author: str = "", message: str = "", changes:
             manifest_size=manifest_info.size, config_digest=config_info.digest, config=config, layers=layers,
             names=[ref] if ref is not None else [], parent=str(image.id),
         )
-        return register(engine, [new])[0]
+        registered = register(engine, [new])[0]
+    from barque.container.events import container_event
+    from barque.images.events import image_event
+
+    image_id = str(registered.image.id)
+    for name in registered.names:
+        image_event(engine, "tag", image_id, name.familiar(), registered.image)
+    container_event(engine.settings.root, c.record, "commit", comment=message, imageID=image_id,
+                    imageRef=ref.familiar() if ref is not None else "")
+    return registered

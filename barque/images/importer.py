@@ -58,7 +58,14 @@ def import_tar(engine, source: BinaryIO, source_name: str, ref: Reference | None
             manifest_size=manifest_info.size, config_digest=config_info.digest, config=config,
             layers=[LayerRef(layer.digest, mt.OCI_LAYER, layer.digest)], names=[ref] if ref else [],
         )
-        return register(engine, [new])[0]
+        registered = register(engine, [new])[0]
+    from barque.images.events import image_event
+
+    image_id = str(registered.image.id)
+    for name in registered.names:
+        image_event(engine, "tag", image_id, name.familiar(), registered.image)
+    image_event(engine, "import", image_id, image_id, registered.image)
+    return registered
 
 
 def _check_tar(engine, digest) -> None:

@@ -63,7 +63,12 @@ def load(engine, source: BinaryIO | Path) -> LoadResult:
             )
         if not new:
             raise InvalidArgument("invalid archive: no images found in it")
-        return LoadResult(register(engine, new))
+        registered = register(engine, new)
+    from barque.images.events import image_event
+
+    for r in registered:
+        image_event(engine, "load", str(r.image.id), str(r.image.id), r.image)
+    return LoadResult(registered)
 
 
 def _plain_file(f: BinaryIO) -> bool:

@@ -47,8 +47,24 @@ def _single_reference(names: Sequence[str]) -> bool:
 
 
 def remove_image(engine, text: str, force: bool = False, prune_layers: bool = True) -> RemoveReport:
-    """Docker's image delete: a reference untags, and deletes the image once no name is left; an ID deletes."""
+    """Docker's image delete: a reference untags, and deletes the image once no name is left; an ID deletes.
+    Records Docker's events: `untag` for each name removed, `delete` for the image."""
     image, ref = engine.images.lookup(text)
+    report = _remove(engine, image, ref, text, force, prune_layers)
+    _events(engine, image, report)
+    return report
+
+
+def _events(engine, image: Image, report: RemoveReport) -> None:
+    from barque.images.events import image_event
+
+    for _ in report.untagged:
+        image_event(engine, "untag", str(image.id), str(image.id), image)
+    if str(image.id) in report.deleted:
+        image_event(engine, "delete", str(image.id), str(image.id))
+
+
+def _remove(engine, image: Image, ref, text: str, force: bool, prune_layers: bool) -> RemoveReport:
     report = RemoveReport()
     users = engine.images.containers_using(image.id)
 
@@ -122,8 +138,10 @@ def prune_images(engine, all_images: bool = False, label_filters: Sequence[str] 
             continue
         with engine.db.transaction() as conn:
             engine.images.delete(conn, image.id)
-        report.untagged.extend(_familiar(n) for n in image.tags + image.digests)
-        report.deleted.append(str(image.id))
+        one = RemoveReport([_familiar(n) for n in image.tags + image.digests], [str(image.id)])
+        _events(engine, image, one)
+        report.untagged.extend(one.untagged)
+        report.deleted.extend(one.deleted)
     gc = collect(engine)
     report.deleted.extend(gc.layers_removed)
     report.reclaimed = gc.layer_bytes_removed

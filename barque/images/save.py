@@ -134,6 +134,10 @@ def save(engine, selected: Sequence[Selected], out: BinaryIO, fmt: str = "docker
         if repositories:
             tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
     tar.close()
+    from barque.images.events import image_event
+
+    for sel in selected:
+        image_event(engine, "save", str(sel.image.id), str(sel.image.id), sel.image)
 
 
 def _index_entry(media_type: str, digest: Digest, size: int, name: Reference | None) -> dict:

@@ -16,6 +16,9 @@ def tag_image(engine, source: str, target: Reference | str) -> Image:
     ref = parse_reference(target) if isinstance(target, str) else target
     if ref.digest is not None:
         raise InvalidArgument("refusing to create a tag with a digest reference")
+    from barque.images.events import image_event
+
     with engine.db.transaction() as conn:
         engine.images.set_tag(conn, ref, image.id)
+    image_event(engine, "tag", str(image.id), ref.familiar(), image)
     return image

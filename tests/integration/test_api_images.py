@@ -138,6 +138,12 @@ def test_images_inspect_history_tag_and_rmi(api, docker):
     assert r.returncode == 1 and "conflict: unable to delete" in r.stderr and "must be forced" in r.stderr
     docker("rm", name)
     assert docker("images", "-q").stdout.split() == [info["Id"][7:19]]
+    # Docker's image events, through the API's event stream
+    events = docker("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", "type=image",
+                    "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}").stdout.splitlines()
+    image_id = info["Id"]
+    assert events[-4:] == [f"tag {image_id} my/bb:1", f"tag {image_id} my/bb:2", f"untag {image_id} {image_id}",
+                           f"untag {image_id} {image_id}"]
     assert api.errors() == ""
 
 
@@ -209,6 +215,10 @@ def test_commit_a_container(api, docker):
     assert docker("run", "--rm", "com/mit:1").stdout == "committed\n"
     history = docker("history", "-q", "--no-trunc", "com/mit:1").stdout.split()
     assert history[:2] == [image_id, info["Parent"]]
+    events = docker("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", "event=commit",
+                    "--format", "{{.Type}} {{.Actor.Attributes.imageID}} {{.Actor.Attributes.imageRef}} "
+                    "{{.Actor.Attributes.comment}}").stdout
+    assert events == f"container {image_id} com/mit:1 a message\n"
     docker("rm", name)
     r = docker("commit", "nosuch", "x/y:1", check=False)
     assert r.returncode == 1 and "No such container: nosuch" in r.stderr
@@ -386,7 +396,8 @@ def test_bad_requests_get_dockers_statuses_and_messages(api):
     # load reports in-band, with 200, as dockerd does
     status, _, body = http(sock, "POST", "/v1.43/images/load", b"\0" * 100)
     answer = json.loads(body.split(b"\r\n")[0])
-    assert status == 200 and answer["error"] == answer["errorDetail"]["message"] and "invalid archive" in answer["error"]
+    assert status == 200 and answer["error"] == answer["errorDetail"]["message"]
+    assert "invalid archive" in answer["error"]
     # shapes: Docker's listing fields, history's
     status, _, body = http(sock, "GET", "/v1.43/images/json?shared-size=1")
     listed = json.loads(body)

@@ -225,6 +225,9 @@ async def _pull_one(engine, client: Client, ref: Reference, progress: Progress, 
     from barque.registry.client import sources
 
     sources.remember(engine.db, ref.domain, ref.path, [manifest.config.digest, *(d.digest for d in manifest.layers)])
+    from barque.images.events import image_event
+
+    image_event(engine, "pull", ref.familiar(), ref.familiar_name, engine.images.by_id(manifest.config.digest))
     newer = downloaded or previous != manifest.config.digest
     progress.message(f"Digest: {resolved.digest}")
     if not quiet_status:

@@ -160,6 +160,9 @@ async def _push_tag(engine, remote: Remote, ref: Reference, progress: Progress,
     with engine.db.transaction() as conn:
         engine.images.set_tag(conn, ref.repository().with_digest(digest), image.id)
     sources.remember(engine.db, ref.domain, ref.path, [manifest.config.digest, *(d.digest for d in layers)])
+    from barque.images.events import image_event
+
+    image_event(engine, "push", ref.familiar(), ref.familiar_name, image)
     progress.message(f"{ref.tag}: digest: {digest} size: {len(body)}")
     return PushResult(ref, digest, len(body))
 
