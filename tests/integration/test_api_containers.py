@@ -199,3 +199,15 @@ def test_the_servers_sockets_do_not_leak_into_containers(docker):
     assert docker("run", "--rm", "busybox", "ls", "/proc/self/fd").stdout.split() == ["0", "1", "2", "3"]
     assert docker("run", "--rm", "-i", "busybox", "ls", "/proc/self/fd", input=b"").stdout.split() == \
         ["0", "1", "2", "3"]
+
+
+def test_inspect_lists_the_running_execs(docker, api):
+    name = unique("ex")
+    docker("run", "-d", "--name", name, "busybox", "sleep", "300")
+    assert docker("inspect", "-f", "{{json .ExecIDs}}", name).stdout == "null\n"
+    docker("exec", "-d", name, "sleep", "300")
+    from tests.netlab import eventually
+
+    ids = eventually(lambda: json.loads(docker("inspect", "-f", "{{json .ExecIDs}}", name).stdout), timeout=10)
+    assert ids and len(ids) == 1 and len(ids[0]) == 64
+    docker("rm", "-f", name)

@@ -124,7 +124,12 @@ def _inspect(engine, ref: str, size: bool) -> dict:
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:
-    return json_response(await state_of(request).read(_inspect, request.match_info["id"], query_bool(request, "size")))
+    state = state_of(request)
+    data = await state.read(_inspect, request.match_info["id"], query_bool(request, "size"))
+    # the execs this server runs in the container (they live in the server's memory, as dockerd's do)
+    ids = [e.id for e in state.execs.values() if e.inspect.get("ContainerID") == data["Id"] and e.inspect.get("Running")]
+    data["ExecIDs"] = ids or None
+    return json_response(data)
 
 
 # ---- lifecycle --------------------------------------------------------------------------------------------------
