@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import tarfile
+import threading
 import time
 
 import pytest
@@ -450,5 +451,108 @@ def test_clients_that_go_away_mid_stream_leave_no_image_and_no_child(api, docker
     assert status == 200 and len(body) > 48 << 20
     with tarfile.open(fileobj=io.BytesIO(body)) as t:
         assert json.load(t.extractfile("manifest.json"))[0]["RepoTags"] == ["big/one:1"]
+    assert http(api.sock, "GET", "/_ping")[0] == 200
+    assert api.errors() == ""
+
+
+class StallingProxy:
+    """In front of a registry, in a thread of the test: passes every request on, except that a GET of a blob other
+    than `keep` sends half of the blob and then nothing more (a registry that stalls mid-download)."""
+
+    def __init__(self, upstream: str, keep: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.keep = keep
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = None
+        self._stop = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    async def _handle(self, request):
+        import asyncio
+
+        import aiohttp
+        from aiohttp import web
+
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        body = await request.read()
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                       data=body or None, allow_redirects=False) as up:
+                data = await up.read()
+                out = {k: v for k, v in up.headers.items()
+                       if k.lower() not in ("content-length", "transfer-encoding", "connection")}
+                status = up.status
+        stall = request.method == "GET" and "/blobs/" in request.path and not request.path.endswith(self.keep)
+        if not stall or status != 200:
+            return web.Response(status=status, body=data, headers=out)
+        resp = web.StreamResponse(status=200, headers={**out, "Content-Length": str(len(data))})
+        await resp.prepare(request)
+        await resp.write(data[: len(data) // 2])
+        try:
+            await asyncio.wait_for(self._stop.wait(), 120)
+        except asyncio.TimeoutError:
+            pass
+        return resp
+
+    def __enter__(self) -> "StallingProxy":
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_a_client_that_goes_away_mid_pull_stops_the_pull(api, docker, registry_factory):
+    reg = registry_factory()
+    name = f"{reg.host}/stall/bb:1"
+    docker("tag", "busybox", name)
+    docker("push", name)
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    docker("rmi", name, "busybox")  # the pull has its layer to download
+    with StallingProxy(reg.url, keep=image_id.split(":")[1]) as proxy:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(str(api.sock))
+        s.sendall(f"POST /v1.43/images/create?fromImage={proxy.host}/stall/bb&tag=1 HTTP/1.1\r\nHost: d\r\n"
+                  "Content-Length: 0\r\n\r\n".encode())
+        got = b""
+        while b"Downloading" not in got:  # the layer is half there and the registry has gone quiet
+            chunk = s.recv(65536)
+            assert chunk, got
+            got += chunk
+        s.close()
+        # the pull stops now, not when the registry's read timeout (two minutes) would have stopped it
+        assert settled(api, timeout=15), operation_children(api)
+    assert docker("images", "-aq").stdout == ""
     assert http(api.sock, "GET", "/_ping")[0] == 200
     assert api.errors() == ""

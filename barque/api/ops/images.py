@@ -17,6 +17,7 @@ Streams, as dockerd has them:
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -219,11 +220,60 @@ def make_json_progress(stream: JsonStream):
     return JsonProgress()
 
 
-def _streamed(chan, work) -> None:
+def _interrupt(signum, frame) -> None:
+    if _WATCH["armed"]:
+        _WATCH["armed"] = False
+        raise ClientGone("the client went away")
+
+
+_WATCH = {"armed": False}
+
+
+def watch_hangup(chan) -> None:
+    """End this operation as soon as the server hangs up (its client went away), not at its next write: a pull that
+    waits on a stalled registry would otherwise wait out the registry's timeouts. For calls whose server side sends
+    nothing after the request (pull, push): a thread waits for the end of that side and interrupts the main thread
+    (SIGUSR2, whose handler raises `ClientGone` there, so every `finally` on the way out runs)."""
+    import os
+    import select
+    import signal
+    import socket
+    import threading
+
+    signal.signal(signal.SIGUSR2, _interrupt)
+    _WATCH["armed"] = True
+    fd = chan.sock.fileno()
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLRDHUP)
+        while _WATCH["armed"]:
+            if not poller.poll(500):
+                continue
+            try:
+                if chan.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    return  # the server never sends here; if it does, stop watching rather than spin
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass
+            if _WATCH["armed"]:
+                os.kill(os.getpid(), signal.SIGUSR2)
+            return
+
+    threading.Thread(target=watch, name="hangup", daemon=True).start()
+
+
+def _streamed(chan, work, watch: bool = False) -> None:
     """Run `work(stream)`; a failure after the first message goes in-band, one before it is the call's error."""
     stream = JsonStream(chan)
+    if watch:
+        watch_hangup(chan)
     try:
-        work(stream)
+        try:
+            work(stream)
+        finally:
+            _WATCH["armed"] = False
     except ClientGone:
         return
     except Exception as e:  # noqa: BLE001 - reported to the client, in-band once the stream has started
@@ -236,18 +286,19 @@ def _streamed(chan, work) -> None:
             pass
 
 
-def _registry_error(e, login: bool = False):
+@contextlib.contextmanager
+def registry_errors(login: bool = False):
     """dockerd's statuses for a registry's refusals: 401 only where credentials are checked (`/auth`: the docker
-    CLI answers a 401 to a pull by asking for a login); for a pull, "pull access denied" is a 404 (dockerd's
+    CLI answers a 401 to a pull by asking for a login); elsewhere "pull access denied" is a 404 (dockerd's
     notFoundError) and a token server's refusal a 500 (its errdefs.Unknown)."""
     from barque.registry.client.auth import TokenError
     from barque.registry.client.transport import Unauthorized
 
-    if isinstance(e, (Unauthorized, TokenError)):
-        if login:
-            return ApiError(401, e.message)
-        return ApiError(404 if isinstance(e, Unauthorized) else 500, e.message)
-    return e
+    try:
+        yield
+    except (Unauthorized, TokenError) as e:
+        status = 401 if login else 404 if isinstance(e, Unauthorized) else 500
+        raise ApiError(status, e.message) from e
 
 
 # ---- names ------------------------------------------------------------------------------------------------------
@@ -370,13 +421,11 @@ def pull(engine, args, chan):
     creds = RequestCredentials(args.get("auth") or {})
 
     def work(stream: JsonStream) -> None:
-        try:
+        with registry_errors():
             do_pull(engine, args["ref"], make_json_progress(stream), platform=args.get("platform") or None,
                     all_tags=bool(args.get("all_tags")), credentials=creds)
-        except Exception as e:  # noqa: BLE001 - see _registry_error
-            raise _registry_error(e) from e
 
-    _streamed(chan, work)
+    _streamed(chan, work, watch=True)
     return None
 
 
@@ -387,13 +436,11 @@ def push(engine, args, chan):
     creds = RequestCredentials(args.get("auth") or {})
 
     def work(stream: JsonStream) -> None:
-        try:
+        with registry_errors():
             do_push(engine, args["ref"], make_json_progress(stream), all_tags=bool(args.get("all_tags")),
                     credentials=creds)
-        except Exception as e:  # noqa: BLE001 - see _registry_error
-            raise _registry_error(e) from e
 
-    _streamed(chan, work)
+    _streamed(chan, work, watch=True)
     return None
 
 
@@ -405,10 +452,8 @@ def auth(engine, args, chan):
     from barque.registry.client.login import verify
 
     creds = credentials_of(args.get("auth") or {})
-    try:
+    with registry_errors(login=True):
         kept = verify(args.get("server") or None, creds)
-    except Exception as e:  # noqa: BLE001 - see _registry_error
-        raise _registry_error(e, login=True) from e
     return {"Status": "Login Succeeded", "IdentityToken": kept.identity_token or ""}
 
 
@@ -422,10 +467,8 @@ def distribution(engine, args, chan):
     ref = parse_reference(args["name"])
     if ref.tag is None and ref.digest is None:
         ref = ref.tag_or_latest()
-    try:
+    with registry_errors():
         return asyncio.run(_distribution(ref, RequestCredentials(args.get("auth") or {})))
-    except Exception as e:  # noqa: BLE001 - see _registry_error
-        raise _registry_error(e) from e
 
 
 async def _distribution(ref, creds) -> dict:
