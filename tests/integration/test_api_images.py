@@ -248,6 +248,10 @@ def test_push_and_pull_through_a_local_registry(api, docker, registry_factory):
     assert info["Id"] == image_id and info["RepoDigests"] == [f"{reg.host}/api/bb@{digest}"]
     assert docker("run", "--rm", name, "echo", "pulled").stdout == "pulled\n"
     assert docker("pull", name).stdout.splitlines()[-2] == f"Status: Image is up to date for {name}"
+    # run pulls what it does not have, through the same endpoint
+    docker("rmi", name)
+    r = docker("run", "--rm", name, "echo", "auto")
+    assert r.stdout == "auto\n" and f"Unable to find image '{name}' locally" in r.stderr
 
     r = docker("pull", f"{reg.host}/api/bb:nosuch", check=False)
     assert r.returncode == 1 and f"manifest for {reg.host}/api/bb:nosuch not found" in r.stderr

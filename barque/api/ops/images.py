@@ -275,6 +275,7 @@ def _streamed(chan, work, watch: bool = False) -> None:
         finally:
             _WATCH["armed"] = False
     except ClientGone:
+        chan.replied = True  # no one is left to answer
         return
     except Exception as e:  # noqa: BLE001 - reported to the client, in-band once the stream has started
         if not stream.started:
