@@ -164,6 +164,14 @@ def preload() -> None:
             importlib.import_module(info.name)
         except Exception as e:  # noqa: BLE001 - a module that cannot load here is loaded (and fails) when used
             log.debug("preloading %s failed: %s", info.name, e)
+    # standard modules barque imports inside functions (a start's runtime hand-over, a build's tar, hashing)
+    for name in ("pickle", "copy", "_sha256", "hashlib", "tarfile", "shlex", "secrets", "uuid", "ipaddress",
+                 "subprocess", "tempfile", "shutil", "datetime", "base64", "gzip", "select", "termios", "tty",
+                 "fnmatch", "urllib.parse", "concurrent.futures", "traceback"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
     from barque.oci.reference import parse_reference
 
     parse_reference("busybox:latest")  # compiles the reference grammar's regular expressions once

@@ -76,12 +76,26 @@ def detach(conn: sqlite3.Connection, network_id: str | None, container_id: str) 
                         (network_id, container_id)).rowcount
 
 
+_ENDPOINTS = ("SELECT e.*, n.name AS network_name FROM endpoints e JOIN networks n ON n.id = e.network_id "
+              "{where} ORDER BY e.rowid")
+
+
+def _endpoint(r) -> dict:
+    return {"id": r["id"], "network_id": r["network_id"], "network_name": r["network_name"],
+            "container_id": r["container_id"], "ip": r["ip"], "mac": r["mac"], "record": json.loads(r["record"])}
+
+
 def endpoints_of_container(db_or_conn, container_id: str) -> list[dict]:
     """The container's endpoints, in the order it joined its networks (the first is its default route's)."""
-    sql = ("SELECT e.*, n.name AS network_name FROM endpoints e JOIN networks n ON n.id = e.network_id "
-           "WHERE e.container_id = ? ORDER BY e.rowid")
+    sql = _ENDPOINTS.format(where="WHERE e.container_id = ?")
     rows = (db_or_conn.execute(sql, (container_id,)).fetchall() if isinstance(db_or_conn, sqlite3.Connection)
             else db_or_conn.query(sql, (container_id,)))
-    return [{"id": r["id"], "network_id": r["network_id"], "network_name": r["network_name"],
-             "container_id": r["container_id"], "ip": r["ip"], "mac": r["mac"], "record": json.loads(r["record"])}
-            for r in rows]
+    return [_endpoint(r) for r in rows]
+
+
+def endpoints_by_container(db) -> dict[str, list[dict]]:
+    """Every container's endpoints (as endpoints_of_container gives them) in one query: for listings."""
+    out: dict[str, list[dict]] = {}
+    for r in db.query(_ENDPOINTS.format(where="")):
+        out.setdefault(r["container_id"], []).append(_endpoint(r))
+    return out

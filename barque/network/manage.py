@@ -208,10 +208,23 @@ def _refresh_etc(engine, c) -> None:
     write_resolv_conf(c, any(n.dns for n in nets))
 
 
-def network_settings(engine, c, running: bool, networks_seen: dict | None = None) -> dict:
+class Prefetched:
+    """What a listing of many containers reads once for all of their NetworkSettings: every endpoint, every
+    published port, each network."""
+
+    def __init__(self, engine) -> None:
+        from barque.network.ipam import endpoints_by_container
+
+        self.endpoints = endpoints_by_container(engine.db)
+        self.mappings: dict[str, list] = {}
+        for r in engine.db.query("SELECT * FROM port_mappings ORDER BY rowid"):
+            self.mappings.setdefault(r["container_id"], []).append(r)
+        self.networks: dict = {}
+
+
+def network_settings(engine, c, running: bool, prefetched: Prefetched | None = None) -> dict:
     """Docker's NetworkSettings of a container's inspect: addresses and ports while it runs (Docker clears them
-    when it stops; the endpoint's NetworkID stays). A listing passes `networks_seen` (ID → network), shared by its
-    rows, so each network's record is read once."""
+    when it stops; the endpoint's NetworkID stays). A listing passes what it `prefetched` for all its rows."""
     from barque.network.ipam import endpoints_of_container
     from barque.network.rules import netns_path
 
@@ -226,14 +239,16 @@ def network_settings(engine, c, running: bool, networks_seen: dict | None = None
         for key in host.get("PortBindings") or {}:
             ports.setdefault(key, None)
     if active:
-        for r in engine.db.query("SELECT * FROM port_mappings WHERE container_id = ? ORDER BY rowid", (c.id,)):
+        rows = prefetched.mappings.get(c.id, []) if prefetched is not None else engine.db.query(
+            "SELECT * FROM port_mappings WHERE container_id = ? ORDER BY rowid", (c.id,))
+        for r in rows:
             key = f"{r['container_port']}/{r['proto']}"
             ports[key] = (ports.get(key) or []) + [{"HostIp": r["host_ip"], "HostPort": str(r["host_port"])}]
     networks = {}
     top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": ""}
-    eps = endpoints_of_container(engine.db, c.id)
-    seen = {} if networks_seen is None else networks_seen
+    eps = prefetched.endpoints.get(c.id, []) if prefetched is not None else endpoints_of_container(engine.db, c.id)
+    seen = prefetched.networks if prefetched is not None else {}
     for i, ep in enumerate(eps):
         net = seen.get(ep["network_id"])
         if net is None:

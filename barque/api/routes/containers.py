@@ -52,17 +52,17 @@ async def create(request: web.Request) -> web.StreamResponse:
 def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list[dict]:
     from barque.container.inspect import command_text
     from barque.container.listing import filter_containers, parse_ps_filters, status_text
-    from barque.network.manage import network_settings
+    from barque.network.manage import Prefetched, network_settings
     from barque.network.portspec import port_list
     from barque.oci.times import parse_time
 
     chosen = filter_containers(engine, parse_ps_filters(flt), all_=all_, last=limit if limit > 0 else -1)
     out = []
-    networks_seen: dict = {}
+    prefetched = Prefetched(engine) if chosen else None
     for c in chosen:
         rec, state = c.record, c.state
         running = state.get("Status") in ("running", "paused")
-        net = network_settings(engine, c, running, networks_seen)
+        net = network_settings(engine, c, running, prefetched)
         ports = port_list(net["Ports"]) if running else []
         for key in (rec["Config"].get("ExposedPorts") or {}):
             number, _, proto = key.partition("/")
