@@ -16,6 +16,7 @@ from aiohttp import web
 
 from barque.api.app import query_bool, state_of
 from barque.api.errors import ApiError, BadParameter
+from barque.api.streams import stream_call
 
 CHUNK = 1 << 16
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -45,17 +46,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     call = await state_of(request).call("archive.get", {"id": request.match_info["id"], "path": path})
     try:
         info = await call.result()
-        resp = web.StreamResponse(status=200)
-        resp.content_type = "application/x-tar"
-        resp.headers[STAT_HEADER] = _stat_header(info["stat"])
-        await resp.prepare(request)
-        while True:
-            chunk = await call.reader.read(CHUNK)
-            if not chunk:
-                break
-            await resp.write(chunk)
-        await resp.write_eof()
-        return resp
+        return await stream_call(request, call, "application/x-tar", {STAT_HEADER: _stat_header(info["stat"])})
     finally:
         call.close()  # a client gone mid-tar: the child's next write fails, it unwinds and unmounts
 

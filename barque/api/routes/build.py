@@ -29,6 +29,7 @@ from aiohttp import web
 
 from barque.api.app import api_version, json_response, query_bool, query_int, state_of
 from barque.api.errors import BadParameter
+from barque.api.streams import stream_call
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +194,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             await answer  # the child read the whole context before it answers
         finally:
             answer.cancel()
-        resp = web.StreamResponse(status=200)
-        resp.content_type = "application/json"
-        await resp.prepare(request)
-        while True:
-            data = await call.reader.read(CHUNK)
-            if not data:
-                break
-            await resp.write(data)
-        await resp.write_eof()
-        return resp
+        return await stream_call(request, call, "application/json")
     finally:
         # a client gone (cancelled), an error, or the end: the child sees its socket close (and stops a build)
         if not sending.done():

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from barque.api.app import json_body, json_response, query_bool, state_of
 from barque.api.errors import BadParameter
+from barque.api.streams import stream_call
 
-CHUNK = 1 << 16
 STATS_INTERVAL = 1.0  # dockerd's collector reads every second
 
 
@@ -25,16 +25,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     call = await state_of(request).call("container.export", {"id": request.match_info["id"]})
     try:
         await call.result()
-        resp = web.StreamResponse(status=200)
-        resp.content_type = "application/octet-stream"
-        await resp.prepare(request)
-        while True:
-            chunk = await call.reader.read(CHUNK)
-            if not chunk:
-                break
-            await resp.write(chunk)
-        await resp.write_eof()
-        return resp
+        return await stream_call(request, call, "application/octet-stream")
     finally:
         call.close()  # a client gone mid-tar: the child's next write fails and it unwinds (unmounting)
 

@@ -19,11 +19,11 @@ from aiohttp import web
 from barque.api.app import json_body, json_response, query_bool, state_of
 from barque.api.errors import BadParameter
 from barque.api.filters import check_keys, parse_filters
+from barque.api.streams import stream_call
 
 LIST_FILTERS = frozenset({"dangling", "label", "before", "since", "reference"})
 PRUNE_FILTERS = frozenset({"dangling", "until", "label", "label!"})
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_CHUNK = 1 << 16
 _TRUE = ("1", "t", "true")
 _FALSE = ("0", "f", "false")
 
@@ -89,23 +89,6 @@ async def pump_body(request: web.Request, writer: asyncio.StreamWriter) -> bool:
         return False
 
 
-async def relay(request: web.Request, call, content_type: str) -> web.StreamResponse:
-    """What the child streams after its reply, to the client as it comes."""
-    resp = web.StreamResponse(status=200)
-    resp.content_type = content_type
-    await resp.prepare(request)
-    try:
-        while True:
-            chunk = await call.reader.read(_CHUNK)
-            if not chunk:
-                break
-            await resp.write(chunk)
-        await resp.write_eof()
-    except (ConnectionError, RuntimeError):  # the client went away (aiohttp says RuntimeError once it is closed)
-        call.close()
-    return resp
-
-
 async def _stream_call(request: web.Request, name: str, args: dict, content_type: str,
                        body: bool = False) -> web.StreamResponse:
     state = state_of(request)
@@ -113,7 +96,7 @@ async def _stream_call(request: web.Request, name: str, args: dict, content_type
     pump = asyncio.ensure_future(pump_body(request, call.writer)) if body else None
     try:
         await call.result()
-        return await relay(request, call, content_type)
+        return await stream_call(request, call, content_type)
     finally:
         if pump is not None and not pump.done():
             pump.cancel()
