@@ -12,15 +12,12 @@ import asyncio
 import json
 import os
 import socket
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PendingAttach", "connect_monitor", "relay", "ExitBoard"]
+from barque.container.monitor import ERR, EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE
 
-HEADER = struct.Struct(">BxxxI")
-OUT, ERR, EXIT = 1, 2, 3
-STDIN, RESIZE, STDIN_CLOSE = 0, 4, 5
+__all__ = ["PendingAttach", "connect_monitor", "relay", "ExitBoard"]
 
 
 @dataclass

@@ -21,13 +21,10 @@ import json
 import os
 import selectors
 import socket
-import struct
 
 from barque.api.zygote import op
+from barque.container.monitor import ERR, EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE
 
-HEADER = struct.Struct(">BxxxI")
-OUT, ERR, EXIT = 1, 2, 3
-STDIN, RESIZE, STDIN_CLOSE = 0, 4, 5
 #: after the exit, output still arriving within this long is passed on (a background child may hold the pipe)
 DRAIN_QUIET = 0.1
 CHUNK = 65536
@@ -344,7 +341,7 @@ class _Session:
     def run(self) -> int:
         import time
 
-        from barque.runtime.run import exit_code
+        from barque.runtime.run import _reap_orphans, exit_code
 
         pidfd = os.pidfd_open(self.pid)
         try:
@@ -412,12 +409,3 @@ def _wait(pid: int) -> int:
         except InterruptedError:
             continue
 
-
-def _reap_orphans() -> None:
-    while True:
-        try:
-            done, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if not done:
-            return
