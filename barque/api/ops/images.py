@@ -116,23 +116,7 @@ def body_of(chan) -> io.BufferedReader:
     return io.BufferedReader(FramedBody(chan.sock), buffer_size=1 << 20)
 
 
-# ---- registry credentials (X-Registry-Auth) ----------------------------------------------------------------------
-
-def decode_auth(text: str | None) -> dict:
-    """Docker's X-Registry-Auth: base64url (padding optional) of a JSON auth config; {} when absent or unreadable
-    (dockerd treats an unreadable one as none)."""
-    if not text:
-        return {}
-    raw = text.strip()
-    raw += "=" * (-len(raw) % 4)
-    for decode in (base64.urlsafe_b64decode, base64.b64decode):
-        try:
-            doc = json.loads(decode(raw))
-        except (ValueError, TypeError):
-            continue
-        return doc if isinstance(doc, dict) else {}
-    return {}
-
+# ---- registry credentials (X-Registry-Auth, decoded by the route) -------------------------------------------------
 
 def credentials_of(auth: dict):
     from barque.registry.client.credentials import Credentials

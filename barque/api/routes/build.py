@@ -21,7 +21,6 @@ version=2 (BuildKit).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 
@@ -53,17 +52,9 @@ def _json_param(request: web.Request, name: str, what: str, kind: type):
 
 def _registry_config(request: web.Request) -> dict:
     """X-Registry-Config: base64url JSON {registry: AuthConfig}; unreadable is ignored, as dockerd does."""
-    text = request.headers.get("X-Registry-Config", "")
-    if not text:
-        return {}
-    for decode in (base64.urlsafe_b64decode, base64.b64decode):
-        try:
-            value = json.loads(decode(text + "=" * (-len(text) % 4)))
-        except (ValueError, TypeError):
-            continue
-        if isinstance(value, dict):
-            return {k: v for k, v in value.items() if isinstance(v, dict)}
-    return {}
+    from barque.api.routes.images import decode_auth
+
+    return {k: v for k, v in decode_auth(request.headers.get("X-Registry-Config")).items() if isinstance(v, dict)}
 
 
 def _host_config(request: web.Request) -> dict:

@@ -11,6 +11,7 @@ stops without making an image.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 
@@ -63,9 +64,23 @@ def repo_tag(repo: str, tag: str) -> str:
     return str(ref)
 
 
-def _auth_header(request: web.Request) -> dict:
-    from barque.api.ops.images import decode_auth
+def decode_auth(text: str | None) -> dict:
+    """Docker's X-Registry-Auth (and X-Registry-Config): base64url (padding optional) of a JSON object; {} when
+    absent or unreadable (dockerd treats an unreadable one as none)."""
+    if not text:
+        return {}
+    raw = text.strip()
+    raw += "=" * (-len(raw) % 4)
+    for decode in (base64.urlsafe_b64decode, base64.b64decode):
+        try:
+            doc = json.loads(decode(raw))
+        except (ValueError, TypeError):
+            continue
+        return doc if isinstance(doc, dict) else {}
+    return {}
 
+
+def _auth_header(request: web.Request) -> dict:
     return decode_auth(request.headers.get("X-Registry-Auth"))
 
 
