@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from barque.api.errors import BadParameter
 
-__all__ = ["check_create_body"]
+__all__ = ["check_create_body", "check_fields", "go_type", "string_map"]
 
 _STR, _INT, _BOOL, _LIST, _DICT = "string", "integer", "boolean", "array", "object"
 
@@ -69,3 +69,34 @@ def check_create_body(body: dict) -> None:
         body["Cmd"] = [body["Cmd"]]
     if isinstance(body.get("Entrypoint"), str):
         body["Entrypoint"] = [body["Entrypoint"]]
+
+
+def go_type(value) -> str:
+    """How Go's encoding/json names a JSON value's type in its errors."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+
+
+def check_fields(obj: dict, table: dict, where: str) -> None:
+    """Each known field of `obj` has the JSON type `table` gives it, or 400 with Go's words."""
+    for key, kind in table.items():
+        value = obj.get(key)
+        if value is not None and not _is(value, kind):
+            go = {_STR: "string", _BOOL: "bool", _LIST: "[]string" if key in ("Aliases", "Links") else "array",
+                  _DICT: "object"}.get(kind, kind)
+            raise BadParameter(f"json: cannot unmarshal {go_type(value)} into Go struct field {where}.{key} of type "
+                               f"{go}")
+
+
+def string_map(value: dict | None, where: str) -> dict[str, str] | None:
+    """A map[string]string field (labels, options; `check_fields` has made it an object): 400 with Go's words for a
+    value that is not a string."""
+    if value is None:
+        return None
+    for v in value.values():
+        if not isinstance(v, str):
+            raise BadParameter(f"json: cannot unmarshal {go_type(v)} into Go struct field {where} of type string")
+    return dict(value)

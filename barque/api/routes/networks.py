@@ -14,7 +14,7 @@ from aiohttp import web
 from barque.api.app import json_body, json_response, query_bool, state_of
 from barque.api.errors import ApiError, BadParameter
 from barque.api.filters import check_keys, parse_filters
-from barque.api.schema import _BOOL, _DICT, _LIST, _STR, _is
+from barque.api.schema import _BOOL, _DICT, _LIST, _STR, check_fields, go_type, string_map
 
 CREATE = {"Name": _STR, "CheckDuplicate": _BOOL, "Driver": _STR, "Scope": _STR, "Internal": _BOOL,
           "Attachable": _BOOL, "Ingress": _BOOL, "ConfigOnly": _BOOL, "ConfigFrom": _DICT, "IPAM": _DICT,
@@ -27,42 +27,23 @@ ENDPOINT = {"Aliases": _LIST, "IPAMConfig": _DICT, "Links": _LIST, "NetworkID": 
 DISCONNECT = {"Container": _STR, "Force": _BOOL}
 
 
-def go_type(value) -> str:
-    """How Go's encoding/json names a JSON value's type in its errors."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
-
-
-def check_fields(obj: dict, table: dict, where: str) -> None:
-    """Each known field of `obj` has the JSON type `table` gives it, or 400 with Go's words."""
-    for key, kind in table.items():
-        value = obj.get(key)
-        if value is not None and not _is(value, kind):
-            go = {_STR: "string", _BOOL: "bool", _LIST: "[]string" if key in ("Aliases", "Links") else "array",
-                  _DICT: "object"}.get(kind, kind)
-            raise BadParameter(f"json: cannot unmarshal {go_type(value)} into Go struct field {where}.{key} of type "
-                               f"{go}")
-
-
-def _object(body, what: str) -> dict:
+async def _body(request: web.Request, struct: str, table: dict) -> dict:
+    """The request's JSON body as dockerd decodes it into `types.{struct}`: an object (null is an empty one) whose
+    known fields have their types."""
+    body = await json_body(request, required=True)
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise BadParameter(f"json: cannot unmarshal {go_type(body)} into Go value of type {what}")
+        raise BadParameter(f"json: cannot unmarshal {go_type(body)} into Go value of type types.{struct}")
+    check_fields(body, table, struct)
     return body
 
 
-def _strings(value, where: str) -> dict[str, str]:
-    if not value:
-        return {}
-    for k, v in value.items():
-        if not isinstance(v, str):
-            raise BadParameter(f"json: cannot unmarshal {go_type(v)} into Go struct field {where} of type "
-                               "string")
-    return dict(value)
+def _container(body: dict) -> str:
+    container = body.get("Container") or ""
+    if not container:
+        raise BadParameter('invalid name or ID supplied: ""')
+    return container
 
 
 # ---- list and inspect -----------------------------------------------------------------------------------------
@@ -137,8 +118,7 @@ def _ipam(ipam: dict | None) -> tuple[str | None, str | None, str | None]:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    body = _object(await json_body(request, required=True), "types.NetworkCreateRequest")
-    check_fields(body, CREATE, "NetworkCreateRequest")
+    body = await _body(request, "NetworkCreateRequest", CREATE)
     name = body.get("Name") or ""
     if not name:
         raise BadParameter("network name is required")
@@ -154,8 +134,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     subnet, gateway, ip_range = _ipam(body.get("IPAM"))
     args = {"name": name, "driver": body.get("Driver") or "bridge", "subnet": subnet, "gateway": gateway,
             "ip_range": ip_range, "internal": bool(body.get("Internal")), "attachable": bool(body.get("Attachable")),
-            "labels": _strings(body.get("Labels"), "NetworkCreateRequest.Labels"),
-            "options": _strings(body.get("Options"), "NetworkCreateRequest.Options")}
+            "labels": string_map(body.get("Labels"), "NetworkCreateRequest.Labels"),
+            "options": string_map(body.get("Options"), "NetworkCreateRequest.Options")}
     return json_response(await state_of(request).op("network.create", args), status=201)
 
 
@@ -167,11 +147,8 @@ async def remove(request: web.Request) -> web.StreamResponse:
 # ---- connect and disconnect -----------------------------------------------------------------------------------
 
 async def connect(request: web.Request) -> web.StreamResponse:
-    body = _object(await json_body(request, required=True), "types.NetworkConnect")
-    check_fields(body, CONNECT, "NetworkConnect")
-    container = body.get("Container") or ""
-    if not container:
-        raise BadParameter('invalid name or ID supplied: ""')
+    body = await _body(request, "NetworkConnect", CONNECT)
+    container = _container(body)
     ep = body.get("EndpointConfig") or {}
     check_fields(ep, ENDPOINT, "EndpointSettings")
     ipam = ep.get("IPAMConfig") or {}
@@ -192,12 +169,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 
 async def disconnect(request: web.Request) -> web.StreamResponse:
-    body = _object(await json_body(request, required=True), "types.NetworkDisconnect")
-    check_fields(body, DISCONNECT, "NetworkDisconnect")
-    container = body.get("Container") or ""
-    if not container:
-        raise BadParameter('invalid name or ID supplied: ""')
-    await state_of(request).op("network.disconnect", {"id": request.match_info["id"], "container": container,
+    body = await _body(request, "NetworkDisconnect", DISCONNECT)
+    await state_of(request).op("network.disconnect", {"id": request.match_info["id"], "container": _container(body),
                                                       "force": bool(body.get("Force"))})
     return web.Response(status=200)
 

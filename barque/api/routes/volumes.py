@@ -12,21 +12,9 @@ from aiohttp import web
 from barque.api.app import api_version, json_body, json_response, query_bool, state_of
 from barque.api.errors import BadParameter
 from barque.api.filters import check_keys, parse_filters
-from barque.api.routes.networks import check_fields, go_type
-from barque.api.schema import _DICT, _STR
+from barque.api.schema import _DICT, _STR, check_fields, go_type, string_map
 
 CREATE = {"Name": _STR, "Driver": _STR, "DriverOpts": _DICT, "Labels": _DICT, "ClusterVolumeSpec": _DICT}
-
-
-
-def _strings(value, where: str) -> dict[str, str] | None:
-    if value is None:
-        return None
-    for v in value.values():
-        if not isinstance(v, str):
-            raise BadParameter(f"json: cannot unmarshal {go_type(v)} into Go struct field {where} of type "
-                               "string")
-    return dict(value)
 
 
 def _listing(engine, flt: dict[str, list[str]]) -> list[dict]:
@@ -57,8 +45,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     if body.get("ClusterVolumeSpec"):
         raise BadParameter("cluster volumes are a swarm feature, which barque does not have")
     args = {"name": body.get("Name") or None, "driver": body.get("Driver") or "local",
-            "labels": _strings(body.get("Labels"), "CreateOptions.Labels"),
-            "options": _strings(body.get("DriverOpts"), "CreateOptions.DriverOpts")}
+            "labels": string_map(body.get("Labels"), "CreateOptions.Labels"),
+            "options": string_map(body.get("DriverOpts"), "CreateOptions.DriverOpts")}
     return json_response(await state_of(request).op("volume.create", args), status=201)
 
 
