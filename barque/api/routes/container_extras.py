@@ -14,6 +14,7 @@ from aiohttp import web
 
 from barque.api.app import json_body, json_response, query_bool, state_of
 from barque.api.errors import BadParameter
+from barque.api.schema import go_type
 from barque.api.streams import stream_call
 
 STATS_INTERVAL = 1.0  # dockerd's collector reads every second
@@ -94,10 +95,8 @@ _INTS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "
 _STRINGS = ("CpusetCpus", "CpusetMems")
 
 
-def _go_type_error(key: str, value, go_type: str) -> BadParameter:
-    kind = {str: "string", bool: "bool", list: "array", dict: "object", float: "number", int: "number"}.get(
-        type(value), "value")
-    return BadParameter(f"json: cannot unmarshal {kind} into Go struct field UpdateConfig.{key} of type {go_type}")
+def _go_type_error(key: str, value, go: str) -> BadParameter:
+    return BadParameter(f"json: cannot unmarshal {go_type(value)} into Go struct field UpdateConfig.{key} of type {go}")
 
 
 def update_changes(body: dict) -> dict:
