@@ -70,10 +70,11 @@ b rm -v demo-web
 b volume rm demo-data
 
 # Registries: barque's own registry on loopback (token auth), push to it, pull back into a second, empty root.
-reg_pid=
+reg_pid= api_pid=
 cleanup() {
   inhost .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" rm -f -v demo-web >/dev/null 2>&1 || true
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null || true
+  [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null || true
   drop_netns
 }
 .venv/bin/python -c "import bcrypt, sys; print('demo:' + bcrypt.hashpw(b'demo-pw', bcrypt.gensalt()).decode())" > "$DEMO/htpasswd"
@@ -113,6 +114,23 @@ echo "+ links left in the host namespace: $(inhost ip -o link show | cut -d: -f2
 
 b system df
 b info
+
+# The Docker Engine API: `barque serve` on a socket of the demo's, the docker CLI (and docker-compose, docker-py)
+# driving the same engine — the containers are the ones `barque ps` shows.
+echo "+ barque serve -H unix://$DEMO/barque.sock" >&2
+(exec nsenter --net="/run/netns/$HOSTNS" -- .venv/bin/barque --root "$DEMO/root" --run-root "$DEMO/run" serve \
+  -H "unix://$DEMO/barque.sock" > "$DEMO/api.out" 2> "$DEMO/api.log") &
+api_pid=$!
+for _ in $(seq 100); do grep -qs listening "$DEMO/api.out" && break; sleep 0.1; done
+d() { echo "+ docker $*" >&2; DOCKER_HOST="unix://$DEMO/barque.sock" docker "$@"; }
+d version --format 'docker CLI {{.Client.Version}} (API {{.Client.APIVersion}}) -> {{.Server.Platform.Name}} (API {{.Server.APIVersion}})'
+d run --rm busybox sh -c 'echo hello through the Engine API from $(hostname)'
+d run -d --name demo-api-web busybox sleep 300
+d exec demo-api-web sh -c 'echo exec in $(hostname)'
+d ps --format 'table {{.ID}}\t{{.Image}}\t{{.Status}}\t{{.Names}}'
+b ps --filter name=demo-api-web --format '{{.Names}} is seen by the barque CLI too'
+d rm -f demo-api-web
+kill "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
 
 # The OCI runtime on its own, as runc is used: a bundle (busybox rootfs + config.json with Docker's defaults).
 mkdir -p "$DEMO/bundle/rootfs"
