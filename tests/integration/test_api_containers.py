@@ -8,43 +8,11 @@ import socket
 
 import pytest
 
+from tests.api_support import http
 from tests.api_support import api, docker  # noqa: F401 - fixtures
 from tests.conftest import unique
 
 pytestmark = pytest.mark.root
-
-
-def http(sock_path, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One raw HTTP/1.1 exchange on the API socket (Connection: close), for what no client would send."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(sock_path))
-    head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
-    for k, v in (headers or {}).items():
-        head += f"{k}: {v}\r\n"
-    if body is not None:
-        head += f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n"
-    s.sendall(head.encode() + b"\r\n" + (body or b""))
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if hdrs.get("transfer-encoding") == "chunked":
-        out, buf = b"", rest
-        while buf:
-            size, _, buf = buf.partition(b"\r\n")
-            n = int(size, 16)
-            if n == 0:
-                break
-            out, buf = out + buf[:n], buf[n + 2:]
-        rest = out
-    return status, hdrs, rest
 
 
 def test_ping_and_version_negotiation(api):
@@ -211,3 +179,37 @@ def test_inspect_lists_the_running_execs(docker, api):
     ids = eventually(lambda: json.loads(docker("inspect", "-f", "{{json .ExecIDs}}", name).stdout), timeout=10)
     assert ids and len(ids) == 1 and len(ids[0]) == 64
     docker("rm", "-f", name)
+
+
+def test_run_it_in_a_terminal_has_the_terminals_size(api):
+    """`docker run -it` from a real terminal (a pty of 33 rows × 101 columns): the container's TTY has that size
+    from its first instruction (ConsoleSize), the exit code comes back, the terminal is left as it was."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.api_support import docker_binary
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    proc = subprocess.Popen([docker_binary(), "run", "--rm", "-it", "busybox", "sh", "-c", "stty size; exit 3"],
+                            stdin=slave, stdout=slave, stderr=slave, env=api.env, start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        proc.wait(60)
+    finally:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+    assert proc.returncode == 3
+    assert b"33 101" in out, out

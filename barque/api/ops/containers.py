@@ -32,8 +32,11 @@ def start(engine, args, chan):
     if c.refresh().get("Status") in ("running", "paused"):
         raise ApiError(304, "container already started")
     peer = socket.socket(fileno=chan.fds[0]) if args.get("attach") and chan.fds else None
+    # the client's terminal size, sent with the create (API 1.42+): the TTY has it from the first instruction on
+    size = c.record["HostConfig"].get("ConsoleSize") if c.record["Config"].get("Tty") else None
+    size = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 and all(size) else None
     try:
-        do_start(engine, c, peer=peer)
+        do_start(engine, c, peer=peer, size=size)
     except BaseException:
         if c.record["HostConfig"].get("AutoRemove"):  # as dockerd: a --rm container that cannot start is removed
             from barque.container.remove import remove as do_remove
