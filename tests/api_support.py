@@ -2,8 +2,12 @@
 and docker-py pointed at it, and a teardown that stops the server and removes whatever the test left.
 
 Fixtures: `api` (a server over the `bb` root: busybox loaded), `docker` (runs the docker CLI against it),
-`docker_client` (a docker-py client). The whole suite already runs in a throwaway network namespace (conftest), so
-containers the server starts never touch the machine's interfaces.
+`docker_client` (a docker-py client), `lab_api` (a server inside the host namespace of tests/netlab.py, for tests
+whose containers talk over the network). The whole suite already runs in a throwaway network namespace (conftest),
+so containers the server starts never touch the machine's interfaces.
+
+Raw requests, for what no client would send: `http` (one exchange: status, headers, body) and `call` (JSON in, JSON
+out); `operation_children` (the zygote's children: operations still running).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -107,6 +112,18 @@ def api(bb, tmp_path):
 
 
 @pytest.fixture
+def lab_api(lab_barque, tmp_path):
+    """`barque serve` inside the lab's host namespace (tests/netlab.py): it and its containers live there."""
+    server = ApiServer(lab_barque, tmp_path / "lab-api.sock")
+    try:
+        yield server
+    finally:
+        server.stop()
+        lab_barque.remove_containers()
+        lab_barque("network", "prune", "-f", check=False)
+
+
+@pytest.fixture
 def docker(api) -> Docker:
     return Docker(api)
 
@@ -120,3 +137,69 @@ def docker_client(api):
         yield client
     finally:
         client.close()
+
+
+# ---- raw requests -------------------------------------------------------------------------------------------------
+
+def http(sock_path, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+         timeout: float = 120) -> tuple[int, dict, bytes]:
+    """One raw HTTP/1.1 exchange on the API socket (Connection: close): (status, headers with lower-case names,
+    body with chunked framing undone). A body (b"" too) goes with its Content-Length; no Content-Type unless
+    `headers` give one (only commit looks at it)."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
+    for k, v in (headers or {}).items():
+        head += f"{k}: {v}\r\n"
+    if body is not None:
+        head += f"Content-Length: {len(body)}\r\n"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(head.encode() + b"\r\n" + (body or b""))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head_bytes, _, rest = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode().split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, buf = b"", rest
+        while buf:
+            size, _, buf = buf.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, buf = out + buf[:n], buf[n + 2:]
+        rest = out
+    return int(lines[0].split()[1]), hdrs, rest
+
+
+def call(api, method: str, path: str, body=None) -> tuple[int, object]:
+    """One request to the API socket with a JSON body (bytes are sent as they are): (status, the decoded JSON
+    answer or None)."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    status, _, raw = http(api.sock, method, path, data, {"Content-Type": "application/json"} if data else None,
+                          timeout=60)
+    return status, (json.loads(raw) if raw.strip() else None)
+
+
+# ---- processes ----------------------------------------------------------------------------------------------------
+
+def children(pid: int) -> list[int]:
+    """The live (not zombie) children of `pid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != b"Z":
+            out.append(int(entry))
+    return out
+
+
+def operation_children(api) -> list[int]:
+    """The zygote's children: operations still running."""
+    return [c for z in children(api.proc.pid) for c in children(z)]

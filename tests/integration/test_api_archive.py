@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.api_support import http
 from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
 from tests.conftest import unique
 from tests.netlab import eventually
@@ -38,35 +39,6 @@ def stopped(docker):
         yield name
     finally:
         docker("rm", "-f", name, check=False)
-
-
-def _raw(sock_path, method: str, path: str, body: bytes = b"", headers: dict | None = None):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(sock_path))
-    head = f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
-    for k, v in (headers or {}).items():
-        head += f"{k}: {v}\r\n"
-    s.sendall(head.encode() + b"\r\n" + body)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if hdrs.get("transfer-encoding") == "chunked":
-        out = b""
-        while rest:
-            size, _, rest = rest.partition(b"\r\n")
-            n = int(size, 16)
-            if n == 0:
-                break
-            out, rest = out + rest[:n], rest[n + 2:]
-        rest = out
-    return int(lines[0].split()[1]), hdrs, rest
 
 
 # ---- docker cp ----------------------------------------------------------------------------------------------------
@@ -140,23 +112,23 @@ def _stat(headers: dict) -> dict:
 
 
 def test_head_and_get_archive_stat(api, running):
-    status, headers, body = _raw(api.sock, "HEAD", f"/containers/{running}/archive?path=/etc/passwd")
+    status, headers, body = http(api.sock, "HEAD", f"/containers/{running}/archive?path=/etc/passwd")
     assert (status, body) == (200, b"")
     st = _stat(headers)
     assert (st["name"], st["mode"], st["linkTarget"]) == ("passwd", 0o644, "") and st["size"] > 0
     assert st["mtime"].endswith("Z") and st["mtime"][4] == "-"
-    st = _stat(_raw(api.sock, "HEAD", f"/containers/{running}/archive?path=/etc")[1])
+    st = _stat(http(api.sock, "HEAD", f"/containers/{running}/archive?path=/etc")[1])
     assert (st["name"], st["mode"]) == ("etc", (1 << 31) | 0o755)  # Go's os.ModeDir
-    st = _stat(_raw(api.sock, "HEAD", f"/containers/{running}/archive?path=/bin/sh")[1])
+    st = _stat(http(api.sock, "HEAD", f"/containers/{running}/archive?path=/bin/sh")[1])
     assert (st["name"], st["mode"] & ~0o777, st["linkTarget"]) == ("sh", 1 << 27, "/bin/busybox")  # os.ModeSymlink
-    assert _stat(_raw(api.sock, "HEAD", f"/containers/{running}/archive?path=/etc/.")[1])["name"] == "."
-    assert _stat(_raw(api.sock, "HEAD", f"/containers/{running}/archive?path=/")[1])["name"] == "/"
-    assert _raw(api.sock, "HEAD", f"/containers/{running}/archive?path=/nosuch")[0] == 404
-    status, _, body = _raw(api.sock, "GET", f"/containers/{running}/archive?path=/nosuch")
+    assert _stat(http(api.sock, "HEAD", f"/containers/{running}/archive?path=/etc/.")[1])["name"] == "."
+    assert _stat(http(api.sock, "HEAD", f"/containers/{running}/archive?path=/")[1])["name"] == "/"
+    assert http(api.sock, "HEAD", f"/containers/{running}/archive?path=/nosuch")[0] == 404
+    status, _, body = http(api.sock, "GET", f"/containers/{running}/archive?path=/nosuch")
     assert (status, json.loads(body)) == (404, {"message": f"Could not find the file /nosuch in container {running}"})
-    status, _, body = _raw(api.sock, "GET", f"/containers/{running}/archive")
+    status, _, body = http(api.sock, "GET", f"/containers/{running}/archive")
     assert (status, json.loads(body)) == (400, {"message": "bad parameter: pathcannot be empty"})
-    status, headers, body = _raw(api.sock, "GET", f"/containers/{running}/archive?path=/etc/hostname")
+    status, headers, body = http(api.sock, "GET", f"/containers/{running}/archive?path=/etc/hostname")
     assert status == 200 and headers["content-type"] == "application/x-tar"
     assert _stat(headers)["name"] == "hostname"
     with tarfile.open(fileobj=io.BytesIO(body)) as t:
@@ -179,26 +151,26 @@ def test_put_archive_owners_and_overwrites(api, docker, running):
         return buf.getvalue()
 
     hdr = {"Content-Type": "application/x-tar"}
-    status, _, _ = _raw(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp",
+    status, _, _ = http(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp",
                         tar_of(("owned", "file", b"data", 1234)), hdr)
     assert status == 200
     assert docker("exec", running, "stat", "-c", "%u %g %a %s", "/tmp/owned").stdout == "1234 1234 640 4\n"
     docker("exec", running, "mkdir", "-p", "/tmp/x/thing")
-    status, _, body = _raw(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp/x&noOverwriteDirNonDir=1",
+    status, _, body = http(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp/x&noOverwriteDirNonDir=1",
                            tar_of(("thing", "file", b"f", 0)), hdr)
     assert status in (400, 409, 500) and "cannot overwrite directory" in json.loads(body)["message"]
-    status, _, _ = _raw(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp/x",  # without: replaced
+    status, _, _ = http(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp/x",  # without: replaced
                         tar_of(("thing", "file", b"f", 0)), hdr)
     assert status == 200 and docker("exec", running, "cat", "/tmp/x/thing").stdout == "f"
-    status, _, body = _raw(api.sock, "PUT", f"/containers/{running}/archive?path=/nosuch",
+    status, _, body = http(api.sock, "PUT", f"/containers/{running}/archive?path=/nosuch",
                            tar_of(("a", "file", b"", 0)), hdr)
     assert (status, json.loads(body)["message"]) == (404, f"Could not find the file /nosuch in container {running}")
-    status, _, body = _raw(api.sock, "PUT", f"/containers/{running}/archive?path=/etc/passwd",
+    status, _, body = http(api.sock, "PUT", f"/containers/{running}/archive?path=/etc/passwd",
                            tar_of(("a", "file", b"", 0)), hdr)
     assert (status, json.loads(body)["message"]) == (400, "extraction point is not a directory")
-    status, _, body = _raw(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp", b"not a tar" * 200, hdr)
+    status, _, body = http(api.sock, "PUT", f"/containers/{running}/archive?path=/tmp", b"not a tar" * 200, hdr)
     assert status == 400 and json.loads(body)["message"].startswith("Error processing tar file(exit status 1): ")
-    assert _raw(api.sock, "GET", "/_ping")[0] == 200
+    assert http(api.sock, "GET", "/_ping")[0] == 200
     assert api.errors() == ""
 
 
@@ -240,7 +212,7 @@ def test_diff_and_export(docker, running, tmp_path):
 
 def test_changes_kinds(api, running, docker):
     docker("exec", running, "sh", "-c", "touch /added && rm /etc/group")
-    status, _, body = _raw(api.sock, "GET", f"/containers/{running}/changes")
+    status, _, body = http(api.sock, "GET", f"/containers/{running}/changes")
     got = {c["Path"]: c["Kind"] for c in json.loads(body)}
     assert status == 200 and (got["/added"], got["/etc"], got["/etc/group"]) == (1, 0, 2)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api_support import http
 from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.root
@@ -48,38 +49,6 @@ def tarball(files: dict[str, str]) -> bytes:
             info.size, info.mode = len(data), 0o644
             t.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def http(sock_path, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
-    """One raw HTTP/1.1 exchange on the API socket; (status, body with chunked framing undone)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(120)
-    s.connect(str(sock_path))
-    head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/x-tar\r\n" \
-           f"Content-Length: {len(body)}\r\n"
-    for k, v in (headers or {}).items():
-        head += f"{k}: {v}\r\n"
-    s.sendall(head.encode() + b"\r\n" + body)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head_bytes, _, rest = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode().split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if hdrs.get("transfer-encoding") == "chunked":
-        out, buf = b"", rest
-        while buf:
-            size, _, buf = buf.partition(b"\r\n")
-            n = int(size, 16)
-            if n == 0:
-                break
-            out, buf = out + buf[:n], buf[n + 2:]
-        rest = out
-    return int(lines[0].split()[1]), rest
 
 
 def messages(body: bytes) -> list[dict]:
@@ -260,7 +229,7 @@ def test_docker_py_builds_from_a_path_and_a_file_object(api, docker_client, tmp_
 def test_the_stream_has_dockers_shape(api, tmp_path):
     body = tarball({"Dockerfile": "FROM busybox\nARG A\nRUN echo \"a=$A\"\n"})
     args = "buildargs=%7B%22A%22%3A%221%22%2C%22UNUSED%22%3A%22x%22%7D&networkmode=none"
-    status, out = http(api.sock, "POST", f"/v1.41/build?t=shape:1&{args}", body)
+    status, _, out = http(api.sock, "POST", f"/v1.41/build?t=shape:1&{args}", body)
     assert status == 200
     msgs = messages(out)
     assert all(set(m) <= {"stream", "aux"} for m in msgs)
@@ -272,18 +241,18 @@ def test_the_stream_has_dockers_shape(api, tmp_path):
     assert tail == [None, "[Warning] One or more build-args [UNUSED] were not consumed\n",
                     f"Successfully built {aux[0][7:19]}\n", "Successfully tagged shape:1\n"]
     # before 1.30 there is no aux line; -q: only the ID
-    status, out = http(api.sock, "POST", f"/v1.29/build?{args}", body)
+    status, _, out = http(api.sock, "POST", f"/v1.29/build?{args}", body)
     assert status == 200 and not any("aux" in m for m in messages(out))
-    status, out = http(api.sock, "POST", f"/v1.41/build?q=1&{args}", body)
+    status, _, out = http(api.sock, "POST", f"/v1.41/build?q=1&{args}", body)
     assert status == 200 and messages(out) == [{"stream": aux[0] + "\n"}]
     # a failing RUN: the output, then the error in-band with the exit status as its code
     fail = tarball({"Dockerfile": "FROM busybox\nRUN echo out && exit 4\n"})
-    status, out = http(api.sock, "POST", "/v1.41/build?networkmode=none", fail)
+    status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none", fail)
     msgs = messages(out)
     assert status == 200 and {"stream": "out\n"} in msgs
     message = "The command '/bin/sh -c echo out && exit 4' returned a non-zero code: 4"
     assert msgs[-1] == {"errorDetail": {"code": 4, "message": message}, "error": message}
-    status, out = http(api.sock, "POST", "/v1.41/build?q=1&networkmode=none", fail)
+    status, _, out = http(api.sock, "POST", "/v1.41/build?q=1&networkmode=none", fail)
     msgs = messages(out)
     assert status == 200 and msgs[0] == {"stream": "Step 1/2 : FROM busybox\n"} and msgs[-1]["error"] == message
 
@@ -293,7 +262,7 @@ def test_run_steps_cannot_write_into_the_api_stream(api):
     line = '{"stream":"INJECTED\\n"}'
     body = tarball({"Dockerfile": "FROM busybox\nRUN for fd in 3 4 5 6 7 8 9; do echo '" + line + "' >&$fd; done "
                                   "2>/dev/null; ls -l /proc/self/fd/ | grep -c socket || true\n"})
-    status, out = http(api.sock, "POST", "/build?networkmode=none&nocache=1", body)
+    status, _, out = http(api.sock, "POST", "/build?networkmode=none&nocache=1", body)
     assert status == 200 and {"stream": "INJECTED\n"} not in messages(out)  # (the Step line shows the text)
     assert {"stream": "0\n"} in messages(out)
 
@@ -319,26 +288,26 @@ def test_run_steps_cannot_write_into_the_api_stream(api):
     ("?memory=lots", {"Dockerfile": "FROM busybox\n"}, 400, "invalid value for memory"),
 ])
 def test_refusals_before_the_build_are_http_errors(api, query, files, status, message):
-    got, body = http(api.sock, "POST", "/v1.41/build" + query, tarball(files))
+    got, _, body = http(api.sock, "POST", "/v1.41/build" + query, tarball(files))
     assert (got, message in json.loads(body)["message"]) == (status, True), body
     assert api.errors() == ""
 
 
 def test_bad_bodies(api):
-    status, body = http(api.sock, "POST", "/build", b"")
+    status, _, body = http(api.sock, "POST", "/build", b"")
     assert status == 400 and json.loads(body)["message"] == "Cannot locate specified Dockerfile: Dockerfile"
-    status, body = http(api.sock, "POST", "/build", b"not a tar at all" * 100)
+    status, _, body = http(api.sock, "POST", "/build", b"not a tar at all" * 100)
     assert status == 400 and "the build context is not a valid tar archive" in json.loads(body)["message"]
-    status, body = http(api.sock, "POST", "/build", gzip.compress(b"not a tar at all" * 100)[:-20])
+    status, _, body = http(api.sock, "POST", "/build", gzip.compress(b"not a tar at all" * 100)[:-20])
     assert status == 400 and "not a valid gzip tar archive" in json.loads(body)["message"]
     # cut after the last file's data, without its padding or the end blocks (what the docker CLI 28 sends when
     # it adds a Dockerfile from outside the context): complete, as Go's reader takes it; cut inside data: refused
     whole = tarball({"Dockerfile": "FROM busybox\nCOPY data /\n", "data": "0123456789"})
     end_of_data = 3 * 512 + 10
-    status, body = http(api.sock, "POST", "/build?t=cut:1", whole[:end_of_data])
+    status, _, body = http(api.sock, "POST", "/build?t=cut:1", whole[:end_of_data])
     assert status == 200 and "Successfully tagged cut:1" in text_of(messages(body))
     assert run_in(api, "cut:1", "cat", "/data") == "0123456789"
-    status, body = http(api.sock, "POST", "/build", whole[:end_of_data - 3])
+    status, _, body = http(api.sock, "POST", "/build", whole[:end_of_data - 3])
     assert status == 400 and "truncated" in json.loads(body)["message"]
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w") as t:
@@ -349,7 +318,7 @@ def test_bad_bodies(api):
         f = tarfile.TarInfo("up/tmp/barque-api-build-escape")
         f.size = len(data)
         t.addfile(f, io.BytesIO(data))
-    status, body = http(api.sock, "POST", "/build", evil.getvalue())
+    status, _, body = http(api.sock, "POST", "/build", evil.getvalue())
     assert not Path("/tmp/barque-api-build-escape").exists()
     assert status == 400
     no_leftovers(api)
@@ -359,7 +328,7 @@ def test_bad_bodies(api):
 @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
 def test_compressed_contexts(api, compress):
     body = compress(tarball({"Dockerfile": "FROM busybox\nCOPY a /a\n", "a": compress.__module__ + "\n"}))
-    status, out = http(api.sock, "POST", f"/build?t=comp:{compress.__module__}", body)
+    status, _, out = http(api.sock, "POST", f"/build?t=comp:{compress.__module__}", body)
     assert status == 200 and "Successfully tagged" in text_of(messages(out)), out
     assert run_in(api, f"comp:{compress.__module__}", "cat", "/a") == compress.__module__ + "\n"
 
@@ -371,10 +340,10 @@ def test_remote_git_context(api, tmp_path):
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(git + ["add", "-A"], check=True)
     subprocess.run(git + ["commit", "-qm", "v1"], check=True)
-    status, out = http(api.sock, "POST", f"/build?t=remote:1&remote=file://{repo}%23:app", b"")
+    status, _, out = http(api.sock, "POST", f"/build?t=remote:1&remote=file://{repo}%23:app", b"")
     assert status == 200 and "Successfully tagged remote:1" in text_of(messages(out)), out
     assert run_in(api, "remote:1", "cat", "/version") == "v1\n"
-    status, body = http(api.sock, "POST", f"/build?remote={repo}", b"")
+    status, _, body = http(api.sock, "POST", f"/build?remote={repo}", b"")
     assert status == 400 and "could not be recognized as URL" in json.loads(body)["message"]
     no_leftovers(api)
 
@@ -397,12 +366,12 @@ def test_remote_url_context(api, tmp_path):
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        status, out = http(api.sock, "POST", f"/build?t=url:tar&remote={base}/ctx.tar.gz")
+        status, _, out = http(api.sock, "POST", f"/build?t=url:tar&remote={base}/ctx.tar.gz")
         assert status == 200 and "Successfully tagged url:tar" in text_of(messages(out)), out
         assert run_in(api, "url:tar", "cat", "/f") == "from the tarball\n"
-        status, out = http(api.sock, "POST", f"/build?t=url:df&remote={base}/Dockerfile")
+        status, _, out = http(api.sock, "POST", f"/build?t=url:df&remote={base}/Dockerfile")
         assert status == 200 and "Successfully tagged url:df" in text_of(messages(out)), out
-        status, body = http(api.sock, "POST", f"/build?remote={base}/missing")
+        status, _, body = http(api.sock, "POST", f"/build?remote={base}/missing")
         assert status == 503 and "404" in json.loads(body)["message"], body
     finally:
         server.shutdown()
@@ -415,11 +384,11 @@ def test_remote_url_context(api, tmp_path):
 def test_prune_and_cancel(api, docker, tmp_path):
     ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo cached > /c\n"})
     docker("build", "--network", "none", ctx)
-    status, body = http(api.sock, "POST", "/v1.41/build/prune")
+    status, _, body = http(api.sock, "POST", "/v1.41/build/prune")
     doc = json.loads(body)
     assert status == 200 and set(doc) == {"CachesDeleted", "SpaceReclaimed"}
     assert doc["CachesDeleted"] and isinstance(doc["SpaceReclaimed"], int)
-    assert json.loads(http(api.sock, "POST", "/build/prune")[1]) == {"CachesDeleted": None, "SpaceReclaimed": 0}
+    assert json.loads(http(api.sock, "POST", "/build/prune")[2]) == {"CachesDeleted": None, "SpaceReclaimed": 0}
     assert http(api.sock, "POST", "/build/prune?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")[0] == 400
     r = docker("builder", "prune", "-f")
     assert "Total reclaimed space: 0B" in r.stdout

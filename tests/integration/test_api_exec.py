@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from tests.api_support import api, docker, docker_binary, docker_client  # noqa: F401 - fixtures
+from tests.api_support import children, docker_binary, http
+from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
 from tests.conftest import unique
 from tests.netlab import eventually
 
@@ -35,24 +36,9 @@ def running(docker):
         docker("rm", "-f", name, check=False)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != b"Z":
-            out.append(int(entry))
-    return out
-
-
 def _zygote(api) -> int:
     """The server's zygote: its first child (the one that outlives every request)."""
-    kids = sorted(_children(api.proc.pid))
+    kids = sorted(children(api.proc.pid))
     assert kids, "the server has no zygote"
     return kids[0]
 
@@ -331,78 +317,42 @@ def test_clients_gone_mid_exec_leave_nothing_stuck(api, docker, running):
     s.close()
     assert json.loads(_get(api.sock, f"/exec/{e}/json"))["Running"] is True
     assert eventually(lambda: json.loads(_get(api.sock, f"/exec/{e}/json"))["ExitCode"] == 9, timeout=15)
-    assert eventually(lambda: _children(zygote) == [], timeout=10), _children(zygote)
+    assert eventually(lambda: children(zygote) == [], timeout=10), children(zygote)
     assert _get(api.sock, "/_ping") == b"OK"
     assert api.errors() == ""
 
 
 def test_exec_create_refusals_and_resize(api, docker, running):
-    status, body = _exchange(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": "ls"}')
+    status, _, body = http(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": "ls"}')
     assert (status, json.loads(body)["message"]) == \
         (400, "json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string")
-    status, body = _exchange(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": ["true"], "Env": [1]}')
+    status, _, body = http(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": ["true"], "Env": [1]}')
     assert status == 400 and "of type string" in json.loads(body)["message"]
     docker("pause", running)
     try:
-        status, body = _exchange(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": ["true"]}')
+        status, _, body = http(api.sock, "POST", f"/containers/{running}/exec", b'{"Cmd": ["true"]}')
         cid = docker("inspect", "-f", "{{.Id}}", running).stdout.strip()
         assert (status, json.loads(body)["message"]) == \
             (409, f"Container {cid} is paused, unpause the container before exec")
     finally:
         docker("unpause", running)
-    assert _exchange(api.sock, "POST", "/exec/nosuch/resize?h=10&w=10")[0] == 404
+    assert http(api.sock, "POST", "/exec/nosuch/resize?h=10&w=10")[0] == 404
     e = json.loads(_post(api.sock, f"/containers/{running}/exec", {"Cmd": ["true"]}))["Id"]
-    status, body = _exchange(api.sock, "POST", f"/exec/{e}/resize?w=10")
+    status, _, body = http(api.sock, "POST", f"/exec/{e}/resize?w=10")
     assert (status, json.loads(body)["message"]) == (400, 'strconv.Atoi: parsing "": invalid syntax')
     _request(api.sock, "POST", f"/exec/{e}/start", b'{"Detach": true}')
     assert eventually(lambda: json.loads(_get(api.sock, f"/exec/{e}/json"))["ExitCode"] == 0, timeout=10)
-    status, body = _exchange(api.sock, "POST", f"/exec/{e}/resize?h=10&w=10")
+    status, _, body = http(api.sock, "POST", f"/exec/{e}/resize?h=10&w=10")
     assert (status, json.loads(body)["message"]) == (404, "no such exec")  # dockerd passes on containerd's words
-    status, body = _exchange(api.sock, "POST", f"/exec/{e}/start", b'{"Detach": true}')
+    status, _, body = http(api.sock, "POST", f"/exec/{e}/start", b'{"Detach": true}')
     assert (status, json.loads(body)["message"]) == (409, f"Error: Exec command {e} has already run")
     assert api.errors() == ""
 
 
-def _exchange(sock_path, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(sock_path))
-    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\n"
-              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), rest
-
-
 def _request(sock_path, method: str, path: str, body: bytes = b"") -> bytes:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(sock_path))
-    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\n"
-              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    assert head.split()[1] in (b"200", b"201"), data
-    if b"transfer-encoding: chunked" in head.lower():
-        out = b""
-        while rest:
-            size, _, rest = rest.partition(b"\r\n")
-            n = int(size, 16)
-            if n == 0:
-                break
-            out, rest = out + rest[:n], rest[n + 2:]
-        rest = out
-    return rest
+    status, _, out = http(sock_path, method, path, body)
+    assert status in (200, 201), (status, out)
+    return out
 
 
 def _get(sock_path, path: str) -> bytes:

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.api_support import http, operation_children
 from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
 from tests.conftest import FIXTURES, unique
 from tests.registry_support import registry_factory  # noqa: F401 - fixture
@@ -23,37 +24,6 @@ pytestmark = pytest.mark.root
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
-
-def http(sock_path, method: str, path: str, body: bytes | None = None,
-         headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One raw HTTP/1.1 exchange on the API socket (Connection: close)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(120)
-    s.connect(str(sock_path))
-    head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
-    for k, v in (headers or {}).items():
-        head += f"{k}: {v}\r\n"
-    if body is not None:
-        head += f"Content-Length: {len(body)}\r\n"
-    s.sendall(head.encode() + b"\r\n" + (body or b""))
-    data = b""
-    while chunk := s.recv(65536):
-        data += chunk
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if hdrs.get("transfer-encoding") == "chunked":
-        out, buf = b"", rest
-        while buf:
-            size, _, buf = buf.partition(b"\r\n")
-            n = int(size, 16)
-            if n == 0:
-                break
-            out, buf = out + buf[:n], buf[n + 2:]
-        rest = out
-    return int(lines[0].split()[1]), hdrs, rest
-
 
 def message(body: bytes) -> str:
     return json.loads(body)["message"]
@@ -72,26 +42,6 @@ def tar_of(files: dict[str, bytes]) -> bytes:
             info.mode = 0o644
             t.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def operation_children(api) -> list[int]:
-    """The zygote's children: operations still running."""
-    return [c for z in _children(api.proc.pid) for c in _children(z)]
 
 
 def settled(api, timeout: float = 20) -> bool:

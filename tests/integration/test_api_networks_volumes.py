@@ -5,40 +5,13 @@ throwaway network namespace, tests/netlab.py)."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-
 import pytest
 
-from tests.api_support import ApiServer, Docker, api, docker, docker_client  # noqa: F401 - fixtures
+from tests.api_support import Docker, call
+from tests.api_support import api, docker, docker_client, lab_api  # noqa: F401 - fixtures
 from tests.conftest import unique
 
 pytestmark = pytest.mark.root
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("docker", timeout=60)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(60)
-        self.sock.connect(self._path)
-
-
-def call(api, method: str, path: str, body=None) -> tuple[int, object]:
-    """One request to the API socket: (status, decoded JSON body or None)."""
-    conn = _UnixConnection(str(api.sock))
-    try:
-        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw.strip() else None)
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -292,18 +265,6 @@ def test_volumes_through_docker_py(docker_client, api, tidy):
 
 
 # ---- containers talking over a user network ----------------------------------------------------------------------
-
-@pytest.fixture
-def lab_api(lab_barque, tmp_path):
-    """`barque serve` inside the lab's host namespace: it and its containers live there."""
-    server = ApiServer(lab_barque, tmp_path / "lab-api.sock")
-    try:
-        yield server
-    finally:
-        server.stop()
-        lab_barque.remove_containers()
-        lab_barque("network", "prune", "-f", check=False)
-
 
 def test_containers_made_through_the_api_reach_each_other_by_name(lab_api):
     docker = Docker(lab_api)

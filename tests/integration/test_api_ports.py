@@ -9,19 +9,10 @@ import subprocess
 
 import pytest
 
-from tests.api_support import ApiServer, Docker
-from tests.netlab import HOST_ADDR, eventually, lab_barque, netlab  # noqa: F401 - fixtures
+from tests.api_support import Docker, lab_api  # noqa: F401 - fixture
+from tests.netlab import HOST_ADDR, eventually
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def lab_docker(lab_barque, tmp_path):
-    server = ApiServer(lab_barque, tmp_path / "api.sock")
-    try:
-        yield Docker(server)
-    finally:
-        server.stop()
 
 
 def _fetch(run, url: str) -> subprocess.CompletedProcess:
@@ -31,8 +22,8 @@ def _fetch(run, url: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
-def test_run_publish_answers_from_outside_and_rm_takes_it_away(lab_docker, netlab):
-    docker = lab_docker
+def test_run_publish_answers_from_outside_and_rm_takes_it_away(lab_api, netlab):
+    docker = Docker(lab_api)
     cid = docker("run", "-d", "--name", "web", "-p", "8080:80", "busybox", "httpd", "-f", "-p", "80", "-h",
                  "/etc").stdout.strip()
     want = cid[:12] + "\n"  # the container's /etc/hostname

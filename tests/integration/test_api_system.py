@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from tests.api_support import call
 from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
 from tests.conftest import unique
-from tests.integration.test_api_networks_volumes import call
 from tests.netlab import eventually
 
 pytestmark = pytest.mark.root

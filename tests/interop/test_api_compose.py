@@ -15,22 +15,13 @@ import textwrap
 
 import pytest
 
-from tests.api_support import ApiServer
+from tests.api_support import lab_api  # noqa: F401 - fixture
 from tests.conftest import unique
-from tests.netlab import eventually, lab_barque, netlab  # noqa: F401 - fixtures
+from tests.netlab import eventually
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
 COMPOSE = shutil.which("docker-compose")
-
-
-@pytest.fixture
-def lab_api(lab_barque, tmp_path):
-    server = ApiServer(lab_barque, tmp_path / "api.sock")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _project(tmp_path):
