@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tests.api_support import http
+from tests.api_support import call, http
 from tests.api_support import api, docker  # noqa: F401 - fixtures
 from tests.conftest import unique
 
@@ -151,6 +151,38 @@ def test_clients_that_go_away_mid_attach_or_mid_stream_leak_nothing(api, docker)
     assert eventually(lambda: _open_fds(api.proc.pid) <= baseline, timeout=20), _open_fds(api.proc.pid)
     assert docker("inspect", "-f", "{{.State.Running}}", name).stdout == "true\n"  # the container never noticed
     assert http(api.sock, "GET", "/_ping")[0] == 200
+    docker("rm", "-f", name)
+    assert api.errors() == ""
+
+
+def test_log_followers_neither_hold_the_servers_workers_nor_outlive_their_clients(api, docker):
+    from tests.netlab import eventually
+
+    def threads() -> int:
+        return call(api, "GET", "/info")[1]["NGoroutines"]  # the server's
+
+    name = unique("follow")
+    docker("run", "-d", "--name", name, "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    socks = []
+    try:
+        for _ in range(12):  # more than the server's thread pool, which serves every read
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10)
+            s.connect(str(api.sock))
+            s.sendall(f"GET /v1.43/containers/{name}/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n".encode())
+            socks.append(s)
+        for s in socks:
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            assert b"tick" in s.recv(4096) or b"tick" in s.recv(4096)  # the log is flowing
+        # the server still reads meanwhile (a listing and an inspect run in its pool)
+        assert name in docker("ps", "--format", "{{.Names}}", timeout=20).stdout
+        assert docker("inspect", "-f", "{{.State.Running}}", name, timeout=20).stdout == "true\n"
+        following = threads()
+    finally:
+        for s in socks:
+            s.close()
+    # each follower's reader ends with its client (the thread pool keeps the workers it started meanwhile)
+    assert eventually(lambda: threads() <= following - 12, timeout=10), (following, threads())
     docker("rm", "-f", name)
     assert api.errors() == ""
 

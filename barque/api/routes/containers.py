@@ -7,6 +7,7 @@ Attach (and start of a container someone is attached or waiting on) is in attach
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from aiohttp import web
 from barque.api.app import json_body, json_response, query_bool, query_int, state_of
 from barque.api.errors import ApiError, BadParameter
 from barque.api.filters import as_cli_filters, parse_filters
+from barque.api.streams import stream_thread
 
 
 def brief(engine, ref: str) -> dict:
@@ -296,58 +298,38 @@ async def logs(request: web.Request) -> web.StreamResponse:
     resp.content_type = "application/vnd.docker.raw-stream" if info["tty"] else \
         "application/vnd.docker.multiplexed-stream"
     await resp.prepare(request)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
-    stop_flag = {"stop": False}
     tty = info["tty"]
+    settings = state.settings
 
-    def produce(engine) -> None:
+    def produce(put, stopped) -> None:
         from barque.container.logs import format_entry, read_logs
+        from barque.engine import Engine
+        from barque.errors import NotFound
 
-        c = engine.containers.get(info["id"])
+        with Engine(settings) as engine:
+            try:
+                c = engine.containers.get(info["id"])
+            except NotFound:
+                return  # removed meanwhile: nothing more to follow
 
-        def running() -> bool:
-            if stop_flag["stop"]:
-                return False
-            return c.refresh().get("Status") in ("running", "paused", "restarting")
+            def running() -> bool:
+                if stopped():
+                    return False
+                return c.refresh().get("Status") in ("running", "paused", "restarting")
 
-        try:
             for entry in read_logs(info["log_path"], tail=tail, since=since, until=until, follow=follow,
                                    still_running=running):
-                if stop_flag["stop"]:
+                if stopped():
                     break
                 if (entry.stream == "stderr" and not stderr) or (entry.stream != "stderr" and not stdout):
                     continue
                 data = format_entry(entry, timestamps)
                 if not tty:
                     data = bytes([2 if entry.stream == "stderr" else 1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
-                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
-        finally:
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+                put(data)
 
-    import os
-
-    if not os.path.exists(info["log_path"]) and not follow:
-        await resp.write_eof()
-        return resp
-    producer = asyncio.ensure_future(state.read(produce))
-    try:
-        while True:
-            data = await queue.get()
-            if data is None:
-                break
-            await resp.write(data)
-    except (ConnectionError, asyncio.CancelledError):
-        stop_flag["stop"] = True
-        while not producer.done():  # let the reader thread see the flag and end
-            try:
-                queue.get_nowait()
-            except asyncio.QueueEmpty:
-                await asyncio.sleep(0.05)
-        raise
-    finally:
-        stop_flag["stop"] = True
-    await producer
+    if os.path.exists(info["log_path"]) or follow:
+        await stream_thread(resp, produce, f"logs of {info['id'][:12]}")
     await resp.write_eof()
     return resp
 

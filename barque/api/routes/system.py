@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import platform
-import threading
 import time
 
 from aiohttp import web
@@ -16,8 +13,7 @@ from barque.api.app import (MAX_VERSION, MIN_VERSION, SERVER_VERSION, api_versio
                             version_text)
 from barque.api.errors import BadParameter
 from barque.api.filters import parse_filters
-
-log = logging.getLogger(__name__)
+from barque.api.streams import stream_thread
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
@@ -99,48 +95,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=200)
     resp.content_type = "application/json"
     await resp.prepare(request)  # the headers now: a client waits for them before it starts what it watches
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
-    stopped = threading.Event()
     root = state.settings.root
 
-    def put(item) -> None:
-        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        while not stopped.is_set():
-            try:
-                fut.result(timeout=0.5)
-                return
-            except TimeoutError:
-                continue
-        fut.cancel()
-
-    def produce() -> None:
+    def produce(put, stopped) -> None:
         from barque.container.events import read
 
-        try:
-            for event in read(root, since, until, flt, follow=follow, stop=stopped.is_set):
-                if stopped.is_set():
-                    break
-                put(json.dumps(event, separators=(",", ":")).encode() + b"\n")
-        except Exception as e:  # noqa: BLE001 - reported to the client in the stream's end
-            put(e)
-        finally:
-            if not stopped.is_set():
-                put(None)
+        for event in read(root, since, until, flt, follow=follow, stop=stopped):
+            if stopped():
+                break
+            put(json.dumps(event, separators=(",", ":")).encode() + b"\n")
 
-    reader = threading.Thread(target=produce, name="barque-events", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            if isinstance(item, Exception):  # the headers are out: the stream just ends, as dockerd's does
-                log.error("events: reading the event log failed: %s", item)
-                break
-            await resp.write(item)
-    finally:
-        stopped.set()  # the reader sees it within one poll, and stops
+    await stream_thread(resp, produce, "events: reading the event log")
     await resp.write_eof()
     return resp
 
