@@ -63,8 +63,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         await relay(conn, sock, tty=info["tty"], stdin=streams["stdin"], detach_keys=keys,
                     on_exit=lambda e: state.exits.post(info["id"], e))
         return resp
-    if info["status"] in ("exited", "dead") and not query_bool(request, "stdin"):
-        pass  # Docker holds such an attach too: a later start serves it
+    # not running (created, or exited: Docker holds such an attach too): held until a start serves it
     pending = PendingAttach(conn=conn, streams=streams, tty=info["tty"], detach_keys=keys)
     state.pending_attach.setdefault(info["id"], []).append(pending)
     try:
@@ -89,15 +88,13 @@ async def _replay_logs(state, info: dict, conn, streams: dict) -> None:
     def read(engine) -> list[tuple[str, bytes]]:
         from barque.container.logs import read_logs
 
-        return [(e.stream, e.data if hasattr(e, "data") else e.text) for e in read_logs(info["log_path"])]
+        return [(e.stream, e.data) for e in read_logs(info["log_path"])]
 
     try:
         entries = await state.read(read)
     except Exception:  # noqa: BLE001 - no log yet
         return
     for stream, data in entries:
-        if isinstance(data, str):
-            data = data.encode()
         kind = 2 if stream == "stderr" else 1
         if not streams["stderr" if kind == 2 else "stdout"]:
             continue
