@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from barque.api.errors import BadParameter
 
-__all__ = ["check_create_body", "check_fields", "go_type", "string_map"]
+__all__ = ["check_create_body", "check_config", "check_fields", "go_type", "string_map"]
 
 _STR, _INT, _BOOL, _LIST, _DICT = "string", "integer", "boolean", "array", "object"
 
@@ -50,25 +50,118 @@ def _check(obj: dict, table: dict, where: str) -> None:
             continue
         kinds = kinds if isinstance(kinds, tuple) else (kinds,)
         if not any(_is(value, k) for k in kinds):
-            got = type(value).__name__.replace("str", "string").replace("dict", "object").replace("list", "array")
-            raise BadParameter(f"json: cannot unmarshal {got} into Go struct field {where}.{key} of type "
+            raise BadParameter(f"json: cannot unmarshal {go_type(value)} into Go struct field {where}.{key} of type "
                                f"{' or '.join(kinds)}")
 
 
-def check_create_body(body: dict) -> None:
-    _check(body, CONFIG, "Config")
-    host = body.get("HostConfig")
-    if isinstance(host, dict):
-        _check(host, HOST_CONFIG, "HostConfig")
-    for key in ("Env", "Cmd", "Entrypoint"):
-        value = body.get(key)
+#: the []string fields, the []struct fields (with their Go types) and the map[string]string fields of each struct
+STRING_LISTS = {
+    "Config": ("Env", "Cmd", "Entrypoint", "OnBuild", "Shell"),
+    "HostConfig": ("Binds", "CapAdd", "CapDrop", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "Links",
+                   "SecurityOpt", "VolumesFrom", "DeviceCgroupRules", "MaskedPaths", "ReadonlyPaths"),
+}
+MOUNT = {"Type": _STR, "Source": _STR, "Target": _STR, "ReadOnly": _BOOL, "Consistency": _STR, "BindOptions": _DICT,
+         "VolumeOptions": _DICT, "TmpfsOptions": _DICT}
+MOUNT_OPTIONS = {"BindOptions": {"Propagation": _STR, "NonRecursive": _BOOL, "CreateMountpoint": _BOOL},
+                 "VolumeOptions": {"NoCopy": _BOOL, "Labels": _DICT, "DriverConfig": _DICT},
+                 "TmpfsOptions": {"SizeBytes": _INT, "Mode": _INT}}
+OBJECT_LISTS = {"Mounts": ("mount.Mount", MOUNT),
+                "Devices": ("container.DeviceMapping", {"PathOnHost": _STR, "PathInContainer": _STR,
+                                                        "CgroupPermissions": _STR}),
+                "Ulimits": ("units.Ulimit", {"Name": _STR, "Soft": _INT, "Hard": _INT})}
+STRING_MAPS = {"Config": ("Labels",), "HostConfig": ("Sysctls", "StorageOpt", "Tmpfs")}
+HEALTHCHECK = {"Test": _LIST, "Interval": _INT, "Timeout": _INT, "StartPeriod": _INT, "StartInterval": _INT,
+               "Retries": _INT}
+RESTART_POLICY = {"Name": _STR, "MaximumRetryCount": _INT}
+LOG_CONFIG = {"Type": _STR, "Config": _DICT}
+PORT_BINDING = {"HostIp": _STR, "HostPort": _STR}
+
+
+def _strings_in(obj: dict, keys, where: str) -> None:
+    for key in keys:
+        value = obj.get(key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise BadParameter(f"json: cannot unmarshal a non-string into Go struct field Config.{key} of type "
+            raise BadParameter(f"json: cannot unmarshal a non-string into Go struct field {where}.{key} of type "
                                "[]string")
+
+
+def _port(spec: str, shown: str | None = None) -> None:
+    """dockerd's check of a port key (`80`, `80/tcp`, `8000-8010/udp`) or host port: 400 when it is none."""
+    number = spec.partition("/")[0]
+    low, dash, high = number.partition("-")
+    if not all(p.isdigit() and 0 <= int(p) <= 65535 for p in ((low, high) if dash else (low,))):
+        raise BadParameter(f'invalid port specification: "{shown if shown is not None else number}"')
+
+
+def check_config(body: dict) -> None:
+    """A container's Config (a create's body, a commit's): the types Docker's struct has, Cmd and Entrypoint as lists
+    (Docker's StrSlice takes a string too), the exposed ports' keys."""
+    _check(body, CONFIG, "Config")
+    _strings_in(body, STRING_LISTS["Config"], "Config")
+    for key in STRING_MAPS["Config"]:
+        string_map(body.get(key), f"Config.{key}")
+    health = body.get("Healthcheck")
+    if isinstance(health, dict):
+        _check(health, HEALTHCHECK, "HealthConfig")
+        _strings_in(health, ("Test",), "HealthConfig")
+    for key in body.get("ExposedPorts") or {}:
+        _port(key)
     if isinstance(body.get("Cmd"), str):
         body["Cmd"] = [body["Cmd"]]
     if isinstance(body.get("Entrypoint"), str):
         body["Entrypoint"] = [body["Entrypoint"]]
+
+
+def check_host_config(host: dict) -> None:
+    _check(host, HOST_CONFIG, "HostConfig")
+    _strings_in(host, STRING_LISTS["HostConfig"], "HostConfig")
+    for key, (go, table) in OBJECT_LISTS.items():
+        for item in host.get(key) or []:
+            if not isinstance(item, dict):
+                raise BadParameter(f"json: cannot unmarshal {go_type(item)} into Go struct field HostConfig.{key} of "
+                                   f"type {go}")
+            _check(item, table, go.partition(".")[2])
+    for mount in host.get("Mounts") or []:
+        for key, table in MOUNT_OPTIONS.items():
+            if isinstance(mount.get(key), dict):
+                _check(mount[key], table, key)
+        volume = mount.get("VolumeOptions") or {}
+        string_map(volume.get("Labels"), "VolumeOptions.Labels")
+        if isinstance(volume.get("DriverConfig"), dict):
+            _check(volume["DriverConfig"], {"Name": _STR, "Options": _DICT}, "Driver")
+            string_map(volume["DriverConfig"].get("Options"), "Driver.Options")
+    for key in STRING_MAPS["HostConfig"]:
+        string_map(host.get(key), f"HostConfig.{key}")
+    for key, table, where in (("RestartPolicy", RESTART_POLICY, "RestartPolicy"),
+                              ("LogConfig", LOG_CONFIG, "LogConfig")):
+        if isinstance(host.get(key), dict):
+            _check(host[key], table, where)
+    string_map((host.get("LogConfig") or {}).get("Config"), "LogConfig.Config")
+    for key, bindings in (host.get("PortBindings") or {}).items():
+        _port(key)
+        if bindings is None:
+            continue
+        if not isinstance(bindings, list) or not all(isinstance(b, dict) for b in bindings):
+            raise BadParameter(f"json: cannot unmarshal {go_type(bindings)} into Go struct field "
+                               "HostConfig.PortBindings of type []nat.PortBinding")
+        for b in bindings:
+            _check(b, PORT_BINDING, "PortBinding")
+            if b.get("HostPort"):
+                _port(b["HostPort"], b["HostPort"])
+
+
+def check_create_body(body: dict) -> None:
+    check_config(body)
+    host = body.get("HostConfig")
+    if isinstance(host, dict):
+        check_host_config(host)
+    networking = body.get("NetworkingConfig")
+    if isinstance(networking, dict):
+        _check(networking, {"EndpointsConfig": _DICT}, "NetworkingConfig")
+        for value in (networking.get("EndpointsConfig") or {}).values():
+            if value is not None and not isinstance(value, dict):
+                raise BadParameter(f"json: cannot unmarshal {go_type(value)} into Go struct field "
+                                   "NetworkingConfig.EndpointsConfig of type network.EndpointSettings")
 
 
 def go_type(value) -> str:

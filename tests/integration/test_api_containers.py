@@ -47,6 +47,40 @@ def test_bad_requests_get_docker_errors_and_the_server_keeps_serving(api):
     assert api.errors() == ""
 
 
+def test_create_and_commit_bodies_of_the_wrong_shape_are_400_not_500(api, docker):
+    """Fields the engine takes apart (lists of strings, of objects, maps of strings, port keys) are checked by type
+    first, as dockerd decodes them: a wrong one is the client's 400 naming the field, never a fault of the server."""
+    def create(**fields):
+        status, _, body = http(api.sock, "POST", "/containers/create",
+                               json.dumps({"Image": "busybox", **fields}).encode())
+        return status, json.loads(body).get("message")
+
+    prefix = "json: cannot unmarshal"
+    assert create(HostConfig={"Binds": [1]}) == (
+        400, f"{prefix} a non-string into Go struct field HostConfig.Binds of type []string")
+    for key in ("ExtraHosts", "VolumesFrom", "Links", "CapAdd", "Dns", "SecurityOpt"):
+        assert create(HostConfig={key: [5]})[0] == 400, key
+    assert create(HostConfig={"Mounts": [5]}) == (
+        400, f"{prefix} number into Go struct field HostConfig.Mounts of type mount.Mount")
+    assert create(HostConfig={"RestartPolicy": {"Name": 5}})[0] == 400
+    assert create(HostConfig={"PortBindings": {"80/tcp": "8080"}}) == (
+        400, f"{prefix} string into Go struct field HostConfig.PortBindings of type []nat.PortBinding")
+    assert create(HostConfig={"PortBindings": {"80/tcp": [{"HostPort": "http"}]}}) == (
+        400, 'invalid port specification: "http"')
+    assert create(NetworkingConfig={"EndpointsConfig": 5})[0] == 400
+    assert create(Labels={"a": 1}) == (400, f"{prefix} number into Go struct field Config.Labels of type string")
+    assert create(ExposedPorts={"web": {}}) == (400, 'invalid port specification: "web"')
+    assert create(Healthcheck={"Test": "true"})[0] == 400
+    cid = docker("create", "busybox", "true").stdout.strip()
+    status, _, body = http(api.sock, "POST", f"/commit?container={cid}", b'{"Env": 5}',
+                           {"Content-Type": "application/json"})
+    assert (status, json.loads(body)["message"]) == (400, f"{prefix} number into Go struct field Config.Env of type "
+                                                          "array")
+    assert docker("ps", "-a", "-q", "--no-trunc").stdout.split() == [cid]  # only the one made right
+    docker("rm", cid)
+    assert api.errors() == ""
+
+
 def test_run_in_the_foreground_passes_output_and_exit_code(docker):
     r = docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
     assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")

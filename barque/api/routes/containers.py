@@ -68,6 +68,8 @@ def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list
         ports = port_list(net["Ports"]) if running else []
         for key in (rec["Config"].get("ExposedPorts") or {}):
             number, _, proto = key.partition("/")
+            if not number.isdigit():
+                continue  # a range ("8000-8010/tcp"): no one port to list
             if not any(p["PrivatePort"] == int(number) and p["Type"] == (proto or "tcp") for p in ports):
                 ports.append({"PrivatePort": int(number), "Type": proto or "tcp"})
         mode = rec["HostConfig"].get("NetworkMode") or "default"

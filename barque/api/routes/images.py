@@ -20,6 +20,7 @@ from aiohttp import web
 from barque.api.app import json_body, json_response, query_bool, state_of
 from barque.api.errors import BadParameter
 from barque.api.filters import check_keys, parse_filters
+from barque.api.schema import check_config
 from barque.api.streams import stream_call
 
 LIST_FILTERS = frozenset({"dangling", "label", "before", "since", "reference"})
@@ -361,6 +362,8 @@ async def commit(request: web.Request) -> web.StreamResponse:
     config = await json_body(request)
     if config is not None and not isinstance(config, dict):
         raise BadParameter("invalid JSON: the body must be a container config object")
+    if config is not None:
+        check_config(config)
     ref = repo_tag(q["repo"], q.get("tag", "")) if q.get("repo") else None
     pause_text = q.get("pause", "")
     args = {"container": container, "ref": ref, "comment": q.get("comment", ""), "author": q.get("author", ""),
