@@ -2,9 +2,10 @@
 and docker-py pointed at it, and a teardown that stops the server and removes whatever the test left.
 
 Fixtures: `api` (a server over the `bb` root: busybox loaded), `docker` (runs the docker CLI against it),
-`docker_client` (a docker-py client), `lab_api` (a server inside the host namespace of tests/netlab.py, for tests
-whose containers talk over the network). The whole suite already runs in a throwaway network namespace (conftest),
-so containers the server starts never touch the machine's interfaces.
+`docker_client` (a docker-py client), `running` (the name of a sleeping busybox container), `lab_api` (a server
+inside the host namespace of tests/netlab.py, for tests whose containers talk over the network). The whole suite
+already runs in a throwaway network namespace (conftest), so containers the server starts never touch the machine's
+interfaces.
 
 Raw requests, for what no client would send: `http` (one exchange: status, headers, body) and `call` (JSON in, JSON
 out); `operation_children` (the zygote's children: operations still running).
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BARQUE, Result
+from tests.conftest import BARQUE, Result, unique
 
 LISTENING = "barque API listening on"
 
@@ -126,6 +127,17 @@ def lab_api(lab_barque, tmp_path):
 @pytest.fixture
 def docker(api) -> Docker:
     return Docker(api)
+
+
+@pytest.fixture
+def running(docker):
+    """A busybox container that sleeps (its name), made through the API and removed after the test."""
+    name = unique("run")
+    docker("run", "-d", "--name", name, "busybox", "sleep", "600")
+    try:
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
 
 
 @pytest.fixture

@@ -14,21 +14,11 @@ import time
 import pytest
 
 from tests.api_support import http
-from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
+from tests.api_support import api, docker, docker_client, running  # noqa: F401 - fixtures
 from tests.conftest import unique
 from tests.netlab import eventually
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def running(docker):
-    name = unique("ar")
-    docker("run", "-d", "--name", name, "busybox", "sleep", "600")
-    try:
-        yield name
-    finally:
-        docker("rm", "-f", name, check=False)
 
 
 @pytest.fixture

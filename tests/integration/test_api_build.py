@@ -437,20 +437,25 @@ def _start_build(api, body: bytes, length: int | None = None, path: str = "/buil
     return s
 
 
+def _read_until(s, marker: bytes, timeout: float = 60) -> bytes:
+    """What the build's answer brings until `marker` (or its end, or `timeout`)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
 def test_a_client_gone_mid_build_leaves_nothing(api, tmp_path):
     marker = "4321"  # the RUN's sleep, to find its process
     body = tarball({"Dockerfile": f"FROM busybox\nRUN echo started && sleep {marker}\n"})
     before = image_ids(api)
     s = _start_build(api, body, path="/build?networkmode=none&t=never:1")
-    seen = b""
-    deadline = time.monotonic() + 60
     try:
-        while b"started" not in seen and time.monotonic() < deadline:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            seen += chunk
-        assert b"started" in seen
+        assert b"started" in _read_until(s, b"started")
         assert leftovers(api)  # the step's snapshot and mount are there while it runs
     finally:
         s.close()
@@ -470,15 +475,8 @@ def test_a_client_gone_mid_build_of_parallel_stages_leaves_nothing(api):
                                   "FROM busybox AS b\nRUN echo started-b && sleep 4323\n"
                                   "FROM busybox\nCOPY --from=a /etc/hostname /a\nCOPY --from=b /etc/hostname /b\n"})
     s = _start_build(api, body)
-    seen = b""
-    deadline = time.monotonic() + 60
     try:
-        while b"started-a" not in seen and time.monotonic() < deadline:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            seen += chunk
-        assert b"started-a" in seen
+        assert b"started-a" in _read_until(s, b"started-a")
         if (os.cpu_count() or 1) > 1:  # both RUNs at once
             deadline = time.monotonic() + 30
             while "sleep 4323" not in _processes() and time.monotonic() < deadline:
