@@ -17,7 +17,7 @@ from pathlib import Path
 
 from barque.container.monitor import ERR, EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE
 
-__all__ = ["PendingAttach", "connect_monitor", "relay", "ExitBoard"]
+__all__ = ["PendingAttach", "connect_monitor", "relay", "ExitBoard", "frame"]
 
 
 @dataclass
@@ -132,7 +132,7 @@ async def relay(conn, sock: socket.socket, *, tty: bool, stdin: bool, detach_key
                 return
             if kind in (OUT, ERR) and not conn.gone:
                 try:
-                    await conn.write(payload if tty else HEADER.pack(kind, len(payload)) + payload)
+                    await conn.write(payload if tty else frame(kind, payload))
                 except ConnectionError:
                     return
 
@@ -144,7 +144,7 @@ async def relay(conn, sock: socket.socket, *, tty: bool, stdin: bool, detach_key
                 if conn.gone:
                     return  # the client went away: detach (the container keeps running)
                 if stdin:  # half-closed: the container's stdin ends, its output still flows to the client
-                    writer.write(HEADER.pack(STDIN_CLOSE, 0))
+                    writer.write(frame(STDIN_CLOSE, b""))
                     await writer.drain()
                 await asyncio.Future()
             if not stdin:
@@ -152,11 +152,11 @@ async def relay(conn, sock: socket.socket, *, tty: bool, stdin: bool, detach_key
             if tty and detach_keys:
                 data, matched, detached = _split_detach(data, detach_keys, matched)
                 if data:
-                    writer.write(HEADER.pack(STDIN, len(data)) + data)
+                    writer.write(frame(STDIN, data))
                 if detached:
                     return
             else:
-                writer.write(HEADER.pack(STDIN, len(data)) + data)
+                writer.write(frame(STDIN, data))
             await writer.drain()
 
     out_task = asyncio.ensure_future(outward())
@@ -176,6 +176,10 @@ async def relay(conn, sock: socket.socket, *, tty: bool, stdin: bool, detach_key
     return exit_info
 
 
+def frame(kind: int, payload: bytes) -> bytes:
+    """One frame of the monitor's protocol: Docker's multiplexed stream (stdout 1, stderr 2) is made of these."""
+    return HEADER.pack(kind, len(payload)) + payload
+
+
 def resize_frame(rows: int, cols: int) -> bytes:
-    payload = f"{rows} {cols}".encode()
-    return HEADER.pack(RESIZE, len(payload)) + payload
+    return frame(RESIZE, f"{rows} {cols}".encode())

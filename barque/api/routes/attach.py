@@ -20,7 +20,7 @@ from barque.api.app import api_version, query_bool, query_int, state_of
 from barque.api.errors import ApiError, BadParameter, ConflictError
 from barque.api.hijack import MULTIPLEXED, RAW, hijack
 from barque.api.routes.containers import brief
-from barque.api.sessions import PendingAttach, connect_monitor, relay, resize_frame
+from barque.api.sessions import ERR, OUT, PendingAttach, connect_monitor, frame, relay, resize_frame
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
 
@@ -95,10 +95,10 @@ async def _replay_logs(state, info: dict, conn, streams: dict) -> None:
     except Exception:  # noqa: BLE001 - no log yet
         return
     for stream, data in entries:
-        kind = 2 if stream == "stderr" else 1
-        if not streams["stderr" if kind == 2 else "stdout"]:
+        kind = ERR if stream == "stderr" else OUT
+        if not streams["stderr" if kind == ERR else "stdout"]:
             continue
-        await conn.write(data if info["tty"] else bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data)
+        await conn.write(data if info["tty"] else frame(kind, data))
 
 
 async def start(request: web.Request) -> web.StreamResponse:

@@ -304,6 +304,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     settings = state.settings
 
     def produce(put, stopped) -> None:
+        from barque.api.sessions import ERR, OUT, frame
         from barque.container.logs import format_entry, read_logs
         from barque.engine import Engine
         from barque.errors import NotFound
@@ -327,7 +328,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
                     continue
                 data = format_entry(entry, timestamps)
                 if not tty:
-                    data = bytes([2 if entry.stream == "stderr" else 1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+                    data = frame(ERR if entry.stream == "stderr" else OUT, data)
                 put(data)
 
     if os.path.exists(info["log_path"]) or follow:

@@ -24,6 +24,7 @@ from aiohttp import web
 from barque.api.app import api_version, json_body, json_response, state_of
 from barque.api.errors import ApiError, BadParameter
 from barque.api.hijack import MULTIPLEXED, RAW, hijack, upgrading
+from barque.api.sessions import OUT, frame
 
 #: finished exec instances kept for inspect (dockerd keeps them until their container goes); the oldest go first
 KEEP_FINISHED = 1000
@@ -245,7 +246,7 @@ async def _say(conn, message: str, raw: bool) -> None:
     """A start's failure, told in the hijacked stream as dockerd tells it."""
     data = (message + "\r\n").encode()
     if not raw:
-        data = bytes([1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+        data = frame(OUT, data)
     try:
         await conn.write(data)
     except ConnectionError:
