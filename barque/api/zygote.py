@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from barque.api.errors import ApiError, kind_of, status_of
 
-__all__ = ["Zygote", "Call", "Channel", "OPS", "op"]
+__all__ = ["Zygote", "Call", "Channel", "OPS", "op", "error_of"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ class Channel:
         return self.sock.makefile(mode, buffering=0 if "b" in mode else -1)
 
 
+def error_of(err: dict) -> ApiError:
+    """A child's `{"error": {…}}` (Channel.fail) as the ApiError it stands for."""
+    e = ApiError(err.get("status") or status_of(err.get("kind", "internal")), err.get("message") or "error")
+    e.kind = err.get("kind")
+    e.code = err.get("code")
+    return e
+
+
 class Call:
     """The server's end of one call."""
 
@@ -96,11 +104,7 @@ class Call:
             raise ApiError(500, "the operation ended without an answer (its process died)")
         msg = json.loads(line)
         if "error" in msg:
-            err = msg["error"]
-            e = ApiError(err.get("status") or status_of(err.get("kind", "internal")), err.get("message", "error"))
-            e.kind = err.get("kind")
-            e.code = err.get("code")
-            raise e
+            raise error_of(msg["error"])
         self._result = msg.get("ok")
         return self._result
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from barque.api.app import query_bool, state_of
 from barque.api.errors import ApiError, BadParameter
 from barque.api.streams import stream_call
+from barque.api.zygote import error_of
 
 CHUNK = 1 << 16
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -56,10 +57,7 @@ def _error_of(line: bytes) -> ApiError | None:
     if not line:
         return ApiError(500, "the extraction ended without an answer (its process died)")
     msg = json.loads(line)
-    if "error" not in msg:
-        return None
-    err = msg["error"]
-    return ApiError(err.get("status") or 500, err.get("message") or "error")
+    return error_of(msg["error"]) if "error" in msg else None
 
 
 async def put(request: web.Request) -> web.StreamResponse:
