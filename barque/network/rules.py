@@ -65,6 +65,8 @@ def _link_rules(db, networks: dict, running: set[str]) -> list:
                 exposed = (json.loads(target[0]["record"]).get("Config") or {}).get("ExposedPorts") or {}
                 for port in exposed:
                     number, _, proto = port.partition("/")
+                    if not number.isdigit():
+                        continue  # not one port (a range sent through the API): nothing a rule could name
                     out.append(LinkRule(net.bridge, ip_of[(nid, r["id"])], ip_of[(nid, target_id)], proto or "tcp",
                                         int(number)))
     return out

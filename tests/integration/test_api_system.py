@@ -96,6 +96,8 @@ def test_past_events_between_since_and_until_with_filters(api, docker):
     assert status == 400 and "yesterday" in body["message"]
     status, body = call(api, "GET", "/events?until=1&filters=notjson")
     assert status == 400 and "invalid filter" in body["message"]
+    status, body = call(api, "GET", '/events?until=1&filters={"bogus":["x"]}')
+    assert (status, body["message"]) == (400, "invalid filter 'bogus'")
 
 
 def test_a_live_event_stream_sees_a_container_live_and_die(docker_client):

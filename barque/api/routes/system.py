@@ -12,7 +12,7 @@ from barque import __version__
 from barque.api.app import (MAX_VERSION, MIN_VERSION, SERVER_VERSION, api_version, json_response, state_of,
                             version_text)
 from barque.api.errors import BadParameter
-from barque.api.filters import parse_filters
+from barque.api.filters import check_keys, parse_filters
 from barque.api.streams import stream_thread
 
 
@@ -77,6 +77,11 @@ def _event_time(request: web.Request, name: str, now: float) -> float | None:
         raise BadParameter(f"invalid value for {name}: {getattr(e, 'message', e)}") from None
 
 
+#: what dockerd's events accept (its acceptedEventFilterTags)
+EVENT_FILTERS = frozenset({"container", "daemon", "event", "image", "label", "network", "plugin", "scope", "type",
+                           "volume", "node", "service", "secret", "config"})
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     """Docker's event stream: the recorded events between `since` and `until` that pass the filters, then (unless
     `until` is past) new ones as they happen, one JSON object a line, until `until` or the client goes. Without
@@ -89,6 +94,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise BadParameter(f"`since` time ({request.query['since']}) cannot be after `until` time "
                            f"({request.query['until']})")
     flt = parse_filters(request.query.get("filters"))
+    check_keys(flt, EVENT_FILTERS)
     if since is None and until is None:
         since = now
     follow = until is None or until >= now
