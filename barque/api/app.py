@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -57,16 +58,18 @@ class ApiState:
             self.exits = ExitBoard()
 
     async def read(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        """Run a read-only engine function (listings, inspect, logs) in a thread with an Engine of its own."""
-        settings = self.settings
+        """Run a read-only engine function (listings, inspect, logs) in one of the server's reader threads, each
+        with an Engine of its own kept for the thread's life (its database connection is opened once, not per
+        request)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._in_thread, fn, args, kwargs)
 
-        def work():
+    def _in_thread(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        engine = getattr(_READERS, "engine", None)
+        if engine is None:
             from barque.engine import Engine
 
-            with Engine(settings) as engine:
-                return fn(engine, *args, **kwargs)
-
-        return await asyncio.get_running_loop().run_in_executor(None, work)
+            engine = _READERS.engine = Engine(self.settings)
+        return fn(engine, *args, **kwargs)
 
     async def op(self, name: str, args: dict | None = None) -> Any:
         """Run an engine operation in a child of the zygote; its result, or ApiError."""
@@ -74,6 +77,10 @@ class ApiState:
 
     async def call(self, name: str, args: dict | None = None, fds: tuple[int, ...] = ()):
         return await self.zygote.call(name, args, fds)
+
+
+#: the reader threads' own Engines (threading.local: an Engine's database connection belongs to one thread)
+_READERS = threading.local()
 
 
 def state_of(request: web.Request) -> ApiState:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from pathlib import Path
 
 from barque.errors import Conflict, InvalidArgument, NotFound
@@ -231,7 +232,7 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
     host = c.record["HostConfig"]
     mode = host.get("NetworkMode") or "default"
     path = netns_path(engine.settings.run_root, c.id)
-    active = running and path.exists()
+    active = running and os.path.exists(path)
     ports: dict = {}  # Docker clears them when the container stops (and has none before it first starts)
     if running:
         for port in (c.record["Config"].get("ExposedPorts") or {}):
@@ -260,7 +261,7 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
                  "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
                  "DriverOpts": None}
         if active:
-            entry.update({"EndpointID": ep["id"], "Gateway": str(net.gateway), "IPAddress": ep["ip"],
+            entry.update({"EndpointID": ep["id"], "Gateway": net.gateway_text, "IPAddress": ep["ip"],
                           "IPPrefixLen": net.subnet.prefixlen, "MacAddress": ep["mac"]})
         networks[net.name] = entry
         if net.is_default or (i == 0 and mode == "bridge"):

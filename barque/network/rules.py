@@ -27,7 +27,7 @@ def network_lock(run_root: Path) -> Iterator[None]:
 
 
 def netns_path(run_root: Path, cid: str) -> Path:
-    return Path(run_root) / "netns" / cid
+    return Path(f"{run_root}/netns/{cid}")  # one parse (listings ask once per container)
 
 
 def running_ids(run_root: Path) -> set[str]:

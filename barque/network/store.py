@@ -11,6 +11,7 @@ message. Every change runs in one `BEGIN IMMEDIATE` transaction, so two concurre
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -68,17 +69,21 @@ class Network:
         cfg = (self.record.get("IPAM") or {}).get("Config") or []
         return cfg[0] if cfg else {}
 
-    @property
+    @functools.cached_property  # parsed once per record: listings ask for them once per container
     def subnet(self) -> ipaddress.IPv4Network | None:
         s = self._ipam.get("Subnet")
         return ipaddress.IPv4Network(s) if s else None
 
-    @property
+    @functools.cached_property  # parsed once per record: listings ask for them once per container
     def gateway(self) -> ipaddress.IPv4Address | None:
         g = self._ipam.get("Gateway")
         return ipaddress.IPv4Address(g) if g else None
 
-    @property
+    @functools.cached_property
+    def gateway_text(self) -> str:
+        return str(self.gateway) if self.gateway is not None else ""
+
+    @functools.cached_property  # parsed once per record: listings ask for them once per container
     def ip_range(self) -> ipaddress.IPv4Network | None:
         r = self._ipam.get("IPRange")
         return ipaddress.IPv4Network(r) if r else None
