@@ -22,6 +22,10 @@ _INHERITED: list = []
 
 
 class Engine:
+    #: set by a process that keeps this Engine to read with for a long time (the API server's reader threads): stores
+    #: may then reuse what they parsed while the database says it is unchanged
+    long_lived_reader = False
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.root
@@ -71,7 +75,8 @@ class Engine:
     def containers(self):
         from barque.container.store import ContainerStore
 
-        return ContainerStore(self.db, self.root / "containers", self.run_root / "containers")
+        return ContainerStore(self.db, self.root / "containers", self.run_root / "containers",
+                              reuse_parsed=self.long_lived_reader)
 
     @functools.cached_property
     def volumes(self):

@@ -69,6 +69,7 @@ class ApiState:
             from barque.engine import Engine
 
             engine = _READERS.engine = Engine(self.settings)
+            engine.long_lived_reader = True  # its readers treat records as read-only
         return fn(engine, *args, **kwargs)
 
     async def op(self, name: str, args: dict | None = None) -> Any:

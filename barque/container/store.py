@@ -164,20 +164,38 @@ class Container:
 
 
 class ContainerStore:
-    def __init__(self, db, root: Path, run_root: Path) -> None:
+    def __init__(self, db, root: Path, run_root: Path, reuse_parsed: bool = False) -> None:
         self.db = db
         self.root = Path(root)
         self.run_root = Path(run_root)
+        #: with `reuse_parsed` (a long-lived reader: the API server's), records parsed before are reused while their
+        #: text in the database is the same — callers must then treat records as read-only
+        self._parsed: dict[str, tuple[str, dict]] | None = {} if reuse_parsed else None
 
     def dir(self, cid: str) -> Path:
-        return self.root / cid
+        return Path(f"{self.root}/{cid}")
 
     def run_dir(self, cid: str) -> Path:
-        return self.run_root / cid
+        return Path(f"{self.run_root}/{cid}")
 
     def _build(self, row) -> Container:
-        record = json.loads(row["record"])
-        return Container(record=record, dir=self.dir(row["id"]), run_dir=self.run_dir(row["id"]))
+        text, cid = row["record"], row["id"]
+        if self._parsed is None:
+            record = json.loads(text)
+        else:
+            hit = self._parsed.get(cid)
+            if hit is not None and hit[0] == text:
+                record = hit[1]
+            else:
+                record = json.loads(text)
+                self._parsed[cid] = (text, record)
+        return Container(record=record, dir=self.dir(cid), run_dir=self.run_dir(cid))
+
+    def forget_removed(self, present: set[str]) -> None:
+        """Drop parsed records of containers no longer present (a long-lived reader's memory stays bounded)."""
+        if self._parsed is not None:
+            for cid in [c for c in self._parsed if c not in present]:
+                del self._parsed[cid]
 
     def add(self, record: dict, conn=None, populate=None) -> Container:
         """Record a new container (in `conn`'s transaction when given, so it commits with what made it).
@@ -233,7 +251,10 @@ class ContainerStore:
         return self._build(rows[0])
 
     def list(self) -> list[Container]:
-        return [self._build(r) for r in self.db.query("SELECT * FROM containers ORDER BY created DESC")]
+        out = [self._build(r) for r in self.db.query("SELECT * FROM containers ORDER BY created DESC")]
+        if self._parsed is not None and len(self._parsed) > len(out):
+            self.forget_removed({c.id for c in out})
+        return out
 
     def update(self, c: Container) -> None:
         with self.db.transaction() as conn:
