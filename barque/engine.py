@@ -22,9 +22,9 @@ _INHERITED: list = []
 
 
 class Engine:
-    #: set by a process that keeps this Engine to read with for a long time (the API server's reader threads): stores
-    #: may then reuse what they parsed while the database says it is unchanged
-    long_lived_reader = False
+    #: set by a process that keeps Engines to read with for a long time (the API server's reader threads): caches
+    #: those Engines share, where stores keep what they parsed, reused while what it came from is unchanged
+    reader_caches: dict | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -76,7 +76,7 @@ class Engine:
         from barque.container.store import ContainerStore
 
         return ContainerStore(self.db, self.root / "containers", self.run_root / "containers",
-                              reuse_parsed=self.long_lived_reader)
+                              caches=self.reader_caches)
 
     @functools.cached_property
     def volumes(self):

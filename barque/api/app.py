@@ -50,6 +50,8 @@ class ApiState:
     exits: Any = None
     #: exec ID → the exec's configuration (exec create → start → inspect)
     execs: dict[str, dict] = field(default_factory=dict)
+    #: what the reader threads' Engines parsed (records, states, listing rows), shared by them (Engine.reader_caches)
+    reader_caches: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.exits is None:
@@ -69,7 +71,7 @@ class ApiState:
             from barque.engine import Engine
 
             engine = _READERS.engine = Engine(self.settings)
-            engine.long_lived_reader = True  # its readers treat records as read-only
+            engine.reader_caches = self.reader_caches  # its readers treat records as read-only
         return fn(engine, *args, **kwargs)
 
     async def op(self, name: str, args: dict | None = None) -> Any:

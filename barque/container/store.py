@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from barque.errors import Conflict, InvalidArgument, NotFound
 
@@ -100,6 +101,9 @@ class Container:
     dir: Path
     run_dir: Path
     _state: dict | None = field(default=None, repr=False)
+    #: how the state file is read, given the container (a long-lived reader's store passes one that reuses what it
+    #: parsed)
+    _reader: Callable[["Container"], dict] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -121,7 +125,8 @@ class Container:
     @property
     def state(self) -> dict:
         if self._state is None:
-            self._state = reconcile(read_state(self.state_path))
+            raw = self._reader(self) if self._reader is not None else read_state(self.state_path)
+            self._state = reconcile(raw)
         return self._state
 
     def refresh(self) -> dict:
@@ -164,13 +169,18 @@ class Container:
 
 
 class ContainerStore:
-    def __init__(self, db, root: Path, run_root: Path, reuse_parsed: bool = False) -> None:
+    def __init__(self, db, root: Path, run_root: Path, caches: dict | None = None) -> None:
         self.db = db
         self.root = Path(root)
         self.run_root = Path(run_root)
-        #: with `reuse_parsed` (a long-lived reader: the API server's), records parsed before are reused while their
-        #: text in the database is the same — callers must then treat records as read-only
-        self._parsed: dict[str, tuple[str, dict]] | None = {} if reuse_parsed else None
+        #: with `caches` (long-lived readers': the API server's threads share them), records and states parsed before
+        #: are reused while their text is the same — callers must then treat records as read-only
+        self._parsed: dict[str, tuple[str, dict]] | None = None
+        self._states: dict[str, tuple[bytes, dict]] = {}
+        self._root_text = str(self.root)
+        if caches is not None:
+            self._parsed = caches.setdefault("records", {})
+            self._states = caches.setdefault("states", {})
 
     def dir(self, cid: str) -> Path:
         return Path(f"{self.root}/{cid}")
@@ -189,13 +199,34 @@ class ContainerStore:
             else:
                 record = json.loads(text)
                 self._parsed[cid] = (text, record)
-        return Container(record=record, dir=self.dir(cid), run_dir=self.run_dir(cid))
+        return Container(record=record, dir=self.dir(cid), run_dir=self.run_dir(cid),
+                         _reader=self._read_state_reusing if self._parsed is not None else None)
+
+    def _read_state_reusing(self, c: "Container") -> dict:
+        """read_state, reusing the parse of the same bytes read before (a copy: callers may change the top level)."""
+        path = f"{self._root_text}/{c.id}/{STATE_FILE}"
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return empty_state()
+        hit = self._states.get(c.id)
+        if hit is not None and hit[0] == data:
+            return dict(hit[1])
+        try:
+            state = json.loads(data)
+        except ValueError:
+            return read_state(Path(path))
+        self._states[c.id] = (data, state)
+        return dict(state)
 
     def forget_removed(self, present: set[str]) -> None:
         """Drop parsed records of containers no longer present (a long-lived reader's memory stays bounded)."""
-        if self._parsed is not None:
-            for cid in [c for c in self._parsed if c not in present]:
-                del self._parsed[cid]
+        if self._parsed is not None:  # list() first: other threads may change the shared dicts meanwhile
+            for cid in [c for c in list(self._parsed) if c not in present]:
+                self._parsed.pop(cid, None)
+            for cid in [c for c in list(self._states) if c not in present]:
+                self._states.pop(cid, None)
 
     def add(self, record: dict, conn=None, populate=None) -> Container:
         """Record a new container (in `conn`'s transaction when given, so it commits with what made it).

@@ -300,3 +300,25 @@ def test_run_it_in_a_terminal_has_the_terminals_size(api):
         os.close(master)
     assert proc.returncode == 3
     assert b"33 101" in out, out
+
+
+def test_listings_follow_changes_made_elsewhere(api, docker):
+    """The server reuses listing rows while what they were made from is unchanged: changes made by the barque CLI
+    (another process: its database writes, the monitor's state files) show at the next `docker ps`."""
+    name = unique("seen")
+    docker("run", "-d", "--name", name, "busybox", "sleep", "300")
+
+    def row() -> str:
+        return docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.strip()
+
+    assert row() == f"{name} running"
+    assert row() == f"{name} running"  # a second listing: the reused row
+    api.barque("rename", name, name + "-x")
+    assert row() == f"{name}-x running"
+    api.barque("pause", name + "-x")
+    assert row() == f"{name}-x paused"
+    api.barque("unpause", name + "-x")
+    api.barque("stop", "-t", "0", name + "-x")
+    assert row() == f"{name}-x exited"
+    api.barque("rm", name + "-x")
+    assert row() == ""

@@ -61,9 +61,24 @@ def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list
     chosen = filter_containers(engine, parse_ps_filters(flt), all_=all_, last=limit if limit > 0 else -1)
     out = []
     prefetched = Prefetched(engine) if chosen else None
+    # a long-lived reader keeps the rows it built: a row is reused while everything it was made from is the same —
+    # the record (the very object the store reuses while the database text is unchanged), the state, whether the
+    # network namespace is there, the endpoints and published ports; only STATUS ("Up 3 minutes") is made anew
+    caches = engine.reader_caches
+    run_root = engine.settings.run_root
+    rows: dict | None = caches.setdefault("listing_rows", {}) if caches is not None and not size else None
     for c in chosen:
         rec, state = c.record, c.state
         running = state.get("Status") in ("running", "paused")
+        if rows is not None:
+            basis = (state, running and os.path.exists(f"{run_root}/netns/{c.id}"),
+                     prefetched.endpoints.get(c.id), [tuple(m) for m in prefetched.mappings.get(c.id, ())])
+            hit = rows.get(c.id)
+            if hit is not None and hit[0] is rec and hit[1] == basis:
+                item = dict(hit[2])
+                item["Status"] = status_text(state)
+                out.append(item)
+                continue
         net = network_settings(engine, c, running, prefetched)
         ports = port_list(net["Ports"]) if running else []
         for key in (rec["Config"].get("ExposedPorts") or {}):
@@ -94,7 +109,13 @@ def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list
             except Exception:  # noqa: BLE001 - a size is best effort, as Docker's
                 item["SizeRw"] = 0
             item["SizeRootFs"] = item["SizeRw"]
+        if rows is not None:
+            rows[c.id] = (rec, basis, item)
         out.append(item)
+    if rows is not None and len(rows) > 2 * len(chosen) + 64:  # containers gone or filtered out: forget them
+        keep = {c.id for c in chosen}
+        for cid in [k for k in list(rows) if k not in keep]:
+            rows.pop(cid, None)
     return out
 
 
