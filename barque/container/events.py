@@ -179,14 +179,6 @@ def _fuzzy(values: Sequence[str] | None, source: str) -> bool:
     return not values or any(source == v or source.startswith(v) for v in values)
 
 
-def _labels_match(values: Sequence[str] | None, attrs: Mapping[str, str]) -> bool:
-    for v in values or ():
-        key, sep, want = v.partition("=")
-        if key not in attrs or (sep and attrs[key] != want):
-            return False
-    return True
-
-
 def matches(event: Mapping, filters: Mapping[str, Sequence[str]] | None) -> bool:
     """Whether `event` passes `filters` (as from `parse_filters`): values of one name are alternatives, different
     names must all match."""
@@ -210,7 +202,9 @@ def matches(event: Mapping, filters: Mapping[str, Sequence[str]] | None) -> bool
         values = filters["image"]
         if not any(x in values for x in (actor_id, name, _strip_tag(actor_id), _strip_tag(name)) if x):
             return False
-    if not _labels_match(filters.get("label"), attrs):
+    from barque.filters import label_matches
+
+    if not label_matches(attrs, filters.get("label") or ()):
         return False
     name = str(attrs.get("name", ""))
     for kind in ("container", "volume", "network", "plugin", "daemon", "service", "node", "secret", "config"):

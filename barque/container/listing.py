@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from barque.errors import BarqueError, InvalidArgument
+from barque.filters import label_matches, pattern_matches
 from barque.oci.times import human_duration
 
 __all__ = ["parse_ps_filters", "matches", "filter_containers", "status_text", "ports_column", "FILTER_KEYS"]
@@ -58,12 +59,10 @@ def parse_ps_filters(filters) -> dict[str, list[str]]:
 
 
 def matches(engine, c, flt: dict[str, list[str]]) -> bool:
-    import re
-
     state = c.state
     if "status" in flt and state.get("Status") not in flt["status"]:
         return False
-    if "name" in flt and not any(re.search(v, c.name) for v in flt["name"]):
+    if "name" in flt and not pattern_matches(flt["name"], c.name):
         return False
     if "id" in flt and not any(c.id.startswith(v) for v in flt["id"]):
         return False
@@ -74,11 +73,8 @@ def matches(engine, c, flt: dict[str, list[str]]) -> bool:
         h = (state.get("Health") or {}).get("Status") or "none"
         if h not in flt["health"]:
             return False
-    labels = c.record["Config"].get("Labels") or {}
-    for want in flt.get("label", []):
-        k, sep, v = want.partition("=")
-        if k not in labels or (sep and labels[k] != v):
-            return False
+    if not label_matches(c.record["Config"].get("Labels") or {}, flt.get("label", ())):
+        return False
     if "ancestor" in flt:
         ok = False
         for a in flt["ancestor"]:

@@ -38,7 +38,7 @@ def parse_prune_filters(values) -> dict:
 
 def prune_containers(engine, filters: dict | None = None) -> PruneReport:
     from barque.container.remove import remove
-    from barque.images.filters import label_matches
+    from barque.filters import label_matches
     from barque.oci.times import parse_time
 
     filters = filters or {}

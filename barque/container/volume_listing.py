@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from barque.errors import InvalidArgument
+from barque.filters import label_matches, pattern_matches
 
-__all__ = ["LS_FILTERS", "PRUNE_FILTERS", "bool_filter", "name_matches", "natural_key", "select_volumes"]
+__all__ = ["LS_FILTERS", "PRUNE_FILTERS", "bool_filter", "natural_key", "select_volumes"]
 
 LS_FILTERS = ("dangling", "name", "label", "label!", "driver")
 PRUNE_FILTERS = ("label", "label!", "all")
@@ -31,22 +32,9 @@ def natural_key(name: str):
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name)]
 
 
-def name_matches(name: str, patterns) -> bool:
-    for p in patterns:
-        if p == name:
-            return True
-        try:
-            if re.search(p, name):
-                return True
-        except re.error:
-            continue
-    return False
-
-
 def select_volumes(store, parsed: dict[str, list[str]]) -> list[dict]:
     """The volumes (inspect dicts, by name) that pass `parsed`: dangling (no container's Mounts name it), name (a
     regular expression), driver (exact), label (all present), label! (none matching)."""
-    from barque.container.volumes import labels_match
 
     volumes = store.list()
     dangling = bool_filter(parsed, "dangling")
@@ -54,11 +42,11 @@ def select_volumes(store, parsed: dict[str, list[str]]) -> list[dict]:
         used = store.used()
         volumes = [v for v in volumes if (v["Name"] not in used) == dangling]
     if "name" in parsed:
-        volumes = [v for v in volumes if name_matches(v["Name"], parsed["name"])]
+        volumes = [v for v in volumes if pattern_matches(parsed["name"], v["Name"])]
     if "driver" in parsed:
         volumes = [v for v in volumes if v["Driver"] in parsed["driver"]]
     if "label" in parsed:
-        volumes = [v for v in volumes if labels_match(v["Labels"] or {}, parsed["label"])]
+        volumes = [v for v in volumes if label_matches(v["Labels"] or {}, parsed["label"])]
     if "label!" in parsed:
-        volumes = [v for v in volumes if not any(labels_match(v["Labels"] or {}, [x]) for x in parsed["label!"])]
+        volumes = [v for v in volumes if not any(label_matches(v["Labels"] or {}, [x]) for x in parsed["label!"])]
     return volumes

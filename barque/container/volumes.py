@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from barque.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from barque.filters import label_matches
 
 __all__ = [
     "ANONYMOUS_LABEL",
@@ -263,9 +264,9 @@ class VolumeStore:
                     continue
                 if not all and ANONYMOUS_LABEL not in vlabels:
                     continue
-                if labels and not labels_match(vlabels, labels):
+                if labels and not label_matches(vlabels, labels):
                     continue
-                if any(labels_match(vlabels, [n]) for n in not_labels):
+                if any(label_matches(vlabels, [n]) for n in not_labels):
                     continue
                 detached.append((volume["Name"], self._detach(conn, volume["Name"])))
         reclaimed = 0
@@ -286,13 +287,6 @@ class VolumeStore:
         trash = self.root / f"{_TRASH_PREFIX}{name}-{secrets.token_hex(4)}"
         os.rename(directory, trash)
         return trash
-
-
-def labels_match(labels: Mapping[str, str], wanted: Sequence[str]) -> bool:
-    """Every `key` or `key=value` in `wanted` is present (Docker ANDs label filters): images' rule."""
-    from barque.images.filters import label_matches
-
-    return label_matches(dict(labels), wanted)
 
 
 def _refuse_mounted(name: str, directory: Path) -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Sequence
 
 from barque.errors import InvalidArgument
+from barque.filters import label_matches
 from barque.images.store import Image
 from barque.oci.reference import parse_reference
 
@@ -31,15 +32,6 @@ def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
 def load_labels(engine, image: Image) -> dict[str, str]:
     config = json.loads(engine.content.read(image.id))
     return (config.get("config") or {}).get("Labels") or {}
-
-
-def label_matches(labels: dict[str, str], wanted: Sequence[str]) -> bool:
-    """Every `key` or `key=value` must be present (Docker ANDs label filters)."""
-    for w in wanted:
-        key, sep, value = w.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
 
 
 def _reference_matches(image: Image, patterns: Sequence[str]) -> bool:

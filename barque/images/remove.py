@@ -117,7 +117,8 @@ def prune_images(engine, all_images: bool = False, label_filters: Sequence[str] 
                  until: float | None = None, label_not: Sequence[str] = ()) -> tuple[RemoveReport, GCResult]:
     """`image prune`: dangling images (or, with -a, every image no container uses); Docker's prune filters narrow
     it: `until` (only images created before that time), `label` (all must match), `label!` (none may match)."""
-    from barque.images.filters import label_matches, load_labels
+    from barque.filters import label_matches
+    from barque.images.filters import load_labels
     from barque.oci.times import parse_time
 
     report = RemoveReport()

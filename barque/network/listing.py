@@ -4,34 +4,19 @@
 
 from __future__ import annotations
 
-import re
-
 from barque.errors import InvalidArgument
+from barque.filters import label_matches, pattern_matches
 
-__all__ = ["LS_FILTERS", "PRUNE_FILTERS", "PREDEFINED", "name_matches", "select_networks", "prune_veto"]
+__all__ = ["LS_FILTERS", "PRUNE_FILTERS", "PREDEFINED", "select_networks", "prune_veto"]
 
 LS_FILTERS = ("driver", "id", "label", "name", "scope", "type", "dangling")
 PRUNE_FILTERS = ("until", "label", "label!")
 PREDEFINED = ("bridge", "host", "none")
 
 
-def name_matches(patterns, value: str) -> bool:
-    """Docker's filters.Match: equal, or the pattern (a regular expression) found in the value."""
-    for p in patterns:
-        if p == value:
-            return True
-        try:
-            if re.search(p, value):
-                return True
-        except re.error:
-            continue
-    return False
-
-
 def select_networks(engine, nets: list, flt: dict[str, list[str]]) -> list:
     """The daemon's network filters: driver/scope exact, name/id by regular expression, labels all present,
     dangling (no container on it; predefined networks are never dangling), type custom|builtin."""
-    from barque.images.filters import label_matches
 
     out = []
     for n in nets:
@@ -39,9 +24,9 @@ def select_networks(engine, nets: list, flt: dict[str, list[str]]) -> list:
             continue
         if "scope" in flt and "local" not in flt["scope"]:
             continue
-        if "name" in flt and not name_matches(flt["name"], n.name):
+        if "name" in flt and not pattern_matches(flt["name"], n.name):
             continue
-        if "id" in flt and not name_matches(flt["id"], n.id):
+        if "id" in flt and not pattern_matches(flt["id"], n.id):
             continue
         if "label" in flt and not (n.record.get("Labels") and label_matches(n.record.get("Labels") or {},
                                                                             flt["label"])):
@@ -69,7 +54,6 @@ def select_networks(engine, nets: list, flt: dict[str, list[str]]) -> list:
 def prune_veto(parsed: dict):
     """A prune's filters (as `barque.container.prune.parse_prune_filters` gives them) as a veto on one network
     (the daemon's rules): created after `until`, labels missing one `label=`, or labels matching every `label!=`."""
-    from barque.images.filters import label_matches
     from barque.oci.times import parse_time
 
     def keep(net) -> bool:

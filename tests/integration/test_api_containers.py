@@ -39,6 +39,9 @@ def test_bad_requests_get_docker_errors_and_the_server_keeps_serving(api):
     assert (status, json.loads(body)["message"]) == (404, "No such image: nosuch:image")
     status, _, body = http(api.sock, "GET", "/containers/nosuch/json")
     assert (status, json.loads(body)["message"]) == (404, "No such container: nosuch")
+    # a name pattern that is no regular expression matches nothing, as Docker's filters.Match: no error
+    status, _, body = http(api.sock, "GET", '/containers/json?all=1&filters={"name":["["]}')
+    assert (status, json.loads(body)) == (200, [])
     status, _, body = http(api.sock, "GET", '/containers/json?filters={"bogus":["x"]}')
     assert (status, json.loads(body)["message"]) == (400, "invalid filter 'bogus'")
     status, _, body = http(api.sock, "POST", "/containers/x/wait?condition=whenever")
