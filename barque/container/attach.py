@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import struct
 
+# the monitor's protocol: its frame header and kinds, and the one place frames are taken apart
+from barque.container.monitor import EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE, split_frames
 from barque.errors import FailedPrecondition
 
 __all__ = ["Attachment", "connect", "wait_exit", "parse_detach_keys"]
-
-HEADER = struct.Struct(">BxxxI")
-OUT, ERR, EXIT = 1, 2, 3
-STDIN, RESIZE, STDIN_CLOSE = 0, 4, 5
 
 
 def connect(c, hello: dict) -> "Attachment":
@@ -64,13 +61,8 @@ class Attachment:
 
     def frames(self, data: bytes):
         """Feed received bytes; yields (stream, payload) for each complete frame. An exit frame sets `exit`."""
-        self.buf += data
-        while len(self.buf) >= HEADER.size:
-            kind, size = HEADER.unpack_from(self.buf)
-            if len(self.buf) < HEADER.size + size:
-                return
-            payload = self.buf[HEADER.size:HEADER.size + size]
-            self.buf = self.buf[HEADER.size + size:]
+        frames, self.buf = split_frames(self.buf + data)
+        for kind, payload in frames:
             if kind == EXIT:
                 self.exit = json.loads(payload)
             else:

@@ -51,6 +51,21 @@ def frame(kind: int, payload: bytes) -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
+def split_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The complete frames at the start of `buf` as (kind, payload), and what is left (the next one's beginning).
+    Every reader of this protocol — the monitor, the CLI's attach, the API's exec — takes frames apart here."""
+    out = []
+    pos, n = 0, len(buf)
+    while n - pos >= HEADER.size:
+        kind, size = HEADER.unpack_from(buf, pos)
+        end = pos + HEADER.size + size
+        if end > n:
+            break
+        out.append((kind, buf[pos + HEADER.size:end]))
+        pos = end
+    return out, buf[pos:]
+
+
 def now_rfc3339(t: float | None = None) -> str:
     t = time.time() if t is None else t
     secs = int(t)
@@ -476,12 +491,8 @@ class Monitor:
         self._client_frames(c)
 
     def _client_frames(self, c: Client) -> None:
-        while len(c.buf) >= HEADER.size:
-            kind, size = HEADER.unpack_from(c.buf)
-            if len(c.buf) < HEADER.size + size:
-                return
-            payload = c.buf[HEADER.size:HEADER.size + size]
-            c.buf = c.buf[HEADER.size + size:]
+        frames, c.buf = split_frames(c.buf)
+        for kind, payload in frames:
             if kind == STDIN and c is self.stdin_owner and self.stdin_fd is not None:
                 self._write_stdin(payload)
             elif kind == STDIN_CLOSE and c is self.stdin_owner:

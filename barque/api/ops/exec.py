@@ -23,7 +23,7 @@ import selectors
 import socket
 
 from barque.api.zygote import op
-from barque.container.monitor import ERR, EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE
+from barque.container.monitor import ERR, EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE, split_frames
 
 #: after the exit, output still arriving within this long is passed on (a background child may hold the pipe)
 DRAIN_QUIET = 0.1
@@ -287,13 +287,8 @@ class _Session:
         if not data:
             self._lose_client()
             return
-        self.frames += data
-        while len(self.frames) >= HEADER.size:
-            kind, size = HEADER.unpack_from(self.frames)
-            if len(self.frames) < HEADER.size + size:
-                break
-            payload = self.frames[HEADER.size:HEADER.size + size]
-            self.frames = self.frames[HEADER.size + size:]
+        frames, self.frames = split_frames(self.frames + data)
+        for kind, payload in frames:
             if kind == STDIN:
                 self._write_stdin(payload)
             elif kind == STDIN_CLOSE:
