@@ -33,7 +33,7 @@ def system_info(engine) -> dict:
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
         "KernelVersion": platform.release(),
-        "OperatingSystem": _os_name(),
+        "OperatingSystem": _os_release("PRETTY_NAME", "Linux"),
         "OSType": "linux",
         "Architecture": platform.machine(),
         "NCPU": os.cpu_count(),
@@ -46,14 +46,15 @@ def system_info(engine) -> dict:
     }
 
 
-def _os_name() -> str:
+def _os_release(key: str, default: str = "") -> str:
+    """A value of /etc/os-release (PRETTY_NAME, VERSION_ID…)."""
     try:
         for line in open("/etc/os-release"):
-            if line.startswith("PRETTY_NAME="):
+            if line.startswith(key + "="):
                 return line.split("=", 1)[1].strip().strip('"')
     except OSError:
         pass
-    return "Linux"
+    return default
 
 
 def disk_usage(engine) -> dict:
@@ -172,16 +173,6 @@ def _sysctl(name: str) -> bool:
         return False
 
 
-def _os_version() -> str:
-    try:
-        for line in open("/etc/os-release"):
-            if line.startswith("VERSION_ID="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return ""
-
-
 def _registry_config() -> dict:
     """Docker's RegistryConfig from barque's registries file (insecure registries, mirrors)."""
     import ipaddress
@@ -261,7 +252,7 @@ def docker_info(engine, server_version: str) -> dict:
         "NEventsListener": 0,
         "KernelVersion": base["KernelVersion"],
         "OperatingSystem": base["OperatingSystem"],
-        "OSVersion": _os_version(),
+        "OSVersion": _os_release("VERSION_ID"),
         "OSType": "linux",
         "Architecture": base["Architecture"],
         "IndexServerAddress": "https://index.docker.io/v1/",
