@@ -372,8 +372,6 @@ def run(ctx, detach, detach_keys, sig_proxy, attach_streams, **p):
     from barque.errors import BarqueError
 
     engine = engine_from(ctx)
-    if detach and p["auto_remove"] and False:
-        pass
     try:
         body = body_from_flags(p)
         if not detach and p["tty"] and not os.isatty(0) and p["interactive"]:
@@ -391,10 +389,7 @@ def run(ctx, detach, detach_keys, sig_proxy, attach_streams, **p):
     try:
         sock = start(engine, c, attach=None if detach else hello_for(streams), size=size)
     except (BarqueError, OSError) as e:
-        status = _fail(e)
-        if p["auto_remove"]:
-            _remove_quietly(engine, c)
-        raise status from None
+        raise _fail(e) from None  # a --rm container that cannot start is gone already (start removes it)
     if detach:
         return
     from barque.cli.attach_io import attach_foreground
@@ -404,15 +399,6 @@ def run(ctx, detach, detach_keys, sig_proxy, attach_streams, **p):
     if code is None:  # detached with ctrl-p ctrl-q
         return
     raise ExitStatus(code)
-
-
-def _remove_quietly(engine, c) -> None:
-    from barque.container.remove import remove
-
-    try:
-        remove(engine, c, force=True, volumes=True)
-    except Exception:  # noqa: BLE001 - the start's error is what the user needs to see
-        pass
 
 
 def _terminal_size() -> tuple[int, int] | None:

@@ -172,8 +172,24 @@ def start(engine, c, *, attach: dict | None = None, size: tuple[int, int] | None
     guard = start_guard(engine.settings.run_root, c.id)
     try:
         return _start(engine, c, attach, size, peer)
-    finally:
+    except BaseException:
         end_guard(engine.settings.run_root, c.id, guard)
+        guard = None
+        if c.record["HostConfig"].get("AutoRemove"):  # as dockerd: a --rm container that cannot start is removed
+            _remove_quietly(engine, c)
+        raise
+    finally:
+        if guard is not None:
+            end_guard(engine.settings.run_root, c.id, guard)
+
+
+def _remove_quietly(engine, c) -> None:
+    from barque.container.remove import remove
+
+    try:
+        remove(engine, c, force=True, volumes=True)
+    except Exception:  # noqa: BLE001 - the start's error is the one to report
+        log.warning("removing --rm container %s after its failed start failed", c.id[:12], exc_info=True)
 
 
 def _start(engine, c, attach: dict | None, size: tuple[int, int] | None,

@@ -57,6 +57,7 @@ def test_command_not_found_and_not_executable(bb):
     r = bb("run", "--rm", "busybox", "/etc/passwd", check=False)
     assert r.returncode == 126
     assert "permission denied" in r.stderr
+    assert bb("ps", "-aq", "--filter", "status=created").stdout.split() == [inspect(bb, "nf")["Id"][:12]]  # --rm's went
 
 
 def test_unknown_image_says_how_to_get_it(bb):

@@ -35,17 +35,7 @@ def start(engine, args, chan):
     # the client's terminal size, sent with the create (API 1.42+): the TTY has it from the first instruction on
     size = c.record["HostConfig"].get("ConsoleSize") if c.record["Config"].get("Tty") else None
     size = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 and all(size) else None
-    try:
-        do_start(engine, c, peer=peer, size=size)
-    except BaseException:
-        if c.record["HostConfig"].get("AutoRemove"):  # as dockerd: a --rm container that cannot start is removed
-            from barque.container.remove import remove as do_remove
-
-            try:
-                do_remove(engine, c, force=True, volumes=True)
-            except Exception:  # noqa: BLE001 - the start's error is the one to report
-                pass
-        raise
+    do_start(engine, c, peer=peer, size=size)  # a --rm container that cannot start is removed by it
     return {"Id": c.id}
 
 
