@@ -182,18 +182,10 @@ def wait(ctx, containers):
 @click.pass_context
 def rename(ctx, container, new_name):
     """Rename a container."""
-    from barque.container.names import validate_name
+    from barque.container.names import rename as do_rename
 
     engine = engine_from(ctx)
-    c = engine.containers.get(container)
-    new = validate_name(new_name)
-    if new == c.name:
-        raise InvalidArgument("Renaming a container with the same name as its current name")
-    old = c.name
-    engine.containers.rename(c, new)
-    from barque.container.events import container_event
-
-    container_event(engine.settings.root, c.record, "rename", oldName="/" + old)
+    do_rename(engine, engine.containers.get(container), new_name)
 
 
 @click.command("ps", context_settings=CONTEXT)

@@ -12,7 +12,7 @@ from typing import Callable
 
 from barque.errors import InvalidArgument
 
-__all__ = ["ADJECTIVES", "SURNAMES", "generate_name", "validate_name"]
+__all__ = ["ADJECTIVES", "SURNAMES", "generate_name", "validate_name", "rename"]
 
 ADJECTIVES = (
     "agile", "amber", "ardent", "astute", "bold", "brave", "bright", "brisk", "calm", "candid",
@@ -67,3 +67,15 @@ def validate_name(name: str) -> str:
     if not _NAME.fullmatch(bare):
         raise InvalidArgument(f"Invalid container name ({name}), only {_ALLOWED} are allowed")
     return bare
+
+
+def rename(engine, c, new_name: str) -> None:
+    """Docker's rename: the new name checked, refused when it is the current one or taken, recorded, announced."""
+    from barque.container.events import container_event
+
+    new = validate_name(new_name)
+    if new == c.name:
+        raise InvalidArgument("Renaming a container with the same name as its current name")
+    old = c.name
+    engine.containers.rename(c, new)
+    container_event(engine.settings.root, c.record, "rename", oldName="/" + old)

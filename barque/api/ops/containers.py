@@ -95,17 +95,9 @@ def unpause(engine, args, chan):
 
 @op("container.rename")
 def rename(engine, args, chan):
-    from barque.container.events import container_event
-    from barque.container.names import validate_name
-    from barque.errors import InvalidArgument
+    from barque.container.names import rename as do_rename
 
-    c = _get(engine, args["id"])
-    new = validate_name(args["name"])
-    if new == c.name:
-        raise InvalidArgument("Renaming a container with the same name as its current name")
-    old = c.name
-    engine.containers.rename(c, new)
-    container_event(engine.settings.root, c.record, "rename", oldName="/" + old)
+    do_rename(engine, _get(engine, args["id"]), args["name"])
     return None
 
 
