@@ -12,24 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import click
 
-from barque.oci.times import human_duration, parse_time  # noqa: F401 - human_duration: the CLI takes it from here
-
-
-def human_size(n: float, precision: int = 3) -> str:
-    """Docker's units.HumanSizeWithPrecision: decimal units (kB, MB, GB) and Go's %.{precision}g, e.g. 4.26MB, 0B.
-
-    `docker images` uses precision 3; `system df` and most others use units.HumanSize (precision 4).
-    """
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    n = float(n)
-    while n >= 1000.0 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    s = f"{n:.{precision}g}"
-    if "e" in s:  # Go's %g switches to exponent only past the precision; 100-999 with precision 2 is rare here
-        s = f"{n:.0f}"
-    return f"{s}{units[i]}"
+from barque.oci.times import human_duration, human_size, parse_time  # noqa: F401 - the CLI takes both from here
 
 
 def print_deleted(heading: str, items: Iterable[str]) -> None:

@@ -1,11 +1,12 @@
-"""Timestamps as Go (and so Docker and the OCI image config) writes them: RFC 3339 with nanoseconds, UTC."""
+"""Timestamps as Go (and so Docker and the OCI image config) writes them: RFC 3339 with nanoseconds, UTC; and the
+human forms Docker prints of durations and sizes (its go-units)."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
 
-__all__ = ["parse_time", "rfc3339", "human_duration"]
+__all__ = ["parse_time", "rfc3339", "human_duration", "human_size"]
 
 
 def parse_time(created: str) -> float | None:
@@ -53,3 +54,20 @@ def human_duration(seconds: float) -> str:
     if h < 24 * 365 * 2:
         return f"{h // 24 // 30} months"
     return f"{h // 24 // 365} years"
+
+
+def human_size(n: float, precision: int = 3) -> str:
+    """Docker's units.HumanSizeWithPrecision: decimal units (kB, MB, GB) and Go's %.{precision}g, e.g. 4.26MB, 0B.
+
+    `docker images` uses precision 3; `system df` and most others use units.HumanSize (precision 4).
+    """
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    n = float(n)
+    while n >= 1000.0 and i < len(units) - 1:
+        n /= 1000.0
+        i += 1
+    s = f"{n:.{precision}g}"
+    if "e" in s:  # Go's %g switches to exponent only past the precision; 100-999 with precision 2 is rare here
+        s = f"{n:.0f}"
+    return f"{s}{units[i]}"

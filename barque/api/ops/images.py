@@ -25,6 +25,7 @@ import re
 from barque.api.errors import ApiError
 from barque.api.zygote import op
 from barque.errors import DataCorruption, InvalidArgument
+from barque.oci.times import human_size
 
 CRLF = b"\r\n"
 
@@ -151,22 +152,13 @@ _DIGEST = re.compile(r"^(\S+): digest: (\S+) size: (\d+)$")
 _BYTES_ONLY = frozenset({"Downloading", "Extracting", "Pushing"})
 
 
-def _human(n: float) -> str:
-    """Docker's units.HumanSize: decimal units, 3 significant digits."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n}B"
-
-
 def progress_bar(current: int, total: int) -> str:
     width = 50
     if total <= 0:
-        return f"{_human(current):>8}"
+        return f"{human_size(current):>8}"
     filled = min(int(width * current / total), width)
     bar = "=" * max(filled - 1, 0) + (">" if filled else "") + " " * (width - filled)
-    return f"[{bar}] {_human(current):>8}/{_human(total)}"
+    return f"[{bar}] {human_size(current):>8}/{human_size(total)}"
 
 
 def make_json_progress(stream: JsonStream):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from barque.oci.times import human_size
+
 __all__ = ["Progress", "PlainProgress", "QuietProgress", "make_progress"]
 
 
@@ -58,14 +60,6 @@ class PlainProgress(QuietProgress):
         self.out.flush()
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return f"{n}B"
-
-
 class RichProgress(Progress):
     """Docker's terminal output: one line per layer, updated in place, with a bar while bytes move."""
 
@@ -94,7 +88,7 @@ class RichProgress(Progress):
             if total > 0 and done < total and status in ("Downloading", "Pushing", "Extracting"):
                 filled = int(width * done / total)
                 bar = "=" * max(filled - 1, 0) + (">" if filled else "") + " " * (width - filled)
-                line += f" [{bar}]  {_size(done)}/{_size(total)}"
+                line += f" [{bar}]  {human_size(done, 4)}/{human_size(total, 4)}"
             lines.append(line)
         from rich.console import Group
 
