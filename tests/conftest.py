@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +206,16 @@ def loaded(barque, busybox_tar):
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(fn, timeout: float = 15.0, interval: float = 0.05):
+    """Call `fn` until it returns something true, and return that; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := fn()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+    return value
 
 
 # ---- leak check ---------------------------------------------------------------------------------------------------

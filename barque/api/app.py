@@ -52,6 +52,8 @@ class ApiState:
     execs: dict[str, dict] = field(default_factory=dict)
     #: what the reader threads' Engines parsed (records, states, listing rows), shared by them (Engine.reader_caches)
     reader_caches: dict = field(default_factory=dict)
+    _view: Any = field(default=None, repr=False)
+    _view_lock: Any = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.exits is None:
@@ -73,6 +75,21 @@ class ApiState:
             engine = _READERS.engine = Engine(self.settings)
             engine.reader_caches = self.reader_caches  # its readers treat records as read-only
         return fn(engine, *args, **kwargs)
+
+    @property
+    def listing_view(self):
+        """The containers as listings see them, kept current by events (container/view.py), made at first use."""
+        if self._view is None:
+            with self._view_lock:
+                if self._view is None:
+                    from barque.container.view import ContainerView
+
+                    self._view = ContainerView(self.settings.root / "barque.db", self.settings.run_root)
+        return self._view
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.close()
 
     async def op(self, name: str, args: dict | None = None) -> Any:
         """Run an engine operation in a child of the zygote; its result, or ApiError."""

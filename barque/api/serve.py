@@ -187,10 +187,24 @@ def serve(settings, opts: ServeOptions, announce=None) -> None:
             log.warning("serving the API on %s without TLS: anyone who can reach it is root on this machine", addr)
     preload()
     zygote = Zygote(settings)  # before anything starts a thread
+    _more_open_files()  # the server's own (the zygote, and so every container, keeps the limit it was given)
     try:
         asyncio.run(_serve(settings, opts, kinds, ssl_ctx, zygote, announce or _print))
     finally:
         zygote.close()
+
+
+def _more_open_files() -> None:
+    """Raise the soft limit of open files to the hard one, as Go does for dockerd: a server holds a descriptor
+    per client and, for its listings, one per running container (container/view.py)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.debug("open files stay at %d: %s", soft, e)
 
 
 def _print(line: str) -> None:
@@ -234,6 +248,7 @@ async def _serve(settings, opts: ServeOptions, kinds, ssl_ctx, zygote, announce)
         await stop.wait()
     finally:
         await runner.cleanup()
+        state.close()
         for path in made_paths:
             try:
                 os.unlink(path)

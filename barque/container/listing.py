@@ -148,10 +148,11 @@ def ports_column(engine, c) -> str:
 
 
 
-def filter_containers(engine, flt: dict[str, list[str]], *, all_: bool = False, last: int = -1) -> list:
+def filter_containers(engine, flt: dict[str, list[str]], *, all_: bool = False, last: int = -1,
+                      among: list | None = None) -> list:
     """The containers a listing shows, newest first: running ones (all with `all_`, a `status` filter or `last`),
-    matching every filter; `last` ≥ 0 keeps that many."""
-    everything = engine.containers.list()
+    matching every filter; `last` ≥ 0 keeps that many. `among`: the containers to choose from (else the store's)."""
+    everything = engine.containers.list() if among is None else among
     if last >= 0 or "status" in flt:
         all_ = True
     chosen = [c for c in everything if (all_ or c.state.get("Status") in ("running", "paused", "restarting"))

@@ -84,7 +84,8 @@ def reconcile(state: dict) -> dict:
     pid, started = state.get("Pid") or 0, state.get("_PidStart")
     if pid and proc_start(pid) == started:
         return state
-    if proc_start(state.get("_MonitorPid") or 0) == state.get("_MonitorStart"):
+    monitor = state.get("_MonitorPid") or 0
+    if monitor and proc_start(monitor) == state.get("_MonitorStart"):
         return state
     out = dict(state)
     out.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0, ExitCode=255,

@@ -323,3 +323,21 @@ def statfs_type(path: str | os.PathLike) -> int:
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86_64 and aarch64; f_type comes first
     _check(_libc.statfs(_b(os.fspath(path)), buf), f"statfs({os.fspath(path)!r})")
     return struct.unpack_from("=l", buf, 0)[0] & 0xffffffff
+
+
+# inotify(7): Python 3.11 has no binding
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+
+def inotify_init1(flags: int = IN_NONBLOCK | IN_CLOEXEC) -> int:
+    return _check(_libc.inotify_init1(ctypes.c_int(flags)), "inotify_init1")
+
+
+def inotify_add_watch(fd: int, path: str | os.PathLike, mask: int) -> int:
+    return _check(_libc.inotify_add_watch(ctypes.c_int(fd), _b(os.fspath(path)), ctypes.c_uint32(mask)),
+                  f"inotify_add_watch({os.fspath(path)!r}, {mask:#x})")
+
+
+def inotify_rm_watch(fd: int, wd: int) -> None:
+    _check(_libc.inotify_rm_watch(ctypes.c_int(fd), ctypes.c_int(wd)), f"inotify_rm_watch({wd})")

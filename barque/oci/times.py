@@ -4,11 +4,13 @@ human forms Docker prints of durations and sizes (its go-units)."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime, timezone
 
 __all__ = ["parse_time", "rfc3339", "human_duration", "human_size"]
 
 
+@lru_cache(maxsize=4096)  # listings ask for the same containers' times again and again
 def parse_time(created: str) -> float | None:
     """RFC 3339 (with nanoseconds, as Go writes) to a POSIX time."""
     if not created:

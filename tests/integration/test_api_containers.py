@@ -10,7 +10,7 @@ import pytest
 
 from tests.api_support import call, http
 from tests.api_support import api, docker  # noqa: F401 - fixtures
-from tests.conftest import unique
+from tests.conftest import unique, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -325,3 +325,26 @@ def test_listings_follow_changes_made_elsewhere(api, docker):
     assert row() == f"{name}-x exited"
     api.barque("rm", name + "-x")
     assert row() == ""
+
+
+def test_listing_sees_a_container_die_unobserved(api, docker):
+    """The server keeps a running container's state until an event says otherwise. When the container's monitor
+    and then its process are killed with SIGKILL nobody writes the state file; the pidfd the server holds of the
+    process tells it, and `docker ps` shows the truth (exited, status unknown: 255), as `barque ps` does."""
+    import os
+    import signal
+
+    name = unique("orphan")
+    cid = docker("run", "-d", "--name", name, "busybox", "sleep", "300").stdout.strip()
+    state = json.loads((api.barque.root / "containers" / cid / "state.json").read_text())
+
+    def row() -> str:
+        return docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.State}} {{.Status}}").stdout.strip()
+
+    assert row().startswith("running Up")
+    os.kill(state["_MonitorPid"], signal.SIGKILL)
+    assert row().startswith("running Up")  # the container itself lives on
+    os.kill(state["Pid"], signal.SIGKILL)
+    wait_for(lambda: row().startswith("exited Exited (255)"), timeout=10)
+    assert docker("ps", "-q", "--filter", f"name={name}").stdout.strip() == ""
+    docker("rm", name)

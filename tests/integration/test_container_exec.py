@@ -16,20 +16,9 @@ import time
 
 import pytest
 
-from tests.conftest import BARQUE
+from tests.conftest import BARQUE, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ import pty
 import stat
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BARQUE
+from tests.conftest import BARQUE, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,15 +43,6 @@ def bbox(barque, busybox_tar):
 
 def inspect(b, *args: str) -> dict:
     return json.loads(b(*args).stdout)[0]
-
-
-def wait_for(fn, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (value := fn()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.05)
-    return value
 
 
 def tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:

@@ -12,22 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BARQUE
+from tests.conftest import BARQUE, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def wait_for(fn, timeout: float = 15.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def inspect(b, name: str) -> dict:

@@ -7,6 +7,7 @@ Attach (and start of a container someone is attached or waiting on) is in attach
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -51,72 +52,91 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 # ---- list and inspect -----------------------------------------------------------------------------------------
 
-def _listing(engine, flt: list[str], all_: bool, limit: int, size: bool) -> list[dict]:
-    from barque.container.inspect import command_text
+def _listing(engine, view, flt: list[str], all_: bool, limit: int, size: bool, encode: bool = False):
+    """The entries of `GET /containers/json`; with `encode`, the response body itself (JSON bytes: the rows kept
+    from earlier listings are kept encoded, but for STATUS)."""
     from barque.container.listing import filter_containers, parse_ps_filters, status_text
-    from barque.network.manage import Prefetched, network_settings
+    from barque.network.manage import Prefetched
+
+    wanted = parse_ps_filters(flt)
+    out = []
+    with view.lock:
+        # the server's view of the containers (container/view.py): states and records kept current by events; a
+        # row is made again only when something it was made from changed — the record (the very object the store
+        # reuses while the database text is unchanged), the state, the network namespace, the endpoints and
+        # published ports; only STATUS ("Up 3 minutes") is made anew each time
+        everything, changed = view.refresh(engine)
+        if changed:
+            view.extra = Prefetched(engine) if everything else None
+        prefetched = view.extra
+        chosen = filter_containers(engine, wanted, all_=all_, last=limit if limit > 0 else -1, among=everything)
+        rows = view.rows
+        for c in chosen:
+            rec, state = c.record, c.state
+            if size:
+                item = _row(engine, c, prefetched, size=True)
+                out.append(json.dumps(item) if encode else item)
+                continue
+            basis = (state, prefetched.endpoints.get(c.id), prefetched.mappings.get(c.id),
+                     view.netns_watched or os.path.exists(f"{engine.settings.run_root}/netns/{c.id}"))
+            hit = rows.get(c.id)
+            if hit is None or hit[0] is not rec or not _same(hit[1], basis):
+                item = _row(engine, c, prefetched, size=False)
+                del item["Status"]
+                hit = rows[c.id] = (rec, basis, item, json.dumps(item)[:-1])  # without its closing brace
+            status = status_text(state)
+            if encode:
+                out.append(f'{hit[3]}, "Status": {json.dumps(status)}}}')
+            else:
+                out.append({**hit[2], "Status": status})
+    return ("[" + ", ".join(out) + "]\n").encode() if encode else out
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return all(x is y or x == y for x, y in zip(a, b))
+
+
+def _row(engine, c, prefetched, size: bool) -> dict:
+    """One container's entry in `GET /containers/json`."""
+    from barque.container.inspect import command_text
+    from barque.container.listing import status_text
+    from barque.network.manage import network_settings
     from barque.network.portspec import port_list
     from barque.oci.times import parse_time
 
-    chosen = filter_containers(engine, parse_ps_filters(flt), all_=all_, last=limit if limit > 0 else -1)
-    out = []
-    prefetched = Prefetched(engine) if chosen else None
-    # a long-lived reader keeps the rows it built: a row is reused while everything it was made from is the same —
-    # the record (the very object the store reuses while the database text is unchanged), the state, whether the
-    # network namespace is there, the endpoints and published ports; only STATUS ("Up 3 minutes") is made anew
-    caches = engine.reader_caches
-    run_root = engine.settings.run_root
-    rows: dict | None = caches.setdefault("listing_rows", {}) if caches is not None and not size else None
-    for c in chosen:
-        rec, state = c.record, c.state
-        running = state.get("Status") in ("running", "paused")
-        if rows is not None:
-            basis = (state, running and os.path.exists(f"{run_root}/netns/{c.id}"),
-                     prefetched.endpoints.get(c.id), [tuple(m) for m in prefetched.mappings.get(c.id, ())])
-            hit = rows.get(c.id)
-            if hit is not None and hit[0] is rec and hit[1] == basis:
-                item = dict(hit[2])
-                item["Status"] = status_text(state)
-                out.append(item)
-                continue
-        net = network_settings(engine, c, running, prefetched)
-        ports = port_list(net["Ports"]) if running else []
-        for key in (rec["Config"].get("ExposedPorts") or {}):
-            number, _, proto = key.partition("/")
-            if not number.isdigit():
-                continue  # a range ("8000-8010/tcp"): no one port to list
-            if not any(p["PrivatePort"] == int(number) and p["Type"] == (proto or "tcp") for p in ports):
-                ports.append({"PrivatePort": int(number), "Type": proto or "tcp"})
-        mode = rec["HostConfig"].get("NetworkMode") or "default"
-        item = {
-            "Id": c.id,
-            "Names": ["/" + c.name],
-            "Image": rec["Config"].get("Image") or rec["Image"],
-            "ImageID": rec["Image"],
-            "Command": command_text(c),
-            "Created": int(parse_time(rec["Created"]) or 0),
-            "Ports": ports,
-            "Labels": rec["Config"].get("Labels") or {},
-            "State": state.get("Status", "created"),
-            "Status": status_text(state),
-            "HostConfig": {"NetworkMode": "bridge" if mode == "default" else mode},
-            "NetworkSettings": {"Networks": net.get("Networks") or {}},
-            "Mounts": _mount_points(rec.get("Mounts") or []),
-        }
-        if size:
-            try:
-                item["SizeRw"] = engine.snapshotter.usage(c.private["snapshot"]).size
-            except Exception:  # noqa: BLE001 - a size is best effort, as Docker's
-                item["SizeRw"] = 0
-            item["SizeRootFs"] = item["SizeRw"]
-        if rows is not None:
-            rows[c.id] = (rec, basis, item)
-        out.append(item)
-    if rows is not None and len(rows) > 2 * len(chosen) + 64:  # containers gone or filtered out: forget them
-        keep = {c.id for c in chosen}
-        for cid in [k for k in list(rows) if k not in keep]:
-            rows.pop(cid, None)
-    return out
+    rec, state = c.record, c.state
+    running = state.get("Status") in ("running", "paused")
+    net = network_settings(engine, c, running, prefetched)
+    ports = port_list(net["Ports"]) if running else []
+    for key in (rec["Config"].get("ExposedPorts") or {}):
+        number, _, proto = key.partition("/")
+        if not number.isdigit():
+            continue  # a range ("8000-8010/tcp"): no one port to list
+        if not any(p["PrivatePort"] == int(number) and p["Type"] == (proto or "tcp") for p in ports):
+            ports.append({"PrivatePort": int(number), "Type": proto or "tcp"})
+    mode = rec["HostConfig"].get("NetworkMode") or "default"
+    item = {
+        "Id": c.id,
+        "Names": ["/" + c.name],
+        "Image": rec["Config"].get("Image") or rec["Image"],
+        "ImageID": rec["Image"],
+        "Command": command_text(c),
+        "Created": int(parse_time(rec["Created"]) or 0),
+        "Ports": ports,
+        "Labels": rec["Config"].get("Labels") or {},
+        "State": state.get("Status", "created"),
+        "Status": status_text(state),
+        "HostConfig": {"NetworkMode": "bridge" if mode == "default" else mode},
+        "NetworkSettings": {"Networks": net.get("Networks") or {}},
+        "Mounts": _mount_points(rec.get("Mounts") or []),
+    }
+    if size:
+        try:
+            item["SizeRw"] = engine.snapshotter.usage(c.private["snapshot"]).size
+        except Exception:  # noqa: BLE001 - a size is best effort, as Docker's
+            item["SizeRw"] = 0
+        item["SizeRootFs"] = item["SizeRw"]
+    return item
 
 
 def _mount_points(mounts: list[dict]) -> list[dict]:
@@ -135,11 +155,12 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
             raise BadParameter(f"invalid filter '{key}'")
     limit = query_int(request, "limit", -1) or -1
     try:
-        out = await state_of(request).read(_listing, as_cli_filters(flt), query_bool(request, "all"), limit,
-                                           query_bool(request, "size"))
+        api = state_of(request)
+        body = await api.read(_listing, api.listing_view, as_cli_filters(flt), query_bool(request, "all"), limit,
+                              query_bool(request, "size"), encode=True)
     except InvalidArgument as e:
         raise BadParameter(e.message) from None
-    return json_response(out)
+    return web.Response(body=body, content_type="application/json")
 
 
 def _inspect(engine, ref: str, size: bool) -> dict:

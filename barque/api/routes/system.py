@@ -121,7 +121,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 DF_TYPES = ("container", "image", "volume", "build-cache")
 
 
-def _df(engine, kinds: set[str], old: bool) -> dict:
+def _df(engine, view, kinds: set[str], old: bool) -> dict:
     from barque.sysinfo import df_build_cache, df_images, df_volumes
 
     out: dict = {"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None, "BuildCache": None}
@@ -130,7 +130,7 @@ def _df(engine, kinds: set[str], old: bool) -> dict:
     if "container" in kinds:
         from barque.api.routes.containers import _listing
 
-        out["Containers"] = _listing(engine, [], True, -1, True)
+        out["Containers"] = _listing(engine, view, [], True, -1, True)
     if "volume" in kinds:
         out["Volumes"] = df_volumes(engine)
     if "build-cache" in kinds:
@@ -150,7 +150,8 @@ async def system_df(request: web.Request) -> web.StreamResponse:
             if kind not in DF_TYPES:
                 raise BadParameter(f"unknown object type: {kind}")
         kinds = set(asked)
-    return json_response(await state_of(request).read(_df, kinds, old))
+    api = state_of(request)
+    return json_response(await api.read(_df, api.listing_view, kinds, old))
 
 
 ROUTES = [
