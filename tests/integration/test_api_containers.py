@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.parse
 
 import pytest
 
@@ -348,3 +349,24 @@ def test_listing_sees_a_container_die_unobserved(api, docker):
     wait_for(lambda: row().startswith("exited Exited (255)"), timeout=10)
     assert docker("ps", "-q", "--filter", f"name={name}").stdout.strip() == ""
     docker("rm", name)
+
+
+def test_listing_sizes(api, docker):
+    """`docker ps --size` (`?size=1`): what the container wrote, measured at each listing, never kept."""
+    name = unique("sized")
+    docker("run", "-d", "--name", name, "busybox", "sh", "-c", "sleep 300")
+    filters = urllib.parse.quote(json.dumps({"name": [name]}))
+
+    def size_rw() -> int:
+        status, rows = call(api, "GET", f"/containers/json?size=1&filters={filters}")
+        assert status == 200 and [r["Names"] for r in rows] == [["/" + name]]
+        assert rows[0]["State"] == "running" and rows[0]["Status"].startswith("Up")
+        return rows[0]["SizeRw"]
+
+    before = size_rw()
+    assert "SizeRw" not in call(api, "GET", f"/containers/json?filters={filters}")[1][0]
+    docker("exec", name, "dd", "if=/dev/urandom", "of=/big", "bs=1024", "count=512")
+    assert size_rw() >= before + 512 * 1024
+    shown = docker("ps", "--size", "--filter", f"name={name}", "--format", "{{.Size}}").stdout.strip()
+    assert shown.split(" ")[0].endswith(("kB", "MB")) and "virtual" in shown
+    docker("rm", "-f", name)

@@ -73,19 +73,18 @@ def _listing(engine, view, flt: list[str], all_: bool, limit: int, size: bool, e
         rows = view.rows
         for c in chosen:
             rec, state = c.record, c.state
-            if size:
-                item = _row(engine, c, prefetched, size=True)
-                out.append(json.dumps(item) if encode else item)
-                continue
             basis = (state, prefetched.endpoints.get(c.id), prefetched.mappings.get(c.id),
                      view.netns_watched or os.path.exists(f"{engine.settings.run_root}/netns/{c.id}"))
             hit = rows.get(c.id)
             if hit is None or hit[0] is not rec or not _same(hit[1], basis):
-                item = _row(engine, c, prefetched, size=False)
+                item = _row(engine, c, prefetched)
                 del item["Status"]
                 hit = rows[c.id] = (rec, basis, item, json.dumps(item)[:-1])  # without its closing brace
             status = status_text(state)
-            if encode:
+            if size:  # never kept: the container writes when it likes
+                item = {**hit[2], "Status": status, **_size(engine, c)}
+                out.append(json.dumps(item) if encode else item)
+            elif encode:
                 out.append(f'{hit[3]}, "Status": {json.dumps(status)}}}')
             else:
                 out.append({**hit[2], "Status": status})
@@ -96,7 +95,7 @@ def _same(a: tuple, b: tuple) -> bool:
     return all(x is y or x == y for x, y in zip(a, b))
 
 
-def _row(engine, c, prefetched, size: bool) -> dict:
+def _row(engine, c, prefetched) -> dict:
     """One container's entry in `GET /containers/json`."""
     from barque.container.inspect import command_text
     from barque.container.listing import status_text
@@ -130,13 +129,15 @@ def _row(engine, c, prefetched, size: bool) -> dict:
         "NetworkSettings": {"Networks": net.get("Networks") or {}},
         "Mounts": _mount_points(rec.get("Mounts") or []),
     }
-    if size:
-        try:
-            item["SizeRw"] = engine.snapshotter.usage(c.private["snapshot"]).size
-        except Exception:  # noqa: BLE001 - a size is best effort, as Docker's
-            item["SizeRw"] = 0
-        item["SizeRootFs"] = item["SizeRw"]
     return item
+
+
+def _size(engine, c) -> dict:
+    try:
+        rw = engine.snapshotter.usage(c.private["snapshot"]).size
+    except Exception:  # noqa: BLE001 - a size is best effort, as Docker's
+        rw = 0
+    return {"SizeRw": rw, "SizeRootFs": rw}
 
 
 def _mount_points(mounts: list[dict]) -> list[dict]:
