@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import sqlite3
 
 from barque.errors import Conflict, InvalidArgument
 
-__all__ = ["attach", "detach", "endpoints_of_container", "mac_for"]
+__all__ = ["attach", "detach", "endpoints_of_container", "mac_for", "check_mac", "check_link_local"]
 
 
 def mac_for(ip: ipaddress.IPv4Address) -> str:
@@ -49,23 +50,75 @@ def _choose(net, taken: set[ipaddress.IPv4Address], requested: str | None) -> ip
     raise Conflict(f"no available IPv4 addresses on this network's address pools: {net.name} ({pool})")
 
 
+def check_mac(mac: str) -> str:
+    """A MAC address an endpoint may be given (Docker parses it with Go's net.ParseMAC), in its usual form: six
+    bytes (colons, hyphens or Cisco's dots) — and unicast, as a kernel interface's must be."""
+    if not isinstance(mac, str):
+        raise InvalidArgument(f"invalid MAC address: {mac!r}")
+    text = mac.strip()
+    if re.fullmatch(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}", text):
+        raw = bytes(int(x, 16) for x in re.split(r"[:-]", text))
+    elif re.fullmatch(r"[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}", text):
+        raw = bytes.fromhex(text.replace(".", ""))
+    else:
+        raise InvalidArgument(f"invalid MAC address: {mac}")
+    if raw[0] & 1:
+        raise InvalidArgument(f"invalid MAC address: {mac}: a multicast address cannot be an interface's")
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def check_link_local(ips) -> list[str]:
+    """IPAMConfig.LinkLocalIPs: addresses the endpoint has besides its own (Docker adds them to the interface,
+    IPv4 ones as /16). Each must be a link-local unicast address (169.254.0.0/16; IPv6 is not barque's)."""
+    out = []
+    if ips is not None and (not isinstance(ips, list) or not all(isinstance(x, str) for x in ips)):
+        raise InvalidArgument("IPAMConfig.LinkLocalIPs must be a list of addresses")
+    for text in ips or []:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            raise InvalidArgument(f"invalid link-local IP address: {text}") from None
+        if ip.version == 6:
+            raise InvalidArgument("IPv6 addresses are not supported by barque's networks")
+        if not ip.is_link_local or ip.is_multicast:
+            raise InvalidArgument(f"invalid link local IP address: {text}")
+        out.append(str(ip))
+    return out
+
+
 def attach(conn: sqlite3.Connection, net, container_id: str, *, ip: str | None = None,
-           aliases: list[str] | None = None, links: list[str] | None = None, name: str | None = None) -> dict:
+           aliases: list[str] | None = None, links: list[str] | None = None, name: str | None = None,
+           mac: str | None = None, link_local: list[str] | None = None, driver_opts: dict | None = None) -> dict:
     """A new endpoint of `container_id` (called `name` in messages) on `net`, inside the caller's write
-    transaction."""
+    transaction. `mac`: the address its interface gets (else one made from its IP); `link_local`: more addresses
+    its interface has (IPAMConfig.LinkLocalIPs); `driver_opts`: the endpoint's DriverOpts, kept to be shown. What
+    was asked for is recorded as Docker shows it (IPAMConfig, MacAddress, DriverOpts)."""
     if conn.execute("SELECT 1 FROM endpoints WHERE network_id = ? AND container_id = ?",
                     (net.id, container_id)).fetchone():
         raise Conflict(f"endpoint with name {name or container_id[:12]} already exists in network {net.name}")
     taken = {ipaddress.IPv4Address(r[0]) for r in conn.execute("SELECT ip FROM endpoints WHERE network_id = ?",
                                                                (net.id,))}
     address = _choose(net, taken, ip)
+    link_local = check_link_local(link_local)
+    ipam_config = {}
+    if ip:
+        ipam_config["IPv4Address"] = ip
+    if link_local:
+        ipam_config["LinkLocalIPs"] = link_local
     record = {"Aliases": list(aliases or []), "Links": list(links or []) or None,
-              "IPAMConfig": {"IPv4Address": ip} if ip else None}
+              "IPAMConfig": ipam_config or None}
+    if mac:
+        record["MacAddress"] = mac = check_mac(mac)
+    if driver_opts:
+        if not isinstance(driver_opts, dict) or not all(isinstance(v, str) for v in driver_opts.values()):
+            raise InvalidArgument("DriverOpts must map names to strings")
+        record["DriverOpts"] = dict(driver_opts)
+    mac = mac or mac_for(address)
     eid = os.urandom(32).hex()
     conn.execute("INSERT INTO endpoints (id, network_id, container_id, ip, mac, record) VALUES (?, ?, ?, ?, ?, ?)",
-                 (eid, net.id, container_id, str(address), mac_for(address), json.dumps(record)))
+                 (eid, net.id, container_id, str(address), mac, json.dumps(record)))
     return {"id": eid, "network_id": net.id, "container_id": container_id, "ip": str(address),
-            "mac": mac_for(address), "record": record}
+            "mac": mac, "record": record}
 
 
 def detach(conn: sqlite3.Connection, network_id: str | None, container_id: str) -> int:

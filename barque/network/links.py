@@ -93,9 +93,10 @@ def link_names(kind: str | None = None) -> list[str]:
 
 
 def plug(netns_path: Path, host_name: str, bridge: str, ifname: str, address: ipaddress.IPv4Interface, mac: str,
-         gateway: ipaddress.IPv4Address | None, mtu: int = 1500, alias: str = "") -> None:
+         gateway: ipaddress.IPv4Address | None, mtu: int = 1500, alias: str = "", link_local=()) -> None:
     """A veth pair: `host_name` on `bridge` here, `ifname` in the namespace at `netns_path` with `address`, `mac`,
-    and (when `gateway` is given) the default route through it. Undone when anything fails."""
+    the `link_local` addresses (each a /16 of 169.254.0.0/16, as Docker adds them) and (when `gateway` is given) the
+    default route through it. Undone when anything fails."""
     from barque.errors import FailedPrecondition
     from barque.network import netns
 
@@ -122,6 +123,8 @@ def plug(netns_path: Path, host_name: str, bridge: str, ifname: str, address: ip
                         inner.set_link(lo.index, up=True)
                     eth = inner.index(ifname)
                     inner.add_address(eth, str(address.ip), address.network.prefixlen)
+                    for extra in link_local or ():
+                        inner.add_address(eth, str(extra), 16)
                     inner.set_link(eth, up=True)
                     if gateway is not None:
                         try:

@@ -92,8 +92,10 @@ def prune_networks(engine, keep=None) -> list[str]:
 
 
 def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | None = None,
-            ip: str | None = None, links: list[str] | None = None) -> None:
-    """Put a container on one more network: its endpoint now, its interface too if it runs."""
+            ip: str | None = None, links: list[str] | None = None, mac: str | None = None,
+            link_local: list[str] | None = None, driver_opts: dict | None = None) -> None:
+    """Put a container on one more network: its endpoint now, its interface too if it runs. `mac`, `link_local`
+    and `driver_opts` are the EndpointConfig's MacAddress, IPAMConfig.LinkLocalIPs and DriverOpts."""
     from barque.network.ipam import attach, detach, endpoints_of_container
     from barque.network.rules import netns_path, network_lock
     from barque.network.sandbox import uses_bridge
@@ -113,7 +115,8 @@ def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | No
                               if aliases else "user specified IP address is supported on user defined networks "
                               "only")
     with engine.db.transaction() as conn:
-        ep = attach(conn, net, c.id, ip=ip, aliases=aliases, links=links, name=c.name)
+        ep = attach(conn, net, c.id, ip=ip, aliases=aliases, links=links, name=c.name, mac=mac,
+                    link_local=link_local, driver_opts=driver_opts)
     path = netns_path(engine.settings.run_root, c.id)
     if not path.exists():
         _event(engine, net, "connect", c.id)
@@ -121,6 +124,7 @@ def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | No
     try:
         from barque.network.links import ensure_bridge, plug
         from barque.network.rules import apply_rules, bridge_alias, veth_alias
+        from barque.network.sandbox import link_local_of
 
         index = len(endpoints_of_container(engine.db, c.id)) - 1
         with network_lock(Path(engine.settings.run_root)):
@@ -128,7 +132,7 @@ def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | No
                           alias=bridge_alias(engine, net))
             plug(path, _veth(ep["id"]), net.bridge, _free_ifname(path, index),
                  ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], None, net.mtu,
-                 alias=veth_alias(engine.settings.root, ep["id"]))
+                 alias=veth_alias(engine.settings.root, ep["id"]), link_local=link_local_of(ep))
             apply_rules(engine)
         if net.dns:
             from barque.network import dns
@@ -259,10 +263,12 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
                  "Aliases": (rec.get("Aliases") or []) + ([c.id[:12]] if not net.is_default else []) or None,
                  "NetworkID": net.id, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                  "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
-                 "DriverOpts": None}
+                 "DriverOpts": rec.get("DriverOpts") or None}
         if active:
             entry.update({"EndpointID": ep["id"], "Gateway": net.gateway_text, "IPAddress": ep["ip"],
                           "IPPrefixLen": net.subnet.prefixlen, "MacAddress": ep["mac"]})
+        elif rec.get("MacAddress"):  # one asked for is shown before the start and after the stop (Docker 25)
+            entry["MacAddress"] = rec["MacAddress"]
         networks[net.name] = entry
         if net.is_default or (i == 0 and mode == "bridge"):
             top.update({k: entry[k] for k in top if k in entry})

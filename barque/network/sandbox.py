@@ -95,7 +95,8 @@ def join_at_create(engine, conn, record: dict, networking: dict | None) -> None:
             if ipam_cfg.get("IPv4Address"):
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
         attach(conn, net, cid, ip=ipam_cfg.get("IPv4Address") or None, aliases=aliases,
-               links=cfg.get("Links") or None)
+               links=cfg.get("Links") or None, mac=cfg.get("MacAddress") or None,
+               link_local=ipam_cfg.get("LinkLocalIPs") or None, driver_opts=cfg.get("DriverOpts") or None)
 
 
 def release(engine, cid: str) -> None:
@@ -245,8 +246,13 @@ def _plug_all(engine, path: Path, eps: list[dict], nets: list) -> bool:
         gateway = net.gateway if i == 0 and not net.internal else None
         plug(path, veth_name(ep["id"]), net.bridge, f"eth{i}",
              ipaddress.IPv4Interface(f"{ep['ip']}/{net.subnet.prefixlen}"), ep["mac"], gateway, net.mtu,
-             alias=veth_alias(engine.settings.root, ep["id"]))
+             alias=veth_alias(engine.settings.root, ep["id"]), link_local=link_local_of(ep))
     return made
+
+
+def link_local_of(ep: dict) -> list[str]:
+    """The endpoint's IPAMConfig.LinkLocalIPs: more addresses its interface has."""
+    return list((ep["record"].get("IPAMConfig") or {}).get("LinkLocalIPs") or [])
 
 
 def _publish(engine, c, ep: dict, net) -> list:

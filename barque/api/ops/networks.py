@@ -59,7 +59,8 @@ def connect(engine, args, chan):
 
     with _docker_statuses():
         do_connect(engine, args["id"], args["container"], aliases=args.get("aliases") or None,
-                   ip=args.get("ip") or None, links=args.get("links") or None)
+                   ip=args.get("ip") or None, links=args.get("links") or None, mac=args.get("mac") or None,
+                   link_local=args.get("link_local") or None, driver_opts=args.get("driver_opts") or None)
     return None
 
 

@@ -162,9 +162,15 @@ async def connect(request: web.Request) -> web.StreamResponse:
     if ip is not None and not isinstance(ip, str):
         raise BadParameter("json: cannot unmarshal a non-string into Go struct field EndpointIPAMConfig.IPv4Address "
                            "of type string")
-    await state_of(request).op("network.connect", {"id": request.match_info["id"], "container": container,
-                                                   "aliases": ep.get("Aliases") or None, "ip": ip,
-                                                   "links": ep.get("Links") or None})
+    link_local = ipam.get("LinkLocalIPs")
+    if link_local is not None and (not isinstance(link_local, list)
+                                   or not all(isinstance(x, str) for x in link_local)):
+        raise BadParameter(f"json: cannot unmarshal {go_type(link_local)} into Go struct field "
+                           "EndpointIPAMConfig.LinkLocalIPs of type []string")
+    await state_of(request).op("network.connect", {
+        "id": request.match_info["id"], "container": container, "aliases": ep.get("Aliases") or None, "ip": ip,
+        "links": ep.get("Links") or None, "mac": ep.get("MacAddress") or None, "link_local": link_local or None,
+        "driver_opts": string_map(ep.get("DriverOpts"), "EndpointSettings.DriverOpts") or None})
     return web.Response(status=200)
 
 
