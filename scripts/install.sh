@@ -40,6 +40,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# docker-py's own integration tests (fetched from PyPI, never copied here) in a virtualenv of their own
+bash scripts/install-dockerpy-suite.sh
+
 # Fast launchers in place of pip's console scripts: `python -S` skips site.py, whose processing of the editable
 # install's .pth finder costs 20-40 ms on every command (the CLI's start-up is on the path of every `run`); the two
 # directories it would have put on sys.path are put there directly.

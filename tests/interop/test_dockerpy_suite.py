@@ -1,0 +1,105 @@
+"""docker-py's own integration tests (docker-py 7.0.0's tests/integration, fetched from PyPI by
+scripts/install-dockerpy-suite.sh, never copied here) against `barque serve`.
+
+The suite runs as docker-py's maintainers run it against dockerd: DOCKER_HOST at the server, its images present
+(busybox stands in for its alpine:3.10: there is no Docker Hub here). Left out: the swarm-mode files (barque answers
+every swarm endpoint with Docker's 503 "This node is not a swarm manager", as a dockerd outside a swarm does) and
+the credential-store tests (they test docker-credential-* helpers, not a server). Every other test must pass, but
+for EXPECTED: each failure there is named with why it cannot pass here. A failure not in it fails this test, with
+docker-py's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.api_support import api  # noqa: F401 - fixture
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(1800)]
+
+SUITE = REPO / ".venv-dockerpy" / "src" / "docker-7.0.0"
+PYTHON = REPO / ".venv-dockerpy" / "bin" / "python"
+
+NOT_RUN = ["api_swarm_test.py", "api_service_test.py", "api_secret_test.py", "api_config_test.py",
+           "api_plugin_test.py", "models_swarm_test.py", "models_services_test.py", "models_nodes_test.py",
+           "credentials"]
+
+_HUB = "pulls from Docker Hub (hello-world, alpine by tag or digest): no internet here"
+_IPV6 = "an IPv6 network: barque's networks are IPv4 (issue 7)"
+_SWARM = "a swarm-scoped network: needs swarm mode"
+_ALPINE = "needs alpine's files (busybox stands in for alpine:3.10)"
+EXPECTED = {
+    "api_image_test.py::PullImageTest::test_pull": _HUB,
+    "api_image_test.py::PullImageTest::test_pull_streaming": _HUB,
+    "api_image_test.py::ImportImageTest::test_get_load_image": _HUB,
+    "api_image_test.py::PruneImagesTest::test_prune_images": _HUB,
+    "api_image_test.py::InspectDistributionTest::test_inspect_distribution": _HUB,
+    "models_images_test.py::ImageCollectionTest::test_list": _HUB,
+    "models_images_test.py::ImageCollectionTest::test_list_with_repository": _HUB,
+    "models_images_test.py::ImageCollectionTest::test_pull": _HUB,
+    "models_images_test.py::ImageCollectionTest::test_pull_multiple": _HUB,
+    "models_images_test.py::ImageCollectionTest::test_pull_with_sha": _HUB,
+    "models_images_test.py::ImageCollectionTest::test_pull_with_tag": _HUB,
+    "models_images_test.py::ImageTest::test_tag_and_remove": _HUB,
+    "models_containers_test.py::ContainerCollectionTest::test_run_with_image_that_does_not_exist":
+        _HUB + " (docker-py pulls the missing image; Hub would answer 404)",
+    "api_network_test.py::TestNetworks::test_connect_with_ipv6_address": _IPV6,
+    "api_network_test.py::TestNetworks::test_create_network_ipv6_enabled": _IPV6,
+    "api_network_test.py::TestNetworks::test_create_with_ipv6_address": _IPV6,
+    "api_network_test.py::TestNetworks::test_create_inspect_network_with_scope": _SWARM,
+    "api_network_test.py::TestNetworks::test_create_network_attachable": _SWARM,
+    "api_network_test.py::TestNetworks::test_create_network_ingress": _SWARM,
+    "api_exec_test.py::ExecTest::test_exec_command_as_user": _ALPINE + ": its postgres user",
+    "api_exec_test.py::ExecTest::test_exec_command_with_workdir": _ALPINE + ": its /var/opt",
+    "api_container_test.py::AttachContainerTest::test_run_container_reading_socket_ws":
+        "docker-py's websocket attach needs DOCKER_HOST=tcp://: websocket-client refuses http+docker URLs",
+}
+
+
+def _results(junit: Path) -> tuple[dict[str, str], int]:
+    """(test → docker-py's failure message, for failures and errors; how many passed)."""
+    failed: dict[str, str] = {}
+    passed = 0
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        module, _, cls = case.get("classname", "").rpartition(".")
+        test = f"{module.rpartition('.')[2]}.py::{cls}::{case.get('name')}"
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if bad is not None:
+            failed[test] = (bad.get("message") or "").splitlines()[0][:300] if bad.get("message") else "?"
+        elif case.find("skipped") is None:
+            passed += 1
+    return failed, passed
+
+
+def test_dockerpy_integration_suite(api, tmp_path):  # noqa: F811 - fixture
+    assert PYTHON.is_file() and (SUITE / "tests" / "integration").is_dir(), \
+        "docker-py's suite is not installed: run scripts/install-dockerpy-suite.sh (make test does)"
+    for tag in ("alpine:3.10", "alpine:latest"):
+        api.barque("tag", "busybox:latest", tag)
+    junit = tmp_path / "junit.xml"
+    home = tmp_path / "home"  # docker-py's context tests write ~/.docker
+    home.mkdir()
+    ignores = [f"--ignore=tests/integration/{name}" for name in NOT_RUN]
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "DOCKER_HOST": api.url, "LANG": "C.UTF-8"}
+    try:
+        proc = subprocess.run(
+            [str(PYTHON), "-m", "pytest", "-c", "pytest.ini", "--rootdir", ".", "-p", "no:cacheprovider", "-q",
+             "--timeout", "120", f"--junitxml={junit}", *ignores, "tests/integration"],
+            cwd=SUITE, env=env, capture_output=True, timeout=1500)
+        assert junit.is_file(), proc.stdout.decode(errors="replace")[-3000:] + proc.stderr.decode(errors="replace")
+        failed, passed = _results(junit)
+        unexpected = {t: m for t, m in failed.items() if t not in EXPECTED}
+        assert not unexpected, "docker-py's integration tests failed against barque:\n" + "\n".join(
+            f"  {t}: {m}" for t, m in sorted(unexpected.items()))
+        assert passed >= 230, proc.stdout.decode(errors="replace")[-3000:]  # the suite ran, not just collected
+        assert not api.errors(), api.errors()
+    finally:
+        api.barque.remove_containers()
+        api.barque("network", "prune", "-f", check=False)
+        api.barque("volume", "prune", "-a", "-f", check=False)
