@@ -63,9 +63,9 @@ def _contains(subnet: str, data: str) -> bool:
     return addr in net
 
 
-def _ipam(subnets, gateways, ip_ranges) -> tuple[str | None, str | None, str | None]:
-    """--subnet/--gateway/--ip-range checked as Docker's CLI checks them (its messages), then narrowed to the one
-    IPv4 subnet barque's networks have."""
+def _ipam(subnets, gateways, ip_ranges, aux=None) -> tuple[str | None, str | None, str | None]:
+    """--subnet/--gateway/--ip-range (and --aux-address's addresses) checked as Docker's CLI checks them (its
+    messages), then narrowed to the one IPv4 subnet barque's networks have."""
     if len(subnets) < len(ip_ranges) or len(subnets) < len(gateways):
         raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
     for i, s in enumerate(subnets):
@@ -85,6 +85,9 @@ def _ipam(subnets, gateways, ip_ranges) -> tuple[str | None, str | None, str | N
                     raise InvalidArgument(f"cannot configure multiple {kind} ({v}, {taken[s]}) {where} the same "
                                           f"subnet ({s})")
                 taken[s] = v
+    for key, v in (aux or {}).items():
+        if not any(_contains(s, v) for s in subnets):
+            raise InvalidArgument(f"no matching subnet for aux-address {v}")
     if len(subnets) > 1:
         raise InvalidArgument("barque networks have one IPv4 subnet: give --subnet once")
     return (subnets[0] if subnets else None, gateways[0] if gateways else None, ip_ranges[0] if ip_ranges else None)
@@ -112,21 +115,28 @@ def _go_time(created: str) -> str:
 @click.option("--label", "labels", multiple=True, help="Set metadata on a network.")
 @click.option("-o", "--opt", "opts", multiple=True, help="Set driver specific options.")
 @click.option("--ipam-driver", default="default", help="IP Address Management Driver.")
+@click.option("--ipam-opt", "ipam_opts", multiple=True, help="Set IPAM driver specific options.")
+@click.option("--aux-address", "aux_addresses", multiple=True,
+              help="Auxiliary IPv4 addresses used by Network driver (name=address; never given to a container).")
 @click.option("--ipv6", is_flag=True, help="Enable IPv6 networking (not supported by barque).")
 @click.pass_context
-def create(ctx, name, driver, subnets, gateways, ip_ranges, internal, attachable, labels, opts, ipam_driver, ipv6):
-    """Create a network."""
+def create(ctx, name, driver, subnets, gateways, ip_ranges, internal, attachable, labels, opts, ipam_driver,
+           ipam_opts, aux_addresses, ipv6):
+    """Create a network. Its name may be any text (Docker's may): the bridge is named after its ID."""
     from barque.network.manage import create_network
 
     label_map = _key_values(labels, "--label", ctx, labels=True)
     options = _key_values(opts, "-o, --opt", ctx, labels=False)
-    subnet, gateway, ip_range = _ipam(list(subnets), list(gateways), list(ip_ranges))
+    ipam_options = _key_values(ipam_opts, "--ipam-opt", ctx, labels=False)
+    aux = _key_values(aux_addresses, "--aux-address", ctx, labels=False)
+    subnet, gateway, ip_range = _ipam(list(subnets), list(gateways), list(ip_ranges), aux)
     if ipv6:
         raise InvalidArgument("IPv6 networks are not supported by barque")
     if ipam_driver != "default":
         raise NotFound(f"plugin \"{ipam_driver}\" not found")
     net = create_network(engine_from(ctx), name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
-                         internal=internal, attachable=attachable, labels=label_map, options=options)
+                         internal=internal, attachable=attachable, labels=label_map, options=options,
+                         aux_addresses=aux, ipam_options=ipam_options)
     click.echo(net.id)
 
 

@@ -3,7 +3,8 @@ leaves (`rm` or `network disconnect`), recorded in the endpoints table whose UNI
 two concurrent `run`s unable to share one address: both choose inside their own `BEGIN IMMEDIATE` transaction.
 
 Addresses are handed out lowest first from the network's range (its `--ip-range`, `fixed-cidr`, else its
-subnet), skipping the network and broadcast addresses and the gateway.
+subnet), skipping the network and broadcast addresses, the gateway and the auxiliary addresses (IPAM's
+AuxiliaryAddresses, which a static address cannot take either).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _choose(net, taken: set[ipaddress.IPv4Address], requested: str | None) -> ip
     subnet = net.subnet
     if subnet is None:
         raise InvalidArgument(f"network {net.name} has no IPv4 subnet")
-    reserved = {subnet.network_address, subnet.broadcast_address, net.gateway}
+    reserved = {subnet.network_address, subnet.broadcast_address, net.gateway, *net.aux_addresses}
     if requested:
         try:
             ip = ipaddress.IPv4Address(requested)

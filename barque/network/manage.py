@@ -20,15 +20,17 @@ log = logging.getLogger(__name__)
 def create_network(engine, name: str, *, driver: str = "bridge", subnet: str | None = None,
                    gateway: str | None = None, ip_range: str | None = None, internal: bool = False,
                    attachable: bool = False, labels: dict | None = None, options: dict | None = None,
-                   check_duplicate: bool = True):
+                   check_duplicate: bool = True, aux_addresses: dict | None = None,
+                   ipam_options: dict | None = {}):  # noqa: B006 - never changed
     """A new bridge network: its record, its bridge interface (up, holding the gateway address) and its rules.
-    Returns the store.Network."""
+    Returns the store.Network. (`aux_addresses`, `ipam_options`: IPAM's, as NetworkStore.create takes them.)"""
     from barque.network.links import delete_link, ensure_bridge
     from barque.network.rules import apply_rules, bridge_alias, network_lock
 
     net = engine.networks.create(name, driver=driver or "bridge", subnet=subnet, gateway=gateway,
                                  ip_range=ip_range, internal=internal, attachable=attachable, labels=labels,
-                                 options=options, check_duplicate=check_duplicate)
+                                 options=options, check_duplicate=check_duplicate, aux_addresses=aux_addresses,
+                                 ipam_options=ipam_options)
     try:
         with network_lock(Path(engine.settings.run_root)):
             ensure_bridge(net.bridge, ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu,

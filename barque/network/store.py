@@ -15,7 +15,6 @@ import functools
 import ipaddress
 import json
 import os
-import re
 import sqlite3
 from dataclasses import dataclass
 
@@ -31,7 +30,6 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"
 DEFAULT_BRIDGE_OPTION = "com.docker.network.bridge.default_bridge"
 IFNAMSIZ = 15
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def _truthy(value: str | None, default: bool) -> bool:
@@ -87,6 +85,11 @@ class Network:
     def ip_range(self) -> ipaddress.IPv4Network | None:
         r = self._ipam.get("IPRange")
         return ipaddress.IPv4Network(r) if r else None
+
+    @functools.cached_property
+    def aux_addresses(self) -> frozenset[ipaddress.IPv4Address]:
+        """IPAM's AuxiliaryAddresses: addresses of the subnet that are never handed out."""
+        return frozenset(ipaddress.IPv4Address(a) for a in (self._ipam.get("AuxiliaryAddresses") or {}).values())
 
     @property
     def user_subnet(self) -> bool:
@@ -232,12 +235,15 @@ class NetworkStore:
 
     def create(self, name: str, *, driver: str = "bridge", subnet: str | None = None, gateway: str | None = None,
                ip_range: str | None = None, internal: bool = False, attachable: bool = False,
-               labels: dict | None = None, options: dict | None = None, check_duplicate: bool = True) -> Network:
+               labels: dict | None = None, options: dict | None = None, check_duplicate: bool = True,
+               aux_addresses: dict | None = None, ipam_options: dict | None = {}) -> Network:  # noqa: B006
+        """A network's record. Its name is any text (Docker's are: "test 01" is one) — nothing is named after it:
+        the bridge is named from the ID. `aux_addresses`: IPAM's AuxiliaryAddresses (name → address of the
+        subnet, never handed out); `ipam_options`: IPAM's Options as given (Docker's CLI sends {}; the API may send
+        none: inspect shows null)."""
         self.ensure_defaults()
-        if not name:
-            raise InvalidArgument("network name is required")
-        if not _NAME.fullmatch(name):
-            raise InvalidArgument(f"invalid network name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if not name or not name.strip():
+            raise InvalidArgument("network name is required" if not name else "invalid name: name is empty")
         if name in PREDEFINED:
             raise Conflict(f"operation is not permitted on predefined {name} network ")
         if driver != "bridge":
@@ -259,6 +265,7 @@ class NetworkStore:
                                         or any(c.isspace() for c in bridge_name)):
             raise InvalidArgument(f"invalid bridge name {bridge_name!r}: at most {IFNAMSIZ} characters, no spaces")
         want = _parse_ipam(subnet, gateway, ip_range)
+        aux = _parse_aux(aux_addresses, want)
         nid = _new_id()
         with self.db.transaction() as conn:
             if check_duplicate and conn.execute("SELECT 1 FROM networks WHERE name = ?", (name,)).fetchone():
@@ -279,7 +286,11 @@ class NetworkStore:
             ipam = {"Subnet": str(want["subnet"]), "Gateway": str(want["gateway"] or next(want["subnet"].hosts()))}
             if want["ip_range"] is not None:
                 ipam["IPRange"] = str(want["ip_range"])
-            record = {"IPAM": {"Driver": "default", "Options": {}, "Config": [ipam]}, "Internal": internal,
+            if aux:
+                ipam["AuxiliaryAddresses"] = aux
+            if ipam_options is not None:
+                ipam_options = dict(ipam_options)
+            record = {"IPAM": {"Driver": "default", "Options": ipam_options, "Config": [ipam]}, "Internal": internal,
                       "Attachable": attachable, "Options": options, "Labels": dict(labels or {}),
                       "_UserSubnet": user}
             net = Network(nid, name, driver, _now(), record)
@@ -330,6 +341,33 @@ def _parse_ipam(subnet, gateway, ip_range) -> dict:
         raise InvalidArgument(f"invalid IPAM configuration: {e}") from e
     if subnet and ":" in subnet:
         raise InvalidArgument("IPv6 networks are not supported by barque")
+    return out
+
+
+def _parse_aux(aux: dict | None, want: dict) -> dict[str, str]:
+    """IPAM's AuxiliaryAddresses checked as Docker checks them: each an address of the subnet, none the gateway's
+    or another's (libnetwork reserves each: a second reservation of one address fails)."""
+    out: dict[str, str] = {}
+    if not aux:
+        return out
+    if want["subnet"] is None:
+        raise InvalidArgument("auxiliary addresses need a subnet")
+    gateway = want["gateway"] or next(want["subnet"].hosts())
+    seen = {gateway: "the gateway"}
+    for key, value in aux.items():
+        try:
+            ip = ipaddress.ip_address(value)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"invalid auxiliary address {key}: invalid address") from None
+        if ip.version != 4:
+            raise InvalidArgument(f"invalid auxiliary address {key}: parent subnet is an IPv4 block")
+        if ip not in want["subnet"]:
+            raise InvalidArgument(f"invalid auxiliary address {key}: it does not belong to the subnet")
+        if ip in seen:
+            raise InvalidArgument(f"failed to allocate secondary ip address ({key}:{value}): Address already in "
+                                  f"use ({seen[ip]} has it)")
+        seen[ip] = key
+        out[key] = str(ip)
     return out
 
 

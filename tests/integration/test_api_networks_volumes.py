@@ -286,3 +286,102 @@ def test_containers_made_through_the_api_reach_each_other_by_name(lab_api):
     r = docker("run", "--rm", "busybox", "timeout", "3", "wget", "-q", "-O-", f"http://{srv}/hostname", check=False)
     assert r.returncode != 0
     assert lab_api.errors() == ""
+
+
+def test_network_names_are_any_text_as_in_docker(docker, api, tidy):
+    """Docker takes any network name ("test 01"): nothing is named after it — the bridge is br- and the ID."""
+    name = f"test {unique('01')}"
+    status, body = call(api, "POST", "/networks/create", {"Name": name})
+    assert status == 201, body
+    got = docker.json("network", "inspect", name)[0]
+    assert got["Name"] == name and got["Id"] == body["Id"]
+    cli_name = f"my net {unique('x')}"
+    docker("network", "create", cli_name)
+    c = docker("run", "-d", "--network", cli_name, "busybox", "sleep", "300").stdout.strip()
+    nets = docker.json("inspect", c)[0]["NetworkSettings"]["Networks"]
+    assert list(nets) == [cli_name] and nets[cli_name]["IPAddress"]
+    links = docker("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net").stdout.split()
+    assert f"br-{docker.json('network', 'inspect', cli_name)[0]['Id'][:12]}" in links
+    docker("rm", "-f", c)
+    assert call(api, "DELETE", "/networks/" + name.replace(" ", "%20"))[0] == 204
+    docker("network", "rm", cli_name)
+    status, body = call(api, "POST", "/networks/create", {"Name": "   "})
+    assert (status, body["message"]) == (400, "invalid name: name is empty")
+    assert api.errors() == ""
+
+
+def test_ipam_auxiliary_addresses_are_kept_shown_and_never_handed_out(docker, api, tidy):
+    name = unique("aux")
+    pool = {"Subnet": "10.81.0.0/29", "Gateway": "10.81.0.1", "AuxiliaryAddresses": {"router": "10.81.0.2"}}
+    status, body = call(api, "POST", "/networks/create", {"Name": name, "IPAM": {"Driver": "default",
+                                                                                   "Config": [pool]}})
+    assert status == 201, body
+    got = docker.json("network", "inspect", name)[0]["IPAM"]
+    # dockerd shows IPAM's Options as they were sent: none is null
+    assert got == {"Driver": "default", "Options": None, "Config": [pool]}
+    # the first container gets .3: .2 is the router's
+    c = docker("run", "-d", "--network", name, "busybox", "sleep", "300").stdout.strip()
+    assert docker.json("inspect", c)[0]["NetworkSettings"]["Networks"][name]["IPAddress"] == "10.81.0.3"
+    r = docker("run", "-d", "--network", name, "--ip", "10.81.0.2", "busybox", "sleep", "300", check=False)
+    assert r.returncode != 0 and "Address already in use" in r.stderr
+    # refused: an address outside the subnet, one that is not an address, the gateway's
+    for aux, why in (({"a": "10.82.0.5"}, "invalid auxiliary address a: it does not belong to the subnet"),
+                     ({"a": "nope"}, "invalid auxiliary address a: invalid address"),
+                     ({"a": "10.83.0.1"}, "failed to allocate secondary ip address (a:10.83.0.1): Address already "
+                                          "in use (the gateway has it)")):
+        subnet = "10.83.0.0/24" if "10.83" in aux["a"] else "10.84.0.0/24"
+        status, body = call(api, "POST", "/networks/create", {"Name": unique("bad"), "IPAM": {"Config": [
+            {"Subnet": subnet, "AuxiliaryAddresses": aux}]}})
+        assert (status, body["message"]) == (400, why)
+    status, body = call(api, "POST", "/networks/create", {"Name": unique("bad"), "IPAM": {"Config": [
+        {"Subnet": "10.85.0.0/24", "AuxiliaryAddresses": {"a": 5}}]}})
+    assert status == 400 and "IPAMConfig.AuxiliaryAddresses" in body["message"]
+    # the CLI's --aux-address, checked against --subnet as Docker's CLI does; the CLI sends IPAM Options {}
+    cli = unique("auxcli")
+    docker("network", "create", "--subnet", "10.86.0.0/24", "--aux-address", "host=10.86.0.9", cli)
+    got = docker.json("network", "inspect", cli)[0]["IPAM"]
+    assert got["Config"] == [{"Subnet": "10.86.0.0/24", "Gateway": "10.86.0.1",
+                              "AuxiliaryAddresses": {"host": "10.86.0.9"}}]
+    assert got["Options"] == {}
+    assert api.errors() == ""
+
+
+def test_endpoint_mac_link_local_ips_and_driver_opts(docker_client, docker, api, tidy):
+    """An endpoint's MacAddress, IPAMConfig.LinkLocalIPs and DriverOpts, at create and at connect: kept, shown,
+    and the interface has that MAC and those addresses."""
+    net = docker_client.networks.create(unique("epnet"))
+    api_client = docker_client.api
+    cid = api_client.create_container(
+        "busybox", "sleep 300",
+        networking_config=api_client.create_networking_config({"bridge": api_client.create_endpoint_config(
+            link_local_ips=["169.254.8.8"], driver_opt={"com.example.setting": "on"})}),
+        host_config=api_client.create_host_config(network_mode="bridge"))["Id"]
+    api_client.connect_container_to_network(cid, net.name, mac_address="02:42:AC:11:00:99",
+                                            link_local_ips=["169.254.9.9"])
+    eps = api_client.inspect_container(cid)["NetworkSettings"]["Networks"]
+    assert eps["bridge"]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.8.8"]}
+    assert eps["bridge"]["DriverOpts"] == {"com.example.setting": "on"}
+    assert eps["bridge"]["MacAddress"] == ""  # none was asked for: shown once it runs
+    assert eps[net.name]["MacAddress"] == "02:42:ac:11:00:99"  # asked for: shown before the start
+    assert eps[net.name]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.9.9"]} and eps[net.name]["DriverOpts"] is None
+    api_client.start(cid)
+    eps = api_client.inspect_container(cid)["NetworkSettings"]["Networks"]
+    assert eps[net.name]["MacAddress"] == "02:42:ac:11:00:99" and eps["bridge"]["MacAddress"].startswith("02:42:")
+    out = docker("exec", cid, "sh", "-c", "cat /sys/class/net/eth1/address; ip -4 addr show eth0; "
+                                          "ip -4 addr show eth1").stdout
+    assert out.splitlines()[0] == "02:42:ac:11:00:99"
+    assert "169.254.8.8/16" in out and "169.254.9.9/16" in out
+    members = docker.json("network", "inspect", net.name)[0]["Containers"]
+    assert members[cid]["MacAddress"] == "02:42:ac:11:00:99"
+    # connecting a running container: its new interface has the MAC
+    other = docker_client.networks.create(unique("epnet2"))
+    api_client.connect_container_to_network(cid, other.name, mac_address="02:42:ac:11:00:aa")
+    assert "02:42:ac:11:00:aa" in docker("exec", cid, "cat", "/sys/class/net/eth2/address").stdout
+    # refused: a MAC that is not one, a multicast one, an address that is not link-local
+    for ep, why in (({"MacAddress": "nope"}, "invalid MAC address: nope"),
+                    ({"MacAddress": "03:00:00:00:00:01"}, "multicast"),
+                    ({"IPAMConfig": {"LinkLocalIPs": ["10.0.0.1"]}}, "invalid link local IP address: 10.0.0.1")):
+        third = docker_client.networks.create(unique("epnet3"))
+        status, body = call(api, "POST", f"/networks/{third.id}/connect", {"Container": cid, "EndpointConfig": ep})
+        assert status == 400 and why in body["message"], body
+    assert api.errors() == ""

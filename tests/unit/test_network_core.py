@@ -53,8 +53,10 @@ def test_user_networks_get_the_next_free_pool_and_refuse_overlaps(store):
         store.create("d", subnet="10.5.0.0/16")
     with pytest.raises(Conflict, match="already exists"):
         store.create("a")
-    with pytest.raises(InvalidArgument):
-        store.create("bad name")
+    spaced = store.create("test 01")  # Docker takes any name: the bridge is named after the ID
+    assert spaced.bridge == "br-" + spaced.id[:12] and store.get("test 01").id == spaced.id
+    with pytest.raises(InvalidArgument, match="name is empty"):
+        store.create("  ")
     with pytest.raises(InvalidArgument, match="no matching subnet for gateway"):
         store.create("e", subnet="10.6.0.0/24", gateway="10.7.0.1")
     with pytest.raises(NotFound, match='plugin "overlay" not found'):
@@ -279,3 +281,39 @@ def test_an_error_reply_raises_with_its_errno():
     with pytest.raises(OSError) as e:
         nl.add_bridge("barque0", 1500)
     assert e.value.errno == errno.EEXIST
+
+
+def test_auxiliary_addresses_are_checked_and_never_handed_out(store):
+    net = store.create("aux", subnet="10.9.0.0/29", aux_addresses={"r": "10.9.0.2", "s": "10.9.0.4"})
+    assert net.record["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {"r": "10.9.0.2", "s": "10.9.0.4"}
+    with store.db.transaction() as conn:
+        got = [ipam.attach(conn, net, c * 64)["ip"] for c in "abc"]
+        assert got == ["10.9.0.3", "10.9.0.5", "10.9.0.6"]
+        with pytest.raises(Conflict, match="Address already in use"):
+            ipam.attach(conn, net, "d" * 64, ip="10.9.0.4")
+    for aux, why in (({"a": "10.10.1.1"}, "does not belong to the subnet"), ({"a": "x"}, "invalid address"),
+                     ({"a": "10.10.0.1"}, "the gateway has it"),
+                     ({"a": "10.10.0.7", "b": "10.10.0.7"}, r"\(b:10.10.0.7\): Address already in use")):
+        with pytest.raises(InvalidArgument, match=why):
+            store.create("bad", subnet="10.10.0.0/24", aux_addresses=aux)
+    with pytest.raises(InvalidArgument, match="need a subnet"):
+        store.create("bad", aux_addresses={"a": "172.30.0.5"})
+
+
+def test_an_endpoint_keeps_its_mac_link_local_ips_and_driver_opts(store):
+    net = store.create("ep", subnet="10.11.0.0/24")
+    with store.db.transaction() as conn:
+        ep = ipam.attach(conn, net, "a" * 64, mac="02-42-0A-0B-00-09", link_local=["169.254.1.2"],
+                         driver_opts={"k": "v"})
+        plain = ipam.attach(conn, net, "b" * 64)
+        for kw, why in (({"mac": "02:42:0a"}, "invalid MAC address"), ({"mac": "01:00:5e:00:00:01"}, "multicast"),
+                        ({"link_local": ["10.0.0.1"]}, "invalid link local IP address"),
+                        ({"link_local": ["nope"]}, "invalid link-local IP address: nope"),
+                        ({"link_local": ["fe80::1"]}, "IPv6")):
+            with pytest.raises(InvalidArgument, match=why):
+                ipam.attach(conn, net, "c" * 64, **kw)
+    assert ep["mac"] == "02:42:0a:0b:00:09"
+    assert ep["record"]["MacAddress"] == "02:42:0a:0b:00:09" and ep["record"]["DriverOpts"] == {"k": "v"}
+    assert ep["record"]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.1.2"]}
+    assert plain["mac"] == ipam.mac_for(ipaddress.IPv4Address(plain["ip"])) and plain["record"]["IPAMConfig"] is None
+    assert "MacAddress" not in plain["record"] and "DriverOpts" not in plain["record"]

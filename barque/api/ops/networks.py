@@ -40,7 +40,8 @@ def create(engine, args, chan):
                              subnet=args.get("subnet"), gateway=args.get("gateway"), ip_range=args.get("ip_range"),
                              internal=bool(args.get("internal")), attachable=bool(args.get("attachable")),
                              labels=args.get("labels") or {}, options=args.get("options") or {},
-                             check_duplicate=True)
+                             check_duplicate=True, aux_addresses=args.get("aux_addresses") or None,
+                             ipam_options=args.get("ipam_options"))
     return {"Id": net.id, "Warning": ""}
 
 

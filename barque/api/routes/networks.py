@@ -88,11 +88,13 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 # ---- create and remove ----------------------------------------------------------------------------------------
 
-def _ipam(ipam: dict | None) -> tuple[str | None, str | None, str | None]:
-    """IPAM's one IPv4 pool (Subnet, Gateway, IPRange) — all a barque bridge network has."""
+def _ipam(ipam: dict | None) -> tuple[str | None, str | None, str | None, dict | None, dict | None]:
+    """IPAM's one IPv4 pool (Subnet, Gateway, IPRange, AuxiliaryAddresses) — all a barque bridge network has — and
+    IPAM's Options (None when not given: inspect shows null, as dockerd does)."""
     if not ipam:
-        return None, None, None
+        return None, None, None, None, None
     check_fields(ipam, IPAM, "IPAM")
+    options = string_map(ipam.get("Options"), "IPAM.Options")
     driver = ipam.get("Driver") or "default"
     if driver != "default":
         raise ApiError(404, f'plugin "{driver}" not found')
@@ -102,19 +104,19 @@ def _ipam(ipam: dict | None) -> tuple[str | None, str | None, str | None]:
             raise BadParameter("json: cannot unmarshal a non-object into Go struct field IPAM.Config of type "
                                "network.IPAMConfig")
         check_fields(pool, IPAM_POOL, "IPAMConfig")
-        if pool.get("AuxiliaryAddresses"):
-            raise BadParameter("auxiliary addresses are not supported by barque's networks")
+        string_map(pool.get("AuxiliaryAddresses"), "IPAMConfig.AuxiliaryAddresses")
     v4 = [p for p in pools if ":" not in (p.get("Subnet") or "")]
     if len(v4) < len(pools):
         raise BadParameter("IPv6 networks are not supported by barque")
     if len(v4) > 1:
         raise BadParameter("barque networks have one IPv4 subnet: give one IPAM Config")
     if not v4:
-        return None, None, None
+        return None, None, None, None, options
     p = v4[0]
     if not p.get("Subnet") and (p.get("Gateway") or p.get("IPRange")):
         raise BadParameter("every ip-range or gateway must have a corresponding subnet")
-    return p.get("Subnet") or None, p.get("Gateway") or None, p.get("IPRange") or None
+    return (p.get("Subnet") or None, p.get("Gateway") or None, p.get("IPRange") or None,
+            p.get("AuxiliaryAddresses") or None, options)
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -131,9 +133,10 @@ async def create(request: web.Request) -> web.StreamResponse:
             raise BadParameter(f"{flag} networks are a swarm feature, which barque does not have")
     if (body.get("ConfigFrom") or {}).get("Network"):
         raise BadParameter("ConfigFrom networks are a swarm feature, which barque does not have")
-    subnet, gateway, ip_range = _ipam(body.get("IPAM"))
+    subnet, gateway, ip_range, aux, ipam_options = _ipam(body.get("IPAM"))
     args = {"name": name, "driver": body.get("Driver") or "bridge", "subnet": subnet, "gateway": gateway,
-            "ip_range": ip_range, "internal": bool(body.get("Internal")), "attachable": bool(body.get("Attachable")),
+            "ip_range": ip_range, "aux_addresses": aux, "ipam_options": ipam_options,
+            "internal": bool(body.get("Internal")), "attachable": bool(body.get("Attachable")),
             "labels": string_map(body.get("Labels"), "NetworkCreateRequest.Labels"),
             "options": string_map(body.get("Options"), "NetworkCreateRequest.Options")}
     return json_response(await state_of(request).op("network.create", args), status=201)
