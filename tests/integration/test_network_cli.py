@@ -129,6 +129,26 @@ def test_network_create_refusals(lab_barque, netlab):
     assert netlab.links() == before
 
 
+def test_network_names_with_spaces_and_auxiliary_addresses(lab_barque, netlab):
+    """Docker's network names are any text: barque's CLI takes "my net" too (its bridge is named from the ID), and
+    --aux-address keeps addresses from containers, as Docker's CLI does."""
+    b = lab_barque
+    nid = b("network", "create", "--subnet", "10.64.0.0/29", "--aux-address", "router=10.64.0.2",
+            "my net").stdout.strip()
+    assert f"br-{nid[:12]}" in netlab.links()
+    view = json.loads(b("network", "inspect", "my net").stdout)[0]
+    assert view["IPAM"]["Config"] == [{"Subnet": "10.64.0.0/29", "Gateway": "10.64.0.1",
+                                       "AuxiliaryAddresses": {"router": "10.64.0.2"}}]
+    cid = b("run", "-d", "--network", "my net", "busybox", "sleep", "300").stdout.strip()
+    nets = json.loads(b("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]
+    assert list(nets) == ["my net"] and nets["my net"]["IPAddress"] == "10.64.0.3"
+    out = b("network", "create", "--subnet", "10.65.0.0/24", "--aux-address", "x=10.66.0.1", "other", check=False)
+    assert (out.returncode, out.stderr) == (1, "Error: no matching subnet for aux-address 10.66.0.1\n")
+    b("rm", "-f", cid)
+    assert b("network", "rm", "my net").stdout == "my net\n"
+    assert f"br-{nid[:12]}" not in netlab.links()
+
+
 def test_network_without_subnet_takes_the_next_free_pool(lab_barque):
     b = lab_barque
     b("network", "create", "auto1")
