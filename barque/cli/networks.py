@@ -268,8 +268,10 @@ def prune(ctx, force, filters):
 @click.option("--alias", "aliases", multiple=True, help="Add network-scoped alias for the container.")
 @click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104).")
 @click.option("--link", "links", multiple=True, help="Add link to another container.")
+@click.option("--link-local-ip", "link_local", multiple=True, help="Add a link-local address for the container.")
+@click.option("--driver-opt", "driver_opts", multiple=True, help="driver options for the network")
 @click.pass_context
-def connect(ctx, network, container, aliases, ip, links):
+def connect(ctx, network, container, aliases, ip, links, link_local, driver_opts):
     """Connect a container to a network."""
     from barque.network.manage import connect as do_connect
 
@@ -278,7 +280,19 @@ def connect(ctx, network, container, aliases, ip, links):
             why = "empty string specified for links" if link == "" else f"bad format for links: {link}"
             raise click.UsageError(f'invalid argument "{link}" for "--link" flag: {why}', ctx)
     do_connect(engine_from(ctx), network, container, aliases=list(aliases) or None, ip=ip or None,
-               links=list(links) or None)
+               links=list(links) or None, link_local=list(link_local) or None,
+               driver_opts=_driver_opts(driver_opts) or None)
+
+
+def _driver_opts(items) -> dict[str, str]:
+    """--driver-opt k=v (Docker's CLI wants the `=`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgument("invalid key value pair format in driver options")
+        out[key.strip()] = value.strip()
+    return out
 
 
 @click.command("disconnect", context_settings=CONTEXT)

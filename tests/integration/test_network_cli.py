@@ -144,6 +144,14 @@ def test_network_names_with_spaces_and_auxiliary_addresses(lab_barque, netlab):
     assert list(nets) == ["my net"] and nets["my net"]["IPAddress"] == "10.64.0.3"
     out = b("network", "create", "--subnet", "10.65.0.0/24", "--aux-address", "x=10.66.0.1", "other", check=False)
     assert (out.returncode, out.stderr) == (1, "Error: no matching subnet for aux-address 10.66.0.1\n")
+    # connect's --link-local-ip and --driver-opt, kept and shown (the address is on the new interface)
+    b("network", "create", "second")
+    b("network", "connect", "--link-local-ip", "169.254.7.7", "--driver-opt", "k=v", "second", cid)
+    ep = json.loads(b("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]["second"]
+    assert (ep["IPAMConfig"], ep["DriverOpts"]) == ({"LinkLocalIPs": ["169.254.7.7"]}, {"k": "v"})
+    assert "169.254.7.7/16" in b("exec", cid, "ip", "-4", "addr", "show", "eth1").stdout
+    out = b("network", "connect", "--driver-opt", "k", "bridge", cid, check=False)
+    assert (out.returncode, out.stderr) == (1, "Error: invalid key value pair format in driver options\n")
     b("rm", "-f", cid)
     assert b("network", "rm", "my net").stdout == "my net\n"
     assert f"br-{nid[:12]}" not in netlab.links()
