@@ -449,34 +449,39 @@ def distribution(engine, args, chan):
 
 
 async def _distribution(ref, creds) -> dict:
-    from barque.oci.image import Manifest
-    from barque.registry.client.auth import scope_for
-    from barque.registry.client.hosts import DOCKER_HUB
-    from barque.registry.client.resolve import fetch_manifest
-    from barque.registry.client.transport import Client, read_body
+    """From the registry's mirrors first, then the registry, as a pull would (Docker's pull endpoints)."""
+    from barque.registry.client.pull import from_sources
+    from barque.registry.client.transport import Client
 
     async with Client(credentials=creds) as client:
-        remote = await client.open(client.hosts.origin_endpoints(ref.domain), ref.path,
-                                   (scope_for(ref.path, "pull"),), hub=ref.domain == DOCKER_HUB)
-        reference = str(ref.digest) if ref.digest is not None else ref.tag
-        doc = await fetch_manifest(remote, reference, ref.familiar())
-        descriptor = {"mediaType": doc.media_type, "digest": str(doc.digest), "size": doc.size}
-        platforms = []
-        if isinstance(doc, Manifest):
-            resp = await remote.request("GET", f"blobs/{doc.config.digest}")
-            try:
-                if resp.status != 200:
-                    raise await remote.fail(resp, f"fetching the config of {ref.familiar()}")
-                config = json.loads(await read_body(resp, 8 << 20))
-            finally:
-                resp.release()
-            platform = {"architecture": config.get("architecture", ""), "os": config.get("os", "")}
-            for key, name in (("os.version", "os.version"), ("os.features", "os.features"), ("variant", "variant")):
-                if config.get(key):
-                    platform[name] = config[key]
-            platforms.append(platform)
-        else:
-            for m in doc.manifests:
-                if m.platform is not None:
-                    platforms.append(m.platform.to_dict())
-        return {"Descriptor": descriptor, "Platforms": platforms}
+        _, found = await from_sources(client, ref, lambda remote: _describe(remote, ref))
+        return found
+
+
+async def _describe(remote, ref) -> dict:
+    from barque.oci.image import Manifest
+    from barque.registry.client.resolve import fetch_manifest
+    from barque.registry.client.transport import read_body
+
+    reference = str(ref.digest) if ref.digest is not None else ref.tag
+    doc = await fetch_manifest(remote, reference, ref.familiar())
+    descriptor = {"mediaType": doc.media_type, "digest": str(doc.digest), "size": doc.size}
+    platforms = []
+    if isinstance(doc, Manifest):
+        resp = await remote.request("GET", f"blobs/{doc.config.digest}")
+        try:
+            if resp.status != 200:
+                raise await remote.fail(resp, f"fetching the config of {ref.familiar()}")
+            config = json.loads(await read_body(resp, 8 << 20))
+        finally:
+            resp.release()
+        platform = {"architecture": config.get("architecture", ""), "os": config.get("os", "")}
+        for key, name in (("os.version", "os.version"), ("os.features", "os.features"), ("variant", "variant")):
+            if config.get(key):
+                platform[name] = config[key]
+        platforms.append(platform)
+    else:
+        for m in doc.manifests:
+            if m.platform is not None:
+                platforms.append(m.platform.to_dict())
+    return {"Descriptor": descriptor, "Platforms": platforms}

@@ -85,7 +85,7 @@ async def _pull(engine, ref: Reference, progress: Progress, platform: str | None
     try:
         if not all_tags:
             return [await _pull_one(engine, client, ref, progress, matcher, platform)]
-        _, tags = await _open(client, ref, lambda r: list_tags(r, ref.familiar_name))
+        _, tags = await from_sources(client, ref, lambda r: list_tags(r, ref.familiar_name))
         if not tags:
             raise NotFound(f"repository {ref.familiar_name} has no tags")
         return [await _pull_one(engine, client, ref.with_tag(t), progress, matcher, platform, quiet_status=True)
@@ -95,7 +95,7 @@ async def _pull(engine, ref: Reference, progress: Progress, platform: str | None
             await client.__aexit__(None, None, None)
 
 
-async def _open(client: Client, ref: Reference, attempt):
+async def from_sources(client: Client, ref: Reference, attempt):
     """Run `attempt(remote)` on the mirrors of the registry in order, then on the registry itself; a mirror that
     fails in any way is passed over. Returns (remote, attempt's result)."""
     from barque.registry.client.hosts import DOCKER_HUB
@@ -156,7 +156,7 @@ async def _pull_one(engine, client: Client, ref: Reference, progress: Progress, 
 
     matcher, wanted, explicit = matcher_info
     reference = str(ref.digest) if ref.digest is not None else ref.tag
-    remote, resolved = await _open(client, ref, lambda r: resolve(r, reference, ref.familiar(), matcher, wanted))
+    remote, resolved = await from_sources(client, ref, lambda r: resolve(r, reference, ref.familiar(), matcher, wanted))
     # Docker says where it pulls from once the manifest is in (a missing tag prints nothing on stdout)
     progress.message(f"{reference}: Pulling from {ref.path}")
     manifest = resolved.manifest
