@@ -57,6 +57,12 @@ class BuildOptions:
     host: dict = field(default_factory=dict)               # RUN steps' resources, as a HostConfig (-m, --ulimit…)
     extra_hosts: list[str] = field(default_factory=list)   # "IP\tNAME" lines for RUN steps' /etc/hosts
     pull: str = "missing"       # base images: "missing" pulls those not in the store, "always" (--pull) all
+    #: Docker's --cache-from: None uses the whole build cache; a list (even of names that resolve to nothing) uses
+    #: only the steps those images were built from
+    cache_from: list[str] | None = None
+    #: Docker's --force-rm: a failed RUN's container is removed too, and says so. barque always removes it; without
+    #: the flag, as in Docker (which keeps it), no "Removing intermediate container" line follows the failure
+    force_rm: bool = False
 
 
 @dataclass
@@ -99,11 +105,14 @@ def _arg_words(ins: Instruction) -> list[tuple[str, str | None]]:
 
 
 class Builder:
-    def __init__(self, engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None]) -> None:
+    def __init__(self, engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None],
+                 err: Callable[[str], None] | None = None) -> None:
         self.engine = engine
         self.ctx = ctx
         self.opts = opts
         self.out = out
+        #: what a RUN writes to its standard error, as it comes (one read, one call); by default with the rest
+        self.err = err
         self.cache = BuildCache(engine)
         self.used_args: set[str] = set()
         self.hits: list[str] = []          # cache keys used, marked at the end in one transaction
@@ -114,6 +123,7 @@ class Builder:
         self.df: Dockerfile | None = None
         self.meta: dict[str, str] = {}
         self.epoch_override = self._epoch_override()
+        self.cache_allowed = self._cache_sources()
 
     # -- set-up
     def _epoch_override(self) -> int | None:
@@ -125,6 +135,27 @@ class Builder:
         if "SOURCE_DATE_EPOCH" in self.opts.build_args:
             self.used_args.add("SOURCE_DATE_EPOCH")
         return int(text)
+
+    def _cache_sources(self) -> set[str] | None:
+        """With --cache-from, Docker's classic builder takes a step from the cache only when the image it gives is
+        one of the named images or an ancestor of one: here, the named images' IDs and every state their build
+        steps came from (the cache's parent links). A name that resolves to nothing is skipped (dockerd logs a
+        warning); with none left, nothing comes from the cache."""
+        if self.opts.cache_from is None:
+            return None
+        allowed: set[str] = set()
+        for ref in self.opts.cache_from:
+            try:
+                allowed.add(str(self.engine.images.resolve(ref).id))
+            except (NotFound, InvalidArgument) as e:
+                log.warning("Could not look up %s for cache resolution, skipping: %s", ref, e)
+        pending = list(allowed)
+        while pending:
+            for row in self.engine.db.query("SELECT parent FROM build_cache WHERE config = ?", (pending.pop(),)):
+                if row["parent"] not in allowed:
+                    allowed.add(row["parent"])
+                    pending.append(row["parent"])
+        return allowed
 
     def _meta_args(self, df: Dockerfile) -> dict[str, str]:
         env = dict(_platform_args())
@@ -355,7 +386,7 @@ class Builder:
         if self.opts.no_cache:
             return key, False
         hit = self.cache.get(key)
-        if hit is None:
+        if hit is None or (self.cache_allowed is not None and str(hit.config) not in self.cache_allowed):
             return key, False
         self.say(" ---> Using cache")
         state = State.load(self.engine, hit.config, hit.manifest, run.state.created)
@@ -567,9 +598,11 @@ class Builder:
         if ins.flag("security") not in (None, "sandbox"):
             raise InvalidArgument(f"RUN --security={ins.flag('security')}: barque's builder runs every step "
                                   "sandboxed (no insecure entitlement)")
-        network = ins.flag("network") or self.opts.network
-        if network not in ("default", "none", "host"):
-            raise InvalidArgument(f"RUN --network={network}: expected default, none or host")
+        network = self.opts.network
+        if ins.flag("network"):  # BuildKit's flag: its three modes only
+            network = ins.flag("network")
+            if network not in ("default", "none", "host"):
+                raise InvalidArgument(f"RUN --network={network}: expected default, none or host")
         mounts = [parse_mount(m) for m in ins.flags.get("mount") or []]
         mount_key = []
         for f in mounts:
@@ -605,13 +638,16 @@ class Builder:
                            workdir=state.config.get("WorkingDir") or "/", network=network, mounts=plan.mounts,
                            stdin=stdin, host=self.opts.host, extra_hosts=self.opts.extra_hosts)
             try:
-                code = run_command(self.engine, tree, spec, lambda b: self.out(b.decode("utf-8", "replace")))
+                code = run_command(self.engine, tree, spec, _decoding(self.out),
+                                   _decoding(self.err) if self.err is not None else None)
             except RunFailed as e:
-                self.say(f"Removing intermediate container {tree.id[:12]}")
+                if self.opts.force_rm:
+                    self.say(f"Removing intermediate container {tree.id[:12]}")
                 raise BuildFailed(f"The command '{' '.join(argv)}' could not run: {e.message.strip()}",
                                   code=e.code) from None
             if code != 0:
-                self.say(f"Removing intermediate container {tree.id[:12]}")
+                if self.opts.force_rm:
+                    self.say(f"Removing intermediate container {tree.id[:12]}")
                 raise BuildFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code=code)
             plan.remove_points()
             layer = tree.layer(self._epoch(new))
@@ -658,8 +694,24 @@ def _heredoc_command(ins: Instruction, shell: list[str]) -> tuple[list[str], byt
     return [*shell, script], None
 
 
-def build(engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None]) -> BuildResult:
-    return Builder(engine, ctx, opts, out).run()
+def _decoding(call: Callable[[str], None]) -> Callable[[bytes], None]:
+    """A command's output as text, a character split between two reads kept whole."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write(data: bytes) -> None:
+        text = decoder.decode(data)
+        if text:
+            call(text)
+    return write
+
+
+def build(engine, ctx: BuildContext, opts: BuildOptions, out: Callable[[str], None],
+          err: Callable[[str], None] | None = None) -> BuildResult:
+    """Build; `out` takes the output as Docker's classic builder shows it, `err` (when given) what RUN steps write
+    to their standard error."""
+    return Builder(engine, ctx, opts, out, err).run()
 
 
 class _OutFile:

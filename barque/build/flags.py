@@ -7,7 +7,8 @@ from barque.errors import InvalidArgument
 
 __all__ = ["check_platform", "run_network", "extra_host", "NETWORK_MODES"]
 
-#: what the builder's RUN steps may use ("bridge" is Docker's name for the default)
+#: the modes named by a word ("bridge" is Docker's name for the default); also `container:NAME` and a network's
+#: name or ID
 NETWORK_MODES = ("default", "none", "host", "bridge")
 
 
@@ -22,10 +23,11 @@ def check_platform(platform: str, what: str = "--platform") -> None:
 
 
 def run_network(mode: str) -> str:
-    """The builder's name for a network mode (`bridge` is the default), or InvalidArgument."""
-    if mode not in NETWORK_MODES:
-        raise InvalidArgument(f"network mode {mode!r} not supported by the builder: default, none or host")
-    return "default" if mode == "bridge" else mode
+    """The builder's name for a network mode: `bridge` is the default; `none`, `host`, `container:NAME` and a
+    user-defined network's name or ID as they are. As in Docker's classic builder, a network or container that does
+    not exist is an error of the first RUN step (Docker's NotFound), not of the request: a build without RUN never
+    looks."""
+    return "default" if mode in ("", "bridge") else mode
 
 
 def extra_host(value: str) -> str:

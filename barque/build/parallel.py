@@ -65,6 +65,7 @@ def _child_main(builder, df, stage, offset: int, out_w: int, result_w: int) -> N
     engine_close_in_child(builder.engine)
     out = os.fdopen(out_w, "w", encoding="utf-8", errors="replace", buffering=1)
     builder.out = lambda text: (out.write(text), out.flush())
+    builder.err = None  # through the one pipe to the parent: with the rest of the output, as the CLI shows it
     builder.step_no = offset
     builder.hits = []
     try:

@@ -2,9 +2,12 @@
 
 The container is what Docker's builder runs: the image's user, working directory and environment (with the build
 arguments in scope), the default capabilities and seccomp profile, its own PID, IPC, UTS, mount and cgroup
-namespaces and the network the step asks for (`--network`, else the build's). There is no monitor and no record:
-the build forks, the child runs barque's runtime (`run`, as `barque-runtime run` does), the command's output comes
-back through a pipe to the build's output, and the exit status decides the step.
+namespaces and the network the step asks for (`--network`, else the build's: the default bridge, none, host,
+`container:NAME` — that running container's namespace — or a user-defined network, with its embedded DNS server, as
+Docker's classic builder gives them; a network or container that does not exist fails the step with Docker's
+NotFound). There is no monitor and no record: the build forks, the child runs barque's runtime (`run`, as
+`barque-runtime run` does), the command's output comes back through a pipe to the build's output (its standard
+error through a second pipe when the caller shows it apart, as the API does), and the exit status decides the step.
 
 The image's VOLUMEs are mounted as Docker's classic builder mounts them: a throwaway copy each, so what a RUN
 writes under a declared volume is discarded (the Dockerfile reference's "changing the volume from within the
@@ -218,8 +221,10 @@ def _record(cid: str, spec: RunSpec) -> dict:
     }
 
 
-def run_command(engine, tree, spec: RunSpec, output: Callable[[bytes], None]) -> int:
-    """Run `spec` in the work tree's mounted rootfs; stream its output; its exit status."""
+def run_command(engine, tree, spec: RunSpec, output: Callable[[bytes], None],
+                errors: Callable[[bytes], None] | None = None) -> int:
+    """Run `spec` in the work tree's mounted rootfs; stream its output (its standard error to `errors` when given,
+    else with the rest to `output`); its exit status."""
     from barque.container.create import write_etc_files
 
     record = _record(tree.id, spec)
@@ -228,16 +233,59 @@ def run_command(engine, tree, spec: RunSpec, output: Callable[[bytes], None]) ->
         with open(tree.dir / "hosts", "a") as f:
             f.write("".join(line + "\n" for line in spec.extra_hosts))
     files = {k: tree.dir / k for k in ("hostname", "hosts", "resolv.conf")}
-    if spec.network in ("default", "bridge"):  # Docker's builder: RUN on the default bridge
-        from barque.network.sandbox import transient
+    mode = spec.network
+    if mode.startswith("container:"):
+        record["_barque"]["netns_path"] = str(_container_namespace(engine, mode.split(":", 1)[1], files))
+        return _run_spec(engine, tree, spec, record, files, output, errors)
+    if mode in ("host", "none"):
+        return _run_spec(engine, tree, spec, record, files, output, errors)
+    net = None
+    if mode not in ("default", "bridge"):
+        net = engine.networks.get(mode)  # Docker's NotFound: "network X not found"
+        if net.driver in ("host", "null"):
+            record["HostConfig"]["NetworkMode"] = "host" if net.driver == "host" else "none"
+            write_etc_files(tree.dir, record["Config"], record["HostConfig"])
+            return _run_spec(engine, tree, spec, record, files, output, errors)
+    # Docker's builder: RUN on the default bridge, or on the bridge network the build names
+    from barque.network.sandbox import transient, write_resolv_conf
 
-        with transient(engine, tree.id, hosts_file=tree.dir / "hosts", hostname=record["Config"]["Hostname"]) as path:
-            record["_barque"]["netns_path"] = str(path)
-            return _run_spec(engine, tree, spec, record, files, output)
-    return _run_spec(engine, tree, spec, record, files, output)
+    with transient(engine, tree.id, hosts_file=tree.dir / "hosts", hostname=record["Config"]["Hostname"],
+                   network=net) as path:
+        record["_barque"]["netns_path"] = str(path)
+        if net is not None and net.dns:  # the embedded DNS server answers for the network's containers
+            write_resolv_conf(_Step(record, tree.dir), True)
+        return _run_spec(engine, tree, spec, record, files, output, errors)
 
 
-def _run_spec(engine, tree, spec: RunSpec, record: dict, files: dict, output: Callable[[bytes], None]) -> int:
+@dataclass
+class _Step:
+    """A RUN step as barque.network.sandbox's /etc writers see a container: its record and its directory."""
+
+    record: dict
+    dir: Path
+
+
+def _container_namespace(engine, ref: str, files: dict) -> Path:
+    """`container:NAME`: the running container's network namespace, and its /etc/hosts and resolv.conf, as Docker
+    gives them to a container sharing another's network."""
+    from barque.errors import Conflict
+    from barque.network.rules import netns_path
+
+    if not ref:
+        raise InvalidArgument('invalid name or ID supplied: ""')
+    other = engine.containers.get(ref)
+    state = other.refresh()
+    if state.get("Status") not in ("running", "paused"):
+        raise Conflict(f"cannot join network of a non running container: {other.id}")
+    for name in ("hosts", "resolv.conf"):
+        if (other.dir / name).is_file():
+            files[name] = other.dir / name
+    path = netns_path(engine.settings.run_root, other.id)
+    return path if path.exists() else Path(f"/proc/{state['Pid']}/ns/net")
+
+
+def _run_spec(engine, tree, spec: RunSpec, record: dict, files: dict, output: Callable[[bytes], None],
+              errors: Callable[[bytes], None] | None) -> int:
     from barque.container.ocispec import build_spec, write_spec
 
     oci = build_spec(record, tree.rootfs, files, [])
@@ -246,16 +294,19 @@ def _run_spec(engine, tree, spec: RunSpec, record: dict, files: dict, output: Ca
                            key=lambda m: len([p for p in m["destination"].split("/") if p]))
     oci.setdefault("annotations", {})["org.barque.build"] = "true"
     write_spec(tree.dir, oci)
-    return _run_runtime(engine, tree, spec.stdin, output)
+    return _run_runtime(engine, tree, spec.stdin, output, errors)
 
 
-def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], None]) -> int:
+def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], None],
+                 errors: Callable[[bytes], None] | None = None) -> int:
     from barque.container.start import engine_close_in_child
     from barque.runtime.state import StateStore
 
     store = StateStore(engine.runtime_root)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    # the command's standard error: a pipe of its own when it is shown apart (Docker's builder colours it)
+    cmd_err_r, cmd_err_w = os.pipe2(os.O_CLOEXEC) if errors is not None else (-1, out_w)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)  # the runner's own failure, before the command runs
     in_file = None
     if stdin is not None:
         import tempfile
@@ -272,6 +323,8 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
         try:
             os.close(out_r)
             os.close(err_r)
+            if cmd_err_r >= 0:
+                os.close(cmd_err_r)
             from barque.linux import _libc
 
             _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed build takes its runner along
@@ -281,7 +334,7 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
             fd = in_file.fileno() if in_file is not None else os.open(os.devnull, os.O_RDONLY)
             os.dup2(fd, 0)
             os.dup2(out_w, 1)
-            os.dup2(out_w, 2)
+            os.dup2(cmd_err_w, 2)
             from barque.runtime.create import CreateOptions
             from barque.runtime.run import run
 
@@ -294,15 +347,13 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
         finally:
             os._exit(code)
     os.close(out_w)
+    if cmd_err_r >= 0:
+        os.close(cmd_err_w)
     os.close(err_w)
     if in_file is not None:
         in_file.close()
     try:
-        while True:
-            data = os.read(out_r, 65536)
-            if not data:
-                break
-            output(data)
+        _pump({out_r: output, **({cmd_err_r: errors} if cmd_err_r >= 0 and errors is not None else {})})
         _, status = os.waitpid(pid, 0)
     except BaseException:
         # Ctrl-C: the command dies with SIGKILL (a PID 1 ignores what it has no handler for), then its runner
@@ -315,6 +366,8 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
         raise
     finally:
         os.close(out_r)
+        if cmd_err_r >= 0:
+            os.close(cmd_err_r)
     error = b""
     while True:
         chunk = os.read(err_r, 65536)
@@ -329,6 +382,29 @@ def _run_runtime(engine, tree, stdin: bytes | None, output: Callable[[bytes], No
     if error:
         raise RunFailed(error.decode(errors="replace"), code)
     return code
+
+
+def _pump(readers: dict[int, Callable[[bytes], None]]) -> None:
+    """Each pipe's data to its callable, as it comes (one read, one call), until every pipe is at its end."""
+    import selectors
+
+    if len(readers) == 1:
+        (fd, call), = readers.items()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            call(data)
+    with selectors.DefaultSelector() as sel:
+        for fd, call in readers.items():
+            sel.register(fd, selectors.EVENT_READ, call)
+        while sel.get_map():
+            for key, _ in sel.select():
+                data = os.read(key.fd, 65536)
+                if data:
+                    key.data(data)
+                else:
+                    sel.unregister(key.fd)
 
 
 def force_delete(store, cid: str) -> None:

@@ -121,7 +121,7 @@ def _secrets(values, temporary: list[Path]) -> dict[str, Path]:
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the build output and print image ID on success.")
 @click.option("--iidfile", default=None, help="Write the image ID to the file.")
 @click.option("--network", default="default", help="Set the networking mode for the RUN instructions: default, "
-              "none or host.")
+              "none, host, container:NAME or a network's name or ID.")
 @click.option("--secret", "secrets", multiple=True, help="Secret to expose to the build (id=mysecret,src=/path).")
 @click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip) for RUN.")
 @click.option("-m", "--memory", default=None, help="Memory limit of RUN steps.")
@@ -165,7 +165,8 @@ def build(ctx, tags, dockerfile, build_args, target, no_cache, labels, quiet, ii
                             secrets=_secrets(secrets, temporary),
                             host=_limits(memory, memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus,
                                          cpuset_mems, shm_size, ulimits),
-                            extra_hosts=_extra_hosts(add_hosts), pull="always" if pull else "missing")
+                            extra_hosts=_extra_hosts(add_hosts), pull="always" if pull else "missing",
+                            force_rm=force_rm)
         _build(ctx, opts, quiet, iidfile, context_path, dockerfile)
     finally:
         for t in temporary:

@@ -412,13 +412,16 @@ def transient_alive(key: str) -> bool:
 
 class transient:
     """`with transient(engine, step_id) as path:` a namespace on the default bridge for one RUN of a build (Docker's
-    builder gives RUN the default network): an address, a veth, masquerade; all gone on exit."""
+    builder gives RUN the default network, or the bridge network `network` the build names — then the embedded DNS
+    server answers it, as for a container there): an address, a veth, masquerade; all gone on exit."""
 
-    def __init__(self, engine, step_id: str, hosts_file: Path | None = None, hostname: str = "") -> None:
+    def __init__(self, engine, step_id: str, hosts_file: Path | None = None, hostname: str = "",
+                 network=None) -> None:
         self.engine = engine
         self.hostname = hostname or step_id[:12]
         self.key = transient_key(step_id)
         self.hosts_file = hosts_file
+        self.network = network
         self.path: Path | None = None
 
     def __enter__(self) -> Path:
@@ -428,7 +431,7 @@ class transient:
 
         engine = self.engine
         engine.networks.ensure_defaults()
-        net = engine.networks.default_bridge()
+        net = self.network or engine.networks.default_bridge()
         with engine.db.transaction() as conn:
             attach(conn, net, self.key)
         run_root = Path(engine.settings.run_root)
@@ -440,6 +443,10 @@ class transient:
                 eps = endpoints_of_container(engine.db, self.key)
                 _plug_all(engine, path, eps, [net])
                 apply_rules(engine)
+            if net.dns:
+                from barque.network import dns
+
+                dns.attach(Path(engine.settings.root), run_root, self.key, path, dns.upstreams_for({}))
             if self.hosts_file is not None:
                 with open(self.hosts_file, "a") as f:
                     f.write(f"{eps[0]['ip']}\t{self.hostname}\n")

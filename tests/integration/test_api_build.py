@@ -267,6 +267,88 @@ def test_run_steps_cannot_write_into_the_api_stream(api):
     assert {"stream": "0\n"} in messages(out)
 
 
+def test_run_stderr_is_one_red_message_per_piece(api):
+    """Docker's classic builder: what a RUN writes to its standard error goes as it comes, one message, between
+    `\x1b[91m` and `\x1b[0m` (never split at lines); standard output as it was. -q holds it back like the rest."""
+    body = tarball({"Dockerfile": "FROM busybox\nRUN sh -c 'echo out; >&2 echo oops'\n"})
+    status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none&nocache=1", body)
+    msgs = messages(out)
+    assert status == 200 and {"stream": "\x1b[91moops\n\x1b[0m"} in msgs and {"stream": "out\n"} in msgs
+    assert [m for m in msgs if "oops\n" in m.get("stream", "")] == [{"stream": "\x1b[91moops\n\x1b[0m"}]
+    fail = tarball({"Dockerfile": "FROM busybox\nRUN sh -c '>&2 echo bad; exit 3'\n"})
+    status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none&q=1", fail)
+    msgs = messages(out)
+    assert status == 200 and msgs[-2] == {"stream": "\x1b[91mbad\n\x1b[0m"} and msgs[-1]["errorDetail"]["code"] == 3
+    # a failed RUN's container: dockerd keeps it unless forcerm, and only then says it is removed (barque never
+    # keeps it)
+    status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none&forcerm=1", fail)
+    assert messages(out)[-2]["stream"].startswith("Removing intermediate container ")
+    status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none&q=1&nocache=1", body)
+    assert status == 200 and len(messages(out)) == 1 and HEX64.fullmatch(messages(out)[0]["stream"].strip())
+
+
+def test_cache_from_limits_the_cache_to_the_named_images(api):
+    """Docker's classic builder with cachefrom: a step comes from the cache only when what it gives is one of the
+    named images or an ancestor of one; names that resolve to nothing are skipped, so with only those nothing is
+    cached. Without cachefrom, the whole cache."""
+    from urllib.parse import quote
+
+    def hits(query: str, dockerfile: str = "FROM busybox\nENV FOO=bar\nRUN touch baz\nRUN touch bax\n") -> int:
+        status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none&" + query,
+                              tarball({"Dockerfile": dockerfile}))
+        assert status == 200 and not any("error" in m for m in messages(out)), out
+        return text_of(messages(out)).count(" ---> Using cache")
+
+    def cache_from(*names: str) -> str:
+        return "cachefrom=" + quote(json.dumps(list(names)))
+
+    assert hits("t=build1") in (0, 3)
+    assert hits("t=build2&" + cache_from("build1")) == 3
+    assert hits("t=build2&" + cache_from("nosuchtag")) == 0
+    assert hits(cache_from("busybox")) == 0  # the base: an ancestor of no cached step
+    assert hits(cache_from("nosuchtag", "build1")) == 3
+    assert hits("") == 3
+    # an ancestor of the named image: the steps it shares with it, not the one after
+    assert hits(cache_from("build1"), "FROM busybox\nENV FOO=bar\nRUN touch baz\nRUN touch other\n") == 2
+    status, _, body = http(api.sock, "POST", "/v1.41/build?cachefrom=%5B1%5D", tarball({"Dockerfile": "FROM x\n"}))
+    assert status == 400 and "error reading cache-from" in json.loads(body)["message"]
+    assert api.errors() == ""
+
+
+def test_networkmode_names_a_network_or_a_container(api, docker):
+    """networkmode: a user-defined network's name or ID (RUN gets an address there and its embedded DNS, which
+    answers the network's aliases), or container:NAME (RUN shares that container's network). One that does not
+    exist fails the first RUN, in the stream, with Docker's message; a build without RUN never looks."""
+    net = docker("network", "create", "buildnet").stdout.strip()
+    docker("run", "-d", "--name", "pingee", "--network", "buildnet", "--network-alias", "pingtarget.docker",
+           "busybox", "sleep", "600")
+    try:
+        ping = tarball({"Dockerfile": "FROM busybox\nRUN ping -c1 -W5 pingtarget.docker && cat /etc/resolv.conf\n"})
+        for mode in ("buildnet", net, net[:12], "container:pingee"):
+            status, _, out = http(api.sock, "POST", f"/v1.41/build?nocache=1&networkmode={mode}", ping)
+            msgs = messages(out)
+            assert status == 200 and not any("error" in m for m in msgs), (mode, out)
+            assert "1 packets received" in text_of(msgs) and "nameserver 127.0.0.11" in text_of(msgs)
+        # the default bridge has no embedded DNS: the alias is not known there
+        status, _, out = http(api.sock, "POST", "/v1.41/build?nocache=1", ping)
+        assert status == 200 and messages(out)[-1]["errorDetail"]["code"] == 1
+        for mode, message in (("nosuchnet", "network nosuchnet not found"),
+                              ("container:nosuch", "No such container: nosuch")):
+            status, _, out = http(api.sock, "POST", f"/v1.41/build?networkmode={mode}", ping)
+            msgs = messages(out)
+            assert status == 200 and msgs[-1] == {"errorDetail": {"message": message}, "error": message}
+            assert msgs[-2]["stream"].startswith(" ---> Running in ")
+        status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=nosuchnet",
+                              tarball({"Dockerfile": "FROM busybox\nENV A=b\n"}))
+        assert status == 200 and "Successfully built" in text_of(messages(out))
+        no_leftovers(api)
+        assert not [r for r in api.barque.engine().db.query("SELECT container_id FROM endpoints")
+                    if r["container_id"].startswith("build-")]
+    finally:
+        docker("rm", "-f", "pingee", check=False)
+    assert api.errors() == ""
+
+
 @pytest.mark.parametrize("query, files, status, message", [
     ("", {"x": "y"}, 400, "Cannot locate specified Dockerfile: Dockerfile"),
     ("?dockerfile=other.Dockerfile", {"Dockerfile": "FROM busybox\n"}, 400,
@@ -281,7 +363,6 @@ def test_run_steps_cannot_write_into_the_api_stream(api):
     ("?labels=%5B%5D", {"Dockerfile": "FROM busybox\n"}, 400, "error reading labels"),
     ("?t=Bad:Tag", {"Dockerfile": "FROM busybox\n"}, 400, "invalid reference format"),
     ("?platform=linux/s390x", {"Dockerfile": "FROM busybox\n"}, 400, "this machine's platform only"),
-    ("?networkmode=container:x", {"Dockerfile": "FROM busybox\n"}, 400, "not supported by the builder"),
     ("?extrahosts=nohost", {"Dockerfile": "FROM busybox\n"}, 400, "invalid IP address in add-host"),
     ("?squash=1", {"Dockerfile": "FROM busybox\n"}, 400, "squash is only supported with experimental mode"),
     ("?version=2", {"Dockerfile": "FROM busybox\n"}, 400, "buildkit not supported by daemon"),

@@ -736,3 +736,20 @@ def test_escape_directive_continuations_and_arg_scope_per_stage(bld, tmp_path):
     assert env["PRICE"] == "$5" and env["PATHISH"] == "C:\\dir"
     b("build", "-t", "esc:2", ctx)
     assert run(b, "esc:2", "cat", "/joined", "/scope", "/redeclared") == "first second\n[][]\n[g]\n"
+
+
+def test_network_names_a_user_defined_network(bld, tmp_path):
+    """`--network NAME`: RUN on that network (an address in its subnet, its embedded DNS server); a network that
+    does not exist fails the first RUN with Docker's message, and a build without RUN never looks."""
+    b = bld
+    b("network", "create", "--subnet", "10.91.0.0/24", "clinet")
+    ctx = context(tmp_path, {"Dockerfile": "FROM bb:latest\nRUN sh -c 'hostname -i > /ip; cat /etc/resolv.conf > "
+                                           "/resolv'\n"})
+    b("build", "--network", "clinet", "-t", "onnet:1", ctx)
+    assert run(b, "onnet:1", "cat", "/ip").startswith("10.91.0.")
+    assert "nameserver 127.0.0.11" in run(b, "onnet:1", "cat", "/resolv")
+    r = b("build", "--no-cache", "--network", "nosuchnet", ctx, check=False)
+    assert r.returncode == 1 and "network nosuchnet not found" in r.stderr
+    (ctx / "Dockerfile").write_text("FROM bb:latest\nENV A=b\n")
+    b("build", "--network", "nosuchnet", ctx)
+    b("network", "rm", "clinet")

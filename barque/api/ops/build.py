@@ -2,8 +2,9 @@
 
 `build.run` reads the context from its socket until the server's end-of-file (or clones/downloads the remote),
 then builds exactly as `barque build` does, writing Docker's JSON lines to the socket: `{"stream": …}` per line of
-the builder's output, `{"aux": {"ID": …}}`, `Successfully built …`/`Successfully tagged …`, and errors in-band as
-`{"errorDetail": {"message", "code"?}, "error"}` (the code is a failing RUN's exit status; the docker CLI exits
+the builder's output (what a RUN writes to its standard error: each piece as one message, coloured red as Docker's
+classic builder sends it), `{"aux": {"ID": …}}`, `Successfully built …`/`Successfully tagged …`, and errors in-band
+as `{"errorDetail": {"message", "code"?}, "error"}` (the code is a failing RUN's exit status; the docker CLI exits
 with it). The answer is sent with the first line of output: an error before any (no Dockerfile, a parse error, an
 unknown target) goes back as the call's error, an HTTP status, as dockerd answers. With `quiet` the output is held
 back: on success only the image ID is sent, on failure what was held and the error.
@@ -70,6 +71,18 @@ class _Stream:
                 self.held.append(line)
             else:
                 self._send({"stream": line})
+
+    def err(self, text: str) -> None:
+        """What a RUN wrote to its standard error, as Docker's classic builder sends it: each piece as it came, one
+        message, between the escapes that colour it bright red (`\x1b[91m` … `\x1b[0m`), never split at lines."""
+        if self.gone or not text:
+            return
+        self.started = True
+        text = f"\x1b[91m{text}\x1b[0m"
+        if self.quiet:
+            self.held.append(text)
+        else:
+            self._send({"stream": text})
 
     def flush_held(self) -> None:
         held, self.held = self.held, []
@@ -157,7 +170,9 @@ def _options(args: dict):
                         no_cache=bool(args.get("no_cache")), labels=dict(args.get("labels") or {}),
                         network=args.get("network") or "default", host=dict(args.get("host") or {}),
                         extra_hosts=list(args.get("extra_hosts") or []),
-                        pull="always" if args.get("pull") else "missing")
+                        pull="always" if args.get("pull") else "missing",
+                        cache_from=list(args["cache_from"]) if args.get("cache_from") else None,
+                        force_rm=bool(args.get("force_rm")))
 
 
 def _before_output(e: BaseException) -> BaseException:
@@ -187,7 +202,7 @@ def build(engine, args, chan):
         with ctx:
             _docker_config(ctx._temp[0], args.get("auths") or {})
             with _hangup_raises(chan.sock, stream):
-                result = run_build(engine, ctx, opts, stream.out)
+                result = run_build(engine, ctx, opts, stream.out, stream.err)
     except ClientGone:
         chan.replied = True  # nobody is left to answer: the build unwound, and that is all
         return None

@@ -9,11 +9,15 @@ A client that goes away closes the child's socket; the child sees the hang-up an
 as on Ctrl-C (the RUN step's process killed, its snapshot and mounts removed, nothing tagged).
 
 Parameters taken: dockerfile, t (repeated), buildargs, labels, target, nocache, q, pull, rm/forcerm (barque never
-leaves intermediate containers, so both are accepted and always true), platform (this machine's only), networkmode
-(default/bridge, none, host), extrahosts, memory, memswap, cpushares, cpuperiod, cpuquota, cpusetcpus, cpusetmems,
-shmsize, ulimits (applied to RUN steps), remote (a git URL — git://, ssh://, git@, file://, http(s)://….git,
-github.com/… with #REF:DIR — or an http(s) URL of a tar or a Dockerfile), the X-Registry-Config header (credentials
-for the FROM images a build pulls). Accepted and ignored: cachefrom, cgroupparent, session, buildid, outputs.
+leaves intermediate containers; forcerm only adds dockerd's "Removing intermediate container" line after a failed
+RUN, whose container dockerd keeps without it), platform (this machine's only), networkmode
+(default/bridge, none, host, container:NAME, a network's name or ID — one that does not exist fails the first RUN
+step, in the stream, as dockerd's does), extrahosts, memory, memswap, cpushares, cpuperiod, cpuquota, cpusetcpus,
+cpusetmems, shmsize, ulimits (applied to RUN steps), cachefrom (as the classic builder: only steps the named
+images were built from come from the cache; names that resolve to nothing are skipped), remote (a git URL —
+git://, ssh://, git@, file://, http(s)://….git, github.com/… with #REF:DIR — or an http(s) URL of a tar or a
+Dockerfile), the X-Registry-Config header (credentials for the FROM images a build pulls). Accepted and ignored:
+cgroupparent, session, buildid, outputs.
 Refused as dockerd refuses them: squash (not experimental), securityopt, an isolation other than default, and
 version=2 (BuildKit).
 """
@@ -130,7 +134,9 @@ def build_args(request: web.Request) -> dict:
     for k, v in labels.items():
         if not isinstance(v, str):
             raise BadParameter(f"error reading labels: the value of {k} is not a string")
-    _json_param(request, "cachefrom", "cache-from", list)  # accepted: barque's cache is its own
+    cache_from = _json_param(request, "cachefrom", "cache-from", list) or []
+    if not all(isinstance(c, str) for c in cache_from):
+        raise BadParameter("error reading cache-from: expected a JSON array of strings")
     try:
         platform = request.query.get("platform", "")
         if platform:
@@ -151,6 +157,8 @@ def build_args(request: web.Request) -> dict:
         "no_cache": query_bool(request, "nocache"),
         "quiet": query_bool(request, "q"),
         "pull": query_bool(request, "pull"),
+        "cache_from": cache_from,
+        "force_rm": query_bool(request, "forcerm"),
         "network": network,
         "extra_hosts": hosts,
         "host": _host_config(request),
