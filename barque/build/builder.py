@@ -123,7 +123,9 @@ class Builder:
         self.df: Dockerfile | None = None
         self.meta: dict[str, str] = {}
         self.epoch_override = self._epoch_override()
-        self.cache_allowed = self._cache_sources()
+        self.cache_allowed: set[str] | None = None
+        self.cache_sources: list[State] = []
+        self._cache_sources()
 
     # -- set-up
     def _epoch_override(self) -> int | None:
@@ -136,26 +138,61 @@ class Builder:
             self.used_args.add("SOURCE_DATE_EPOCH")
         return int(text)
 
-    def _cache_sources(self) -> set[str] | None:
-        """With --cache-from, Docker's classic builder takes a step from the cache only when the image it gives is
-        one of the named images or an ancestor of one: here, the named images' IDs and every state their build
-        steps came from (the cache's parent links). A name that resolves to nothing is skipped (dockerd logs a
-        warning); with none left, nothing comes from the cache."""
+    def _cache_sources(self) -> None:
+        """--cache-from, as Docker's classic builder takes it. A step comes from the build cache only when the
+        image it gives is one of the named images or an ancestor of one (here: the named images' IDs and every
+        state their build steps came from, by the cache's parent links); failing that, from a named image whose
+        history continues the stage's with this step (`_from_sources`: an image pulled or loaded, built
+        elsewhere). A name that resolves to nothing is skipped (dockerd logs a warning); with none left, nothing
+        comes from the cache."""
         if self.opts.cache_from is None:
-            return None
+            return
         allowed: set[str] = set()
         for ref in self.opts.cache_from:
             try:
-                allowed.add(str(self.engine.images.resolve(ref).id))
+                image = self.engine.images.resolve(ref)
             except (NotFound, InvalidArgument) as e:
                 log.warning("Could not look up %s for cache resolution, skipping: %s", ref, e)
+                continue
+            if str(image.id) not in allowed:
+                allowed.add(str(image.id))
+                self.cache_sources.append(State.from_image(self.engine, image.id, ""))
         pending = list(allowed)
         while pending:
             for row in self.engine.db.query("SELECT parent FROM build_cache WHERE config = ?", (pending.pop(),)):
                 if row["parent"] not in allowed:
                     allowed.add(row["parent"])
                     pending.append(row["parent"])
-        return allowed
+        self.cache_allowed = allowed
+
+    def _from_sources(self, run: _StageRun, created_by: str, after: State) -> State | None:
+        """Docker's image cache with sources: the first --cache-from image whose history and layers begin with the
+        stage's and whose next history entry was made by this step (the same created_by) gives the step's state —
+        that entry and its layer on top of the stage, with the settings the step gives (`after`); the image itself
+        when that entry is its last."""
+        parent = run.state
+        n, k = len(parent.history), len(parent.layers)
+        for src in self.cache_sources:
+            if len(src.history) <= n or src.history[:n] != parent.history:
+                continue
+            if [x.diff_id for x in src.layers[:k]] != [x.diff_id for x in parent.layers]:
+                continue
+            entry = src.history[n]
+            if entry.get("created_by") != created_by:
+                continue
+            if not entry.get("empty_layer") and len(src.layers) <= k:
+                continue
+            state = after.clone()
+            state.history = [*parent.history, dict(entry)]
+            state.layers = list(parent.layers) + ([] if entry.get("empty_layer") else [src.layers[k]])
+            state.changed()
+            if len(src.history) == n + 1 and len(src.layers) == len(state.layers) and \
+                    state.config == src.config and state.platform == src.platform:
+                state = src.clone()  # the image itself, as dockerd gives it: its own ID
+            state.created = parent.created
+            state.scratch = parent.scratch
+            return state
+        return None
 
     def _meta_args(self, df: Dockerfile) -> dict[str, str]:
         env = dict(_platform_args())
@@ -380,19 +417,27 @@ class Builder:
         else:
             self._settings(df, run, ins)
 
-    def _cached(self, run: _StageRun, *parts) -> tuple[str, bool]:
+    def _cached(self, run: _StageRun, *parts, source: tuple[str, State] | None = None) -> tuple[str, bool]:
+        """The step's key, and whether the cache gave its state (then run.state is it). `source`: the step's
+        created_by and the state with the settings it gives, for --cache-from images' histories."""
         parent = str(run.state.save(self.engine).config_digest)
         key = step_key(parent, run.state.created, *parts)  # the epoch: it is in every file a step writes
         if self.opts.no_cache:
             return key, False
         hit = self.cache.get(key)
         if hit is None or (self.cache_allowed is not None and str(hit.config) not in self.cache_allowed):
-            return key, False
-        self.say(" ---> Using cache")
-        state = State.load(self.engine, hit.config, hit.manifest, run.state.created)
-        state.scratch = run.state.scratch
+            state = self._from_sources(run, *source) if source is not None and self.cache_sources else None
+            if state is None:
+                return key, False
+            self.say(" ---> Using cache")
+            saved = state.save(self.engine)  # remembered: the next build finds it without the source
+            self.cache.put(key, saved.config_digest, saved.manifest_digest, parent, source[0])
+        else:
+            self.say(" ---> Using cache")
+            state = State.load(self.engine, hit.config, hit.manifest, run.state.created)
+            state.scratch = run.state.scratch
+            self.hits.append(key)
         run.state = state
-        self.hits.append(key)
         self.result_line(state)
         return key, True
 
@@ -417,7 +462,7 @@ class Builder:
             written.append(name if default is None else f"{name}={default}")
         before = run.state.clone()
         created_by = nop("ARG " + " ".join(written), shell=run.state.config.get("Shell"))
-        key, hit = self._cached(run, "ARG", created_by)
+        key, hit = self._cached(run, "ARG", created_by, source=(created_by, before))
         if hit:
             return
         run.state.add_history(created_by, None)
@@ -429,7 +474,7 @@ class Builder:
         step = Step(trial, self._env(run), df.escape, run)
         created_by = apply_settings(step, ins)
         key, hit = self._cached(run, ins.cmd, created_by, json.dumps(trial.config, sort_keys=True),
-                                trial.platform.get("author", ""))
+                                trial.platform.get("author", ""), source=(created_by, trial))
         if hit:
             return
         trial.add_history(created_by, None)
@@ -439,18 +484,19 @@ class Builder:
     def _workdir(self, df: Dockerfile, run: _StageRun, ins: Instruction) -> None:
         before = run.state.clone()
         path = workdir_path(Step(run.state, self._env(run), df.escape, run), ins)
-        key, hit = self._cached(run, "WORKDIR", path)
+        created_by = nop("WORKDIR " + path, spaced=False, shell=run.state.config.get("Shell"))
+        state = run.state.clone()
+        state.config["WorkingDir"] = path
+        key, hit = self._cached(run, "WORKDIR", path, source=(created_by, state))
         if hit:
             return
         from barque.build.worktree import WorkTree
         from barque.container.rootfs import make_dirs
 
-        state = run.state.clone()
-        state.config["WorkingDir"] = path
         with WorkTree(self.engine, before) as tree:
             make_dirs(tree.rootfs, path)
             layer = tree.layer(self._epoch(state))
-        state.add_history(nop("WORKDIR " + path, spaced=False, shell=state.config.get("Shell")), layer)
+        state.add_history(created_by, layer)
         run.state = state
         self._remember(run, key, before, f"WORKDIR {path}")
 
@@ -546,7 +592,8 @@ class Builder:
                              shell=run.state.config.get("Shell"))
             before = run.state.clone()
             key, hit = self._cached(run, what, digest, dest, ins.flag("chown") or "", ins.flag("chmod") or "",
-                                    run.state.config.get("WorkingDir") or "/", ins.flags.get("exclude") or [])
+                                    run.state.config.get("WorkingDir") or "/", ins.flags.get("exclude") or [],
+                                    source=(created_by, before))
             if hit:
                 return
             state = run.state.clone()
@@ -615,7 +662,7 @@ class Builder:
             mount_key.append(desc)
         before = state.clone()
         key, hit = self._cached(run, "RUN", argv, sorted(arg_env.items()), network, mount_key,
-                                stdin.decode("utf-8", "replace") if stdin else "")
+                                stdin.decode("utf-8", "replace") if stdin else "", source=(created_by, before))
         if hit:
             return
         env = [f"{k}={v}" for k, v in {**arg_env, **proxies}.items()] + list(state.config.get("Env") or [])

@@ -315,6 +315,38 @@ def test_cache_from_limits_the_cache_to_the_named_images(api):
     assert api.errors() == ""
 
 
+def test_cache_from_an_image_built_elsewhere(api, tmp_path):
+    """cachefrom names an image the build cache knows nothing of (loaded, or pulled): as dockerd's image cache, each
+    step whose created_by is the image's next history entry after the stage's (same history and layers so far)
+    comes from it, and the last gives the image itself. Without cachefrom that image is no cache."""
+    from urllib.parse import quote
+
+    dockerfile = "FROM busybox\nENV FOO=bar\nWORKDIR /w\nCOPY f /w/\nRUN touch baz\nRUN touch bax\n"
+
+    def build(query: str, df: str = dockerfile) -> tuple[int, str]:
+        status, _, out = http(api.sock, "POST", "/v1.41/build?networkmode=none&" + query,
+                              tarball({"Dockerfile": df, "f": "content\n"}))
+        msgs = messages(out)
+        assert status == 200 and not any("error" in m for m in msgs), out
+        return text_of(msgs).count(" ---> Using cache"), [m["aux"]["ID"] for m in msgs if "aux" in m][0]
+
+    _, built = build("t=elsewhere:1")
+    api.barque("save", "-o", str(tmp_path / "img.tar"), "elsewhere:1")
+    api.barque("rmi", "elsewhere:1")
+    api.barque("builder", "prune", "-f")
+    api.barque("load", "-i", str(tmp_path / "img.tar"))
+    assert build("nocache=1")[1] == built  # (the same steps give the same image: the check below means something)
+    api.barque("builder", "prune", "-f")
+    assert build("")[0] == 0
+    api.barque("builder", "prune", "-f")
+    cache_from = "cachefrom=" + quote(json.dumps(["elsewhere:1"]))
+    assert build(cache_from) == (5, built)
+    assert build(cache_from) == (5, built)  # now from the build cache, an ancestor of the image
+    # a step that differs: the image gives the steps before it, none after
+    assert build(cache_from, dockerfile.replace("touch baz", "touch other"))[0] == 3
+    assert api.errors() == ""
+
+
 def test_networkmode_names_a_network_or_a_container(api, docker):
     """networkmode: a user-defined network's name or ID (RUN gets an address there and its embedded DNS, which
     answers the network's aliases), or container:NAME (RUN shares that container's network). One that does not

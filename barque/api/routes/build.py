@@ -14,10 +14,10 @@ RUN, whose container dockerd keeps without it), platform (this machine's only), 
 (default/bridge, none, host, container:NAME, a network's name or ID — one that does not exist fails the first RUN
 step, in the stream, as dockerd's does), extrahosts, memory, memswap, cpushares, cpuperiod, cpuquota, cpusetcpus,
 cpusetmems, shmsize, ulimits (applied to RUN steps), cachefrom (as the classic builder: only steps the named
-images were built from come from the cache; names that resolve to nothing are skipped), remote (a git URL —
-git://, ssh://, git@, file://, http(s)://….git, github.com/… with #REF:DIR — or an http(s) URL of a tar or a
-Dockerfile), the X-Registry-Config header (credentials for the FROM images a build pulls). Accepted and ignored:
-cgroupparent, session, buildid, outputs.
+images were built from come from the cache, or from a named image's own history — one loaded or pulled; names that
+resolve to nothing are skipped), remote (a git URL — git://, ssh://, git@, file://, http(s)://….git,
+github.com/… with #REF:DIR — or an http(s) URL of a tar or a Dockerfile), the X-Registry-Config header
+(credentials for the FROM images a build pulls). Accepted and ignored: cgroupparent, session, buildid, outputs.
 Refused as dockerd refuses them: squash (not experimental), securityopt, an isolation other than default, and
 version=2 (BuildKit).
 """
