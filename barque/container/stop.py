@@ -1,5 +1,6 @@
 """`kill`, `stop`, `pause`/`unpause`: signals to a running container's PID 1 (checked against its start time so a
 reused pid is never signalled), and stop's Docker sequence — the stop signal, up to the timeout, then SIGKILL.
+A kill with SIGKILL returns once the container has exited (as dockerd's Kill); other signals are only sent.
 
 A stop by the user is marked in the container's state before the signal, so the monitor does not apply the
 restart policy to the exit it causes, as Docker does.
@@ -57,9 +58,12 @@ def kill(c, sig: str | int = "SIGKILL") -> None:
     if c.status == "paused" and signum == signalmod.SIGKILL:
         _send(c, signum)
         _thaw(c)
-        return
-    if not _send(c, signum):
+    elif not _send(c, signum):
         raise Conflict(f"Cannot kill container: {c.name}: Container {c.id} is not running")
+    if signum == signalmod.SIGKILL:
+        # dockerd's Kill (SIGKILL, or no signal given) answers once the container is no longer running, so its
+        # exit code and state are those of the exit; any other signal is only sent
+        wait_stopped(c, KILL_WAIT)
 
 
 def mark_stopped(c) -> None:
