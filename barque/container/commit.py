@@ -9,7 +9,8 @@ container's ID and Config as `container` / `container_config`. When nothing chan
 history entry says `empty_layer`, as in Docker.
 
 A running container is paused while its changes are read (Docker's default, `--pause=false` to skip), so the layer
-is a consistent picture of one moment.
+is a consistent picture of one moment. One that is not running (or exits just then) is not paused, and a pause that
+fails is no error: dockerd ignores it too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import time
 from typing import Sequence
 
-from barque.errors import InvalidArgument
+from barque.errors import Conflict, FailedPrecondition, InvalidArgument
 
 __all__ = ["commit", "committed_config", "merge_config"]
 
@@ -146,13 +147,19 @@ def commit(engine, c, ref=None, *, author: str = "", message: str = "", changes:
     with engine.lock.shared():
         paused = False
         if pause and c.refresh().get("Status") == "running":
-            pause_container(c)
-            paused = True
+            try:
+                pause_container(c)
+                paused = True
+            except (Conflict, FailedPrecondition):
+                pass  # it exited meanwhile: nothing left to hold still (dockerd ignores the pause's error too)
         try:
             packed = _pack(engine, c)
         finally:
             if paused:
-                unpause(c)
+                try:
+                    unpause(c)
+                except (Conflict, FailedPrecondition):
+                    pass
         created = rfc3339(time.time() if now is None else now)
         config = committed_config(base, c.id, container_cfg, new_cfg, str(packed.diff_id) if packed else None,
                                   created, author, message)
