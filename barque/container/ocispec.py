@@ -115,7 +115,7 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
                *, userns: tuple[list, list] | None = None, idmap_rootfs: bool = True) -> dict:
     """The OCI config for this container. `files`: host paths of hostname, hosts, resolv.conf to bind in;
     `user_mounts`: the OCI mounts of its volumes, binds and tmpfs; `userns`: (uidMappings, gidMappings)."""
-    from barque.container.options import parse_security_opts
+    from barque.container.options import parse_security_opts, process_env
     from barque.container.rootfs import make_dirs, resolve_user
     from barque.runtime import defaults
 
@@ -125,22 +125,17 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
         args = [INIT_PATH, "--", *args]
     spec = defaults.base_spec(args, str(rootfs), terminal=bool(config.get("Tty")))
     process = spec["process"]
-    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")  # ids as the container sees them
+    # ids as the container sees them
+    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
     process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
-    env = list(config.get("Env") or [])
-    link_env = (record.get("_barque") or {}).get("link_env") or []
-    if link_env:  # Docker's order: the links' variables, then the container's own, which win
-        from barque.container.options import merge_env
-
-        env = merge_env(link_env, env)
-    keys = {e.split("=", 1)[0] for e in env}
-    if "PATH" not in keys:
-        env.insert(0, defaults.DEFAULT_ENV_PATH)
-    if "HOSTNAME" not in keys:
-        env.insert(1, f"HOSTNAME={config.get('Hostname') or record['Id'][:12]}")
-    if config.get("Tty") and "TERM" not in keys:
+    # Docker's CreateDaemonEnvironment: PATH, HOSTNAME, TERM for a TTY, the links' variables, then the container's
+    # Config.Env over them (a later entry wins, a bare K unsets); HOME from the user's passwd entry when not given
+    env = [defaults.DEFAULT_ENV_PATH, f"HOSTNAME={config.get('Hostname') or record['Id'][:12]}"]
+    if config.get("Tty"):
         env.append("TERM=xterm")
-    if "HOME" not in keys:
+    env += (record.get("_barque") or {}).get("link_env") or []
+    env = process_env(env, list(config.get("Env") or []))
+    if "HOME" not in {e.split("=", 1)[0] for e in env}:
         env.append(f"HOME={home}")
     process["env"] = env
     cwd = config.get("WorkingDir") or "/"

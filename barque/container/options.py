@@ -30,6 +30,7 @@ __all__ = [
     "parse_duration",
     "parse_env",
     "merge_env",
+    "process_env",
     "parse_labels",
     "parse_security_opts",
     "security_opt_strings",
@@ -392,18 +393,31 @@ def parse_env(values: Sequence[str], env_files: Sequence[str], host_env: Mapping
 
 
 def merge_env(image_env: Sequence[str], run_env: Sequence[str]) -> list[str]:
-    """The container's Config.Env as Docker's daemon builds it: the run's variables first, in their order, then
-    the image's variables the run did not name. A repeated run key keeps its first place and its last value; a
-    bare `K` from the API unsets the image's K."""
-    merged: dict[str, str | None] = {}
-    for entry in run_env:
-        key, has_value, value = entry.partition("=")
-        merged[key] = value if has_value else None
-    for entry in image_env:
-        key, has_value, value = entry.partition("=")
-        if key not in merged:
-            merged[key] = value if has_value else None
-    return [f"{k}={v}" for k, v in merged.items() if v is not None]
+    """The container's Config.Env as Docker's daemon builds it (its create's `merge`): the run's entries as given,
+    repeated keys and bare `K` included, then the image's variables the run did not name. What the process gets is
+    `process_env`'s: a later entry wins, a bare `K` unsets."""
+    run = list(run_env)
+    named = {e.partition("=")[0] for e in run}
+    return run + [e for e in image_env if e.partition("=")[0] not in named]
+
+
+def process_env(defaults: Sequence[str], overrides: Sequence[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: each `K=V` of `overrides` replaces K in place or is appended; a bare `K`
+    removes K from `defaults` (and is itself left out)."""
+    out: list[str | None] = list(defaults)
+    where = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    for entry in overrides:
+        key, has_value, _ = entry.partition("=")
+        if not has_value:
+            if key in where:
+                out[where[key]] = None
+            continue
+        if key in where:
+            out[where[key]] = entry
+        else:
+            where[key] = len(out)
+            out.append(entry)
+    return [e for e in out if e is not None]
 
 
 def parse_labels(values: Sequence[str], label_files: Sequence[str] = ()) -> dict[str, str]:

@@ -72,10 +72,11 @@ def _table(data: bytes | None) -> list[list[str]]:
     return [line.split(":") for line in data.decode(errors="replace").splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int], str]:
+def resolve_user(rootfs: Path, user: str, group_add=()) -> tuple[int, int, list[int], str]:
     """Docker's rules for `--user`/USER: name or uid, optional :group or :gid; names from the image's /etc/passwd and
     /etc/group; the primary group from passwd when none is given; supplementary groups from /etc/group for a named
-    user. Returns (uid, gid, additional gids, home)."""
+    user, then those of `group_add` (HostConfig.GroupAdd: group names or gids, see `additional_groups`). Returns
+    (uid, gid, additional gids, home)."""
     from barque.errors import InvalidArgument
 
     name, _, group = (user or "").partition(":")
@@ -104,4 +105,33 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int], str]:
         for e in groups:
             if len(e) >= 4 and login in e[3].split(",") and e[2].isdigit() and int(e[2]) != gid:
                 extra.append(int(e[2]))
+    for g in additional_groups(groups, group_add):
+        if g not in extra:
+            extra.append(g)
     return uid, gid, extra, home
+
+
+MAX_ID = 2**31 - 1
+
+
+def additional_groups(groups: list[list[str]], wanted) -> list[int]:
+    """HostConfig.GroupAdd as runc's GetAdditionalGroups reads it (dockerd uses it): each entry is a group of the
+    image's /etc/group, by name or gid, else a number taken as a gid as it is; a name found nowhere is an error."""
+    from barque.errors import InvalidArgument
+
+    out: list[int] = []
+    for want in wanted or ():
+        want = str(want)
+        g = next((e for e in groups if len(e) >= 3 and e[2].isdigit() and want in (e[0], e[2])), None)
+        if g is not None:
+            gid = int(g[2])
+        else:
+            try:
+                gid = int(want, 10)
+            except ValueError:
+                raise InvalidArgument(f"Unable to find group {want}") from None
+            if not 0 <= gid <= MAX_ID:
+                raise InvalidArgument("uids and gids must be in range 0-2147483647")
+        if gid not in out:
+            out.append(gid)
+    return out

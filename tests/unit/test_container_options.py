@@ -248,8 +248,19 @@ def test_merge_env_without_run_env_is_image_env():
     assert o.merge_env(["PATH=/bin", "X=1"], []) == ["PATH=/bin", "X=1"]
 
 
-def test_merge_env_repeated_key_keeps_last_value_first_place_and_bare_key_unsets():
-    assert o.merge_env(["PATH=/bin", "SECRET=s"], ["A=1", "B=2", "A=3", "SECRET"]) == ["A=3", "B=2", "PATH=/bin"]
+def test_merge_env_keeps_the_run_entries_as_given_and_a_named_key_hides_the_image_one():
+    # dockerd's create keeps Config.Env as the API gave it: repeated keys and a bare K stay (docker inspect shows
+    # ["A=1", "B=2", "A=3", "SECRET", "PATH=/bin"]); the bare SECRET keeps the image's SECRET out
+    assert o.merge_env(["PATH=/bin", "SECRET=s"], ["A=1", "B=2", "A=3", "SECRET"]) == \
+        ["A=1", "B=2", "A=3", "SECRET", "PATH=/bin"]
+
+
+def test_process_env_later_entry_wins_in_place_and_bare_key_unsets():
+    defaults = ["PATH=/usr/bin", "HOSTNAME=abc", "TERM=xterm"]
+    assert o.process_env(defaults, ["A=1", "HOSTNAME", "B=2", "A=3", "PATH=/x", "Foo"]) == \
+        ["PATH=/x", "TERM=xterm", "A=3", "B=2"]
+    assert o.process_env(["A=1"], ["A", "A=2"]) == ["A=2"]
+    assert o.process_env([], ["B=1", "B"]) == []
 
 
 # --- labels ----------------------------------------------------------------------------------------------------
