@@ -1,7 +1,7 @@
 """`exec`: run a command in a running container (the engine side is barque.container.exec).
 
 Exit status as `docker exec`: the command's own in the foreground (128+N when signal N ended it), 0 with -d,
-127 when the command is not found, 126 when it cannot be run, 1 when the container does not run.
+126 when the command cannot be run (not found included, as dockerd), 1 when the container does not run.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 
 
 class ExecFailed(FailedPrecondition):
-    """The process could not be started; `code` is Docker's exit status for that (127 not found, 126 otherwise)."""
+    """The process could not be started; `code` is Docker's exit status for that: 126, whatever the reason."""
 
     def __init__(self, message: str, code: int = 126) -> None:
         super().__init__(message)
@@ -102,12 +102,9 @@ def _start_error(c, e: Exception) -> Exception:
     msg = getattr(e, "message", None) or str(e)
     if isinstance(e, NotFound) or msg.startswith("cannot exec in container"):
         return Conflict(f"Container {c.id} is not running")
-    low = msg.lower()
-    # Docker: 127 when the command is not there, 126 for any other reason it cannot start (a missing -w included)
-    code = 127 if "executable file not found" in low or ("no such file or directory" in low and "exec:" in low) \
-        else 126
-    return ExecFailed(f"OCI runtime exec failed: exec failed: unable to start container process: {msg}: unknown",
-                      code)
+    # dockerd: 126 whatever the reason (a command not found included): its exec start sets 127 for that, then its
+    # deferred cleanup overwrites every failed start's code with 126 (unlike a container's start, which keeps 127)
+    return ExecFailed(f"OCI runtime exec failed: exec failed: unable to start container process: {msg}: unknown")
 
 
 def check_running(c) -> None:
@@ -167,7 +164,7 @@ def exec_in(engine, c, argv: list[str], *, env: list[str] = (), user: str | None
     """Run `argv` in the running container `c`. Foreground: our stdio (stdin only with `stdin`, else /dev/null) or,
     with `tty`, a pty proxied to our terminal; returns the process's exit status (128+N for signal N), or None
     when the user detached. With `detach`, returns 0 once it runs. Raises Conflict when the container does not
-    run, ExecFailed (with Docker's 126/127) when the process cannot start."""
+    run, ExecFailed (with Docker's 126) when the process cannot start."""
     from barque.linux import _libc
 
     devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -199,7 +196,7 @@ def spawn(engine, c, argv: list[str], *, env: list[str] = (), user: str | None =
     None). Its fds 0-2 are ours with `stdio`'s replacements (fd → the fd to put there: pipes, /dev/null); with
     `tty` they are the pty's slave, sized `console_size` (rows, cols) from the start. To collect its exit status the
     caller makes itself a child subreaper first: the process is then its child. Raises Conflict when the container
-    does not run, ExecFailed (with Docker's 126/127) when the process cannot start."""
+    does not run, ExecFailed (with Docker's 126) when the process cannot start."""
     import socket
 
     from barque.runtime import Runtime
@@ -250,7 +247,7 @@ def build_exec_process(engine, c, argv: list[str], *, env=(), user: str | None =
         from barque.container.rootfs import resolve_user
 
         try:
-            resolved = resolve_user(c.run_dir / "rootfs", user)
+            resolved = resolve_user(c.run_dir / "rootfs", user, c.record["HostConfig"].get("GroupAdd") or ())
         except InvalidArgument as e:  # Docker: the exec cannot start (126)
             raise ExecFailed(e.message, 126) from None
     caps = None

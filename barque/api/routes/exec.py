@@ -6,7 +6,7 @@ by sessions.relay. The child's last word on the call's socket is the exit code, 
 nobody stayed attached.
 
 As dockerd: a start that fails once the connection is hijacked says so in the stream (the message and "\\r\\n" as
-stdout), and the exit code that `docker exec` reads from exec inspect afterwards is 126 or 127. A second start of
+stdout), and the exit code that `docker exec` reads from exec inspect afterwards is 126. A second start of
 the same exec is refused before the upgrade (409; dockerd says that in the stream too, where a client reading the
 answer's headers through a buffer can miss it).
 """
@@ -107,6 +107,21 @@ def _console_size(value) -> list[int] | None:
     return value
 
 
+#: the fields of dockerd's ExecConfig and ExecStartCheck, by their Go names
+EXEC_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout", "Detach",
+               "DetachKeys", "Env", "WorkingDir", "Cmd")
+
+
+def go_fields(body: dict, fields=EXEC_FIELDS) -> dict:
+    """The body's keys as Go's JSON decoder matches them to a struct's fields: the exact name, else any case of it
+    (docker-py sends `detachKeys`); a later key for the same field wins. Other keys stay as they are."""
+    lower = {f.lower(): f for f in fields}
+    out: dict = {}
+    for key, value in body.items():
+        out[key if key in fields else lower.get(key.lower(), key)] = value
+    return out
+
+
 def _forget_old(execs: dict) -> None:
     finished = [e for e in execs.values() if e.finished is not None]
     if len(finished) <= KEEP_FINISHED:
@@ -122,6 +137,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, required=True)
     if not isinstance(body, dict):
         raise BadParameter("invalid JSON: the body must be an object (Docker's exec config)")
+    body = go_fields(body)
     cmd = _strings(body, "Cmd")
     if not cmd:
         raise BadParameter("No exec command specified")
@@ -171,7 +187,7 @@ def _parse_start_body(raw: bytes) -> dict:
         return {}
     if not isinstance(body, dict):
         raise BadParameter("invalid JSON: the body must be an object (Docker's exec start config)")
-    return body
+    return go_fields(body)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
