@@ -203,10 +203,8 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
                                        f"{version_text(MIN_VERSION)}, please upgrade your client to a newer version")
     try:
         response = await handler(request)
-    except web.HTTPNotFound:
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):  # dockerd's router answers a wrong method as a wrong path
         return error_response(404, "page not found")
-    except web.HTTPMethodNotAllowed:
-        return error_response(405, "method not allowed")
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, f"request body too large: at most {BODY_LIMIT >> 20} MiB of JSON is accepted")
     except web.HTTPException as e:

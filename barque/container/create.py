@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "container-"
 #: how many generated names a create tries when concurrent creates keep taking them first
 NAME_ATTEMPTS = 5
+#: HostConfig.Runtime: barque has one runtime, under the name Docker gives its default (which clients expect) and
+#: under its own; a create without one gets the default, any other name is refused, as by dockerd
+DEFAULT_RUNTIME = "runc"
+RUNTIMES = (DEFAULT_RUNTIME, "barque-runtime")
 
 BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
           "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
@@ -118,6 +122,10 @@ def _check_host_config(host: dict) -> None:
     userns = host.get("UsernsMode") or ""
     if userns not in ("", "host", "remap"):
         raise InvalidArgument(f"invalid USER mode: {userns}")
+    runtime = host.get("Runtime") or DEFAULT_RUNTIME
+    if runtime not in RUNTIMES:
+        raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")  # dockerd 23+'s words
+    host["Runtime"] = runtime
 
 
 def create(engine, body: dict, name: str | None = None) -> "Container":  # noqa: F821
@@ -172,6 +180,7 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
     extra = extra_hosts_lines(engine, host) if host.get("ExtraHosts") else []
     if uses_bridge(host):
         engine.networks.ensure_defaults()  # outside the transaction below: it may write
+    networking = _with_mac_address(engine, host, body.get("NetworkingConfig"), config.get("MacAddress"))
     cdir = engine.containers.dir(cid)
     record = {
         "Id": cid, "Created": _now(), "Path": argv[0], "Args": argv[1:],
@@ -195,7 +204,7 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
                 with engine.db.transaction() as conn:
                     record["Mounts"] = resolve(engine.volumes, _requested_mounts(host),
                                                list((config.get("Volumes") or {}).keys()), inherited, conn=conn)
-                    join_at_create(engine, conn, record, body.get("NetworkingConfig"))
+                    join_at_create(engine, conn, record, networking)
                     c = engine.containers.add(record, conn=conn,
                                               populate=lambda d: write_etc_files(d, config, host, extra))
                 break
@@ -210,6 +219,32 @@ def _create(engine, body: dict, name: str | None) -> "Container":  # noqa: F821
         raise
     container_event(engine.settings.root, c.record, "create")
     return c
+
+
+def _with_mac_address(engine, host: dict, networking: dict | None, mac: str | None) -> dict | None:
+    """Config.MacAddress (API < 1.44) is the MAC of the container's endpoint on its own network (the NetworkMode's),
+    as dockerd applies it — unless that endpoint's settings name one. The create body itself is left as it is."""
+    from barque.network.sandbox import uses_bridge
+
+    if not mac or not uses_bridge(host):
+        return networking
+    from barque.network.ipam import check_mac
+
+    check_mac(mac)
+    mode = host.get("NetworkMode") or "default"
+    mode = "bridge" if mode == "default" else mode
+    try:
+        net = engine.networks.get(mode)
+    except NotFound:
+        return networking  # the join says so
+    out = copy.deepcopy(networking or {})
+    eps = out["EndpointsConfig"] = dict(out.get("EndpointsConfig") or {})
+    key = next((k for k in (mode, net.name, net.id, "default") if k in eps), mode)
+    ep = dict(eps.get(key) or {})
+    if not ep.get("MacAddress"):
+        ep["MacAddress"] = mac
+    eps[key] = ep
+    return out
 
 
 def _now() -> str:

@@ -1,4 +1,6 @@
-"""Container names: the generated `adjective_surname` ones, and the rule a given `--name` must follow.
+"""Container names: the generated `adjective_surname` ones, the rule a given `--name` must follow, and the names of
+legacy links (`/parent/alias`, which dockerd registers for the linked container: `rm parent/alias` removes the linked
+container, `rm --link parent/alias` the link alone).
 
 Docker names an unnamed container from two word lists and retries with a digit appended when the pick is taken;
 barque does the same with its own lists (notable scientists and engineers), so `ps` looks familiar.
@@ -10,9 +12,9 @@ import random
 import re
 from typing import Callable
 
-from barque.errors import InvalidArgument
+from barque.errors import BarqueError, InvalidArgument, NotFound
 
-__all__ = ["ADJECTIVES", "SURNAMES", "generate_name", "validate_name", "rename"]
+__all__ = ["ADJECTIVES", "SURNAMES", "generate_name", "validate_name", "rename", "link_target", "remove_link"]
 
 ADJECTIVES = (
     "agile", "amber", "ardent", "astute", "bold", "brave", "bright", "brisk", "calm", "candid",
@@ -79,3 +81,50 @@ def rename(engine, c, new_name: str) -> None:
     old = c.name
     engine.containers.rename(c, new)
     container_event(engine.settings.root, c.record, "rename", oldName="/" + old)
+
+
+def link_target(engine, ref: str):
+    """(parent container, its Links entry, the linked container's ID) for a link name `parent/alias` (a leading "/"
+    or not), or None when `ref` names no link."""
+    parent_name, _, alias = ("/" + ref.lstrip("/")).rpartition("/")
+    if not parent_name or not alias:
+        return None
+    try:
+        parent = engine.containers.get(parent_name.lstrip("/"))
+    except NotFound:
+        return None
+    for spec, target in (parent.private.get("links") or {}).items():
+        name, _, given = spec.partition(":")
+        if (given or name).rstrip("/").rsplit("/", 1)[-1] == alias:
+            return parent, spec, target
+    return None
+
+
+def remove_link(engine, ref: str) -> None:
+    """dockerd's `ContainerRm` with `link`: the legacy link `parent/alias` is dropped from the parent (its
+    HostConfig.Links, its /etc/hosts and the rules letting it reach the linked container); both containers stay."""
+    import json
+    from pathlib import Path
+
+    from barque.network.manage import _refresh_etc
+    from barque.network.rules import apply_rules, network_lock
+
+    found = link_target(engine, ref)
+    if found is None:
+        engine.containers.get(ref)  # dockerd resolves the name first: "No such container" (404)
+        raise BarqueError("Conflict, cannot remove the default link name of the container")  # dockerd's 500
+    parent, spec, _target = found
+    with engine.db.transaction() as conn:
+        row = conn.execute("SELECT record FROM containers WHERE id = ?", (parent.id,)).fetchone()
+        if row is None:
+            raise NotFound(f"No such container: {ref}")
+        record = json.loads(row[0])
+        record.setdefault("_barque", {}).setdefault("links", {}).pop(spec, None)
+        host = record.setdefault("HostConfig", {})
+        host["Links"] = [x for x in host.get("Links") or [] if x != spec] or None
+        conn.execute("UPDATE containers SET record = ? WHERE id = ?", (json.dumps(record), parent.id))
+    parent.record = record
+    if parent.refresh().get("Running"):
+        with network_lock(Path(engine.settings.run_root)):
+            apply_rules(engine)
+        _refresh_etc(engine, parent)

@@ -251,6 +251,9 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
         for r in rows:
             key = f"{r['container_port']}/{r['proto']}"
             ports[key] = (ports.get(key) or []) + [{"HostIp": r["host_ip"], "HostPort": str(r["host_port"])}]
+    # dockerd before 25 adds the short ID to a user-defined network's Aliases when it connects the container (at its
+    # first start, or a connect): a created container shows only the aliases asked for, as `docker run -d` returns
+    started = active or not (c.state.get("StartedAt") or "0001").startswith("0001")
     networks = {}
     top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": ""}
@@ -262,7 +265,8 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
             net = seen[ep["network_id"]] = engine.networks.by_id(ep["network_id"])
         rec = ep["record"]
         entry = {"IPAMConfig": rec.get("IPAMConfig"), "Links": rec.get("Links"),
-                 "Aliases": (rec.get("Aliases") or []) + ([c.id[:12]] if not net.is_default else []) or None,
+                 "Aliases": [*(rec.get("Aliases") or []), *([c.id[:12]] if started and not net.is_default else [])]
+                 or None,
                  "NetworkID": net.id, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                  "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
                  "DriverOpts": rec.get("DriverOpts") or None}
@@ -280,7 +284,6 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
                           "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
                           "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
     # Docker keeps a stopped container's sandbox ID and key (they are made again at the next start)
-    started = active or not (c.state.get("StartedAt") or "0001").startswith("0001")
     sandboxed = started and bool(eps)
     return {"Bridge": "", "SandboxID": c.id if sandboxed else "", "HairpinMode": False, "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": str(path) if sandboxed else "",

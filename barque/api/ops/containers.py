@@ -7,7 +7,7 @@ import socket
 
 from barque.api.errors import ApiError
 from barque.api.zygote import op
-from barque.errors import Conflict
+from barque.errors import Conflict, NotFound
 
 
 def _get(engine, ref: str):
@@ -68,9 +68,19 @@ def kill(engine, args, chan):
 
 @op("container.remove")
 def remove(engine, args, chan):
+    from barque.container.names import link_target, remove_link
     from barque.container.remove import remove as do_remove
 
-    c = _get(engine, args["id"])
+    if args.get("link"):
+        remove_link(engine, args["id"])
+        return None
+    try:
+        c = _get(engine, args["id"])
+    except NotFound:
+        found = link_target(engine, args["id"])  # dockerd finds a container by a link name too
+        if found is None:
+            raise
+        c = _get(engine, found[2])
     if c.refresh().get("Status") == "removing":
         raise Conflict(f"removal of container {args['id']} is already in progress")
     do_remove(engine, c, force=bool(args.get("force")), volumes=bool(args.get("volumes")))

@@ -206,7 +206,8 @@ async def kill(request: web.Request) -> web.StreamResponse:
 async def remove(request: web.Request) -> web.StreamResponse:
     await state_of(request).op("container.remove", {"id": request.match_info["id"],
                                                     "force": query_bool(request, "force"),
-                                                    "volumes": query_bool(request, "v")})
+                                                    "volumes": query_bool(request, "v"),
+                                                    "link": query_bool(request, "link")})
     return web.Response(status=204)
 
 
@@ -396,7 +397,7 @@ ROUTES = [
     ("POST", "/containers/{id}/restart", restart),
     ("POST", "/containers/{id}/kill", kill),
     ("POST", "/containers/{id}/wait", wait),
-    ("DELETE", "/containers/{id}", remove),
+    ("DELETE", r"/containers/{id:.+}", remove),  # dockerd's {name:.*}: a link's name is parent/alias
     ("POST", "/containers/{id}/pause", pause),
     ("POST", "/containers/{id}/unpause", unpause),
     ("POST", "/containers/{id}/rename", rename),
