@@ -89,11 +89,14 @@ def check_link_local(ips) -> list[str]:
 
 def attach(conn: sqlite3.Connection, net, container_id: str, *, ip: str | None = None,
            aliases: list[str] | None = None, links: list[str] | None = None, name: str | None = None,
-           mac: str | None = None, link_local: list[str] | None = None, driver_opts: dict | None = None) -> dict:
+           mac: str | None = None, link_local: list[str] | None = None, driver_opts: dict | None = None,
+           connected: bool = False) -> dict:
     """A new endpoint of `container_id` (called `name` in messages) on `net`, inside the caller's write
     transaction. `mac`: the address its interface gets (else one made from its IP); `link_local`: more addresses
     its interface has (IPAMConfig.LinkLocalIPs); `driver_opts`: the endpoint's DriverOpts, kept to be shown. What
-    was asked for is recorded as Docker shows it (IPAMConfig, MacAddress, DriverOpts)."""
+    was asked for is recorded as Docker shows it (IPAMConfig, MacAddress, DriverOpts). `connected`: made by
+    `network connect` (Docker shows the container's short ID among its aliases from then on, not only once it has
+    started)."""
     if conn.execute("SELECT 1 FROM endpoints WHERE network_id = ? AND container_id = ?",
                     (net.id, container_id)).fetchone():
         raise Conflict(f"endpoint with name {name or container_id[:12]} already exists in network {net.name}")
@@ -110,6 +113,8 @@ def attach(conn: sqlite3.Connection, net, container_id: str, *, ip: str | None =
               "IPAMConfig": ipam_config or None}
     if mac:
         record["MacAddress"] = mac = check_mac(mac)
+    if connected:
+        record["_ShortIDAlias"] = True
     if driver_opts:
         if not isinstance(driver_opts, dict) or not all(isinstance(v, str) for v in driver_opts.values()):
             raise InvalidArgument("DriverOpts must map names to strings")

@@ -118,7 +118,7 @@ def connect(engine, net_ref: str, container_ref: str, *, aliases: list[str] | No
                               "only")
     with engine.db.transaction() as conn:
         ep = attach(conn, net, c.id, ip=ip, aliases=aliases, links=links, name=c.name, mac=mac,
-                    link_local=link_local, driver_opts=driver_opts)
+                    link_local=link_local, driver_opts=driver_opts, connected=True)
     path = netns_path(engine.settings.run_root, c.id)
     if not path.exists():
         _event(engine, net, "connect", c.id)
@@ -252,7 +252,8 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
             key = f"{r['container_port']}/{r['proto']}"
             ports[key] = (ports.get(key) or []) + [{"HostIp": r["host_ip"], "HostPort": str(r["host_port"])}]
     # dockerd before 25 adds the short ID to a user-defined network's Aliases when it connects the container (at its
-    # first start, or a connect): a created container shows only the aliases asked for, as `docker run -d` returns
+    # first start, or a `network connect`, even of a container not started): a created container shows only the
+    # aliases asked for, as `docker run -d` returns
     started = active or not (c.state.get("StartedAt") or "0001").startswith("0001")
     networks = {}
     top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
@@ -264,9 +265,10 @@ def network_settings(engine, c, running: bool, prefetched: Prefetched | None = N
         if net is None:
             net = seen[ep["network_id"]] = engine.networks.by_id(ep["network_id"])
         rec = ep["record"]
-        entry = {"IPAMConfig": rec.get("IPAMConfig"), "Links": rec.get("Links"),
-                 "Aliases": [*(rec.get("Aliases") or []), *([c.id[:12]] if started and not net.is_default else [])]
-                 or None,
+        aliases = list(rec.get("Aliases") or [])  # the short ID once, even when it was asked for too (as dockerd)
+        if not net.is_default and (started or rec.get("_ShortIDAlias")) and c.id[:12] not in aliases:
+            aliases.append(c.id[:12])
+        entry = {"IPAMConfig": rec.get("IPAMConfig"), "Links": rec.get("Links"), "Aliases": aliases or None,
                  "NetworkID": net.id, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                  "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
                  "DriverOpts": rec.get("DriverOpts") or None}

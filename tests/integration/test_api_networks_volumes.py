@@ -364,6 +364,8 @@ def test_endpoint_mac_link_local_ips_and_driver_opts(docker_client, docker, api,
     assert eps["bridge"]["MacAddress"] == ""  # none was asked for: shown once it runs
     assert eps[net.name]["MacAddress"] == "02:42:ac:11:00:99"  # asked for: shown before the start
     assert eps[net.name]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.9.9"]} and eps[net.name]["DriverOpts"] is None
+    # dockerd < 25 puts the short ID among a user-defined network's aliases at `network connect`, started or not
+    assert eps[net.name]["Aliases"] == [cid[:12]] and eps["bridge"]["Aliases"] is None
     api_client.start(cid)
     eps = api_client.inspect_container(cid)["NetworkSettings"]["Networks"]
     assert eps[net.name]["MacAddress"] == "02:42:ac:11:00:99" and eps["bridge"]["MacAddress"].startswith("02:42:")
