@@ -661,7 +661,9 @@ class Builder:
                 desc["content"] = cp.sources_digest(src, self.ctx.excluded, self._hashes())
             mount_key.append(desc)
         before = state.clone()
-        key, hit = self._cached(run, "RUN", argv, sorted(arg_env.items()), network, mount_key,
+        # the build's network mode is no part of the key (dockerd's cache compares the step, never where it ran:
+        # built with networkmode=none, the step is found again on the default network); BuildKit's RUN --network is
+        key, hit = self._cached(run, "RUN", argv, sorted(arg_env.items()), ins.flag("network") or "default", mount_key,
                                 stdin.decode("utf-8", "replace") if stdin else "", source=(created_by, before))
         if hit:
             return
