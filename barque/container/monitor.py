@@ -89,12 +89,14 @@ def read_state(path: str) -> dict:
         return {}
 
 
-def write_state(path: str, state: dict) -> None:
+def write_state(path: str, state: dict, durable: bool = True) -> None:
+    """Replace the file atomically; `durable`: on disk (fsync) before the rename."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(state).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -135,6 +137,7 @@ def launch(cfg: dict, status_fd: int, client_fd: int | None) -> None:
     """In the forked child: create and start the container, say how it went on `status_fd`, then serve. Never
     returns."""
     code = 0
+    reported = False
     try:
         os.setsid()
         # the CLI's stdio (a terminal, or the pipes of whoever runs it) must not be held open by a process that
@@ -148,9 +151,14 @@ def launch(cfg: dict, status_fd: int, client_fd: int | None) -> None:
         _libc.set_child_subreaper(True)
         fds = _create_and_start(cfg)
         os.write(status_fd, json.dumps({"ok": True, "pid": fds["pid"]}).encode())
-        os.close(status_fd)
+        reported = True
         if client_fd is None and cfg.get("lean", True):
+            # the starter waits for the end of `status_fd`: the lean monitor closes it once it copies the
+            # container's output, so what the container prints at once is in its log by then (a `logs` right
+            # after `start` sees it, as with Docker, whose copier runs before its start returns)
+            fds["ready"] = status_fd
             _reexec_lean(cfg, fds)
+        os.close(status_fd)
         try:
             serve(cfg, fds, client_fd)
         except BaseException:
@@ -159,10 +167,11 @@ def launch(cfg: dict, status_fd: int, client_fd: int | None) -> None:
             update_state(cfg["state_path"], Error="monitor failed: " + traceback.format_exc(limit=3)[-500:])
             raise
     except BaseException as e:  # noqa: BLE001 - everything goes to the CLI waiting on status_fd
-        try:
-            os.write(status_fd, json.dumps(_describe_failure(e)).encode())
-        except OSError:
-            pass
+        if not reported:
+            try:
+                os.write(status_fd, json.dumps(_describe_failure(e)).encode())
+            except OSError:
+                pass
         code = 1
     finally:
         os._exit(code)
@@ -267,7 +276,7 @@ def _reexec_lean(cfg: dict, fds: dict) -> None:
     """Replace this (large, forked) interpreter by a small program for the idle life: the C monitor when it serves
     this container, else a fresh `python -S` running `main`. Pid, children, subreaper status and the descriptors in
     `fds` carry over."""
-    keep = [fd for k, fd in fds.items() if k in ("out", "err", "in", "master") and fd is not None]
+    keep = [fd for k, fd in fds.items() if k in ("out", "err", "in", "master", "ready") and fd is not None]
     for fd in keep:
         os.set_inheritable(fd, True)
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -277,7 +286,8 @@ def _reexec_lean(cfg: dict, fds: dict) -> None:
         # the finisher's configuration beside the state (in the container's directory under the root, so the
         # monitor's command line names the root, as the Python monitor's does)
         blob_path = os.path.join(os.path.dirname(cfg["state_path"]), "monitor.json")
-        write_state(blob_path, {"cfg": cfg, "fds": fds})
+        # (not fsynced: it matters only while this boot's monitor lives, and the starter waits for it)
+        write_state(blob_path, {"cfg": cfg, "fds": fds}, durable=False)
         log_cfg = cfg.get("log") or {}
         driver = log_cfg.get("driver", "json-file")
         max_size = log_cfg.get("max_size")
@@ -286,7 +296,8 @@ def _reexec_lean(cfg: dict, fds: dict) -> None:
                 "--log", "" if driver == "none" else log_cfg["path"],
                 "--max-size", str(-1 if max_size is None else max_size),
                 "--max-file", str(log_cfg.get("max_file", 1))]
-        for key, flag in (("out", "--stdout"), ("err", "--stderr"), ("in", "--stdin"), ("master", "--master")):
+        for key, flag in (("out", "--stdout"), ("err", "--stderr"), ("in", "--stdin"), ("master", "--master"),
+                          ("ready", "--ready-fd")):
             if fds.get(key) is not None:
                 argv += [flag, str(fds[key])]
         argv += ["--", sys.executable, "-S", "-c",
@@ -597,6 +608,9 @@ def serve(cfg: dict, fds: dict, client_fd: int | None) -> None:
     listener.listen(64)
     listener.setblocking(False)
     m.sel.register(listener, _s.EVENT_READ, ("listen", listener))
+    ready = fds.pop("ready", None)
+    if ready is not None:  # the starter returns now: the output is copied from here on (launch)
+        os.close(ready)
     if client_fd is not None:  # born attached: its hello is already written, take it before any output
         sock = socket.socket(fileno=client_fd)
         sock.setblocking(True)

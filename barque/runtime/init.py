@@ -387,11 +387,12 @@ def _resolve(cfg: InitConfig) -> str:
 
 
 def _wait_for_start(cfg: InitConfig) -> None:
-    """Block until `start` opens the fifo's read end, then tell it we are going (runc's exec.fifo handshake)."""
+    """Block until `start` opens the fifo's read end, then tell it we are going (runc's exec.fifo handshake). The
+    write end stays open, close-on-exec, until the execve: `start` waits for its end, so when `start` returns the
+    container's program runs (or the process died) — what it prints at once is there to read."""
     fd = os.open(f"self/fd/{cfg.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cfg.proc_fd)
     try:
         os.write(fd, b"0")
     finally:
-        os.close(fd)
         os.close(cfg.fifo_fd)
         os.close(cfg.proc_fd)

@@ -1,6 +1,7 @@
 """`start`: let a created container's process go — open the read end of its exec fifo (the process is blocked
-opening the write end), read the byte it writes, remove the fifo (from then on the container reads as running), and
-run the poststart hooks."""
+opening the write end), read the byte it writes and then the end of the fifo, which comes at its execve (its end is
+close-on-exec; runc's start reads the fifo to its end too), remove the fifo (from then on the container reads as
+running), and run the poststart hooks."""
 
 from __future__ import annotations
 
@@ -32,14 +33,21 @@ def start(store: StateStore, cid: str) -> None:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             deadline = time.monotonic() + START_TIMEOUT
+            released = False
             while True:
                 if poller.poll(10):
                     data = os.read(fd, 1)
                     if data:
+                        released = True  # the process goes; its end closes at its execve (or its death)
+                        continue
+                    if released:
                         break
-                if process_start_time(c.pid) != c.start_time:
+                alive = process_start_time(c.pid) == c.start_time
+                if not alive and not released:
                     raise FailedPrecondition(f"cannot start container {cid}: its process exited")
-                if time.monotonic() > deadline:
+                if not alive or time.monotonic() > deadline:
+                    if released:
+                        break
                     raise FailedPrecondition(f"container {cid} did not start within {START_TIMEOUT}s")
         finally:
             os.close(fd)

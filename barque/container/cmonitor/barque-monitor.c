@@ -509,7 +509,7 @@ static int listen_at(const char *run_dir) {
 
 int main(int argc, char **argv) {
     const char *run_dir = NULL;
-    int master_fd = -1, in_fd = -1, i;
+    int master_fd = -1, in_fd = -1, ready_fd = -1, i;
     for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         if (i + 1 >= argc) {
             fprintf(stderr, "barque-monitor: %s needs a value\n", argv[i]);
@@ -527,6 +527,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--log")) logw.path = *v ? v : NULL;
         else if (!strcmp(k, "--max-size")) logw.max_size = atoll(v);
         else if (!strcmp(k, "--max-file")) logw.max_file = atoi(v) < 1 ? 1 : atoi(v);
+        else if (!strcmp(k, "--ready-fd")) ready_fd = atoi(v);
         else {
             fprintf(stderr, "barque-monitor: unknown option %s\n", k);
             return 2;
@@ -566,6 +567,8 @@ int main(int argc, char **argv) {
     int listener = listen_at(run_dir);
     if (out_fd >= 0) set_blocking(out_fd, 0);
     if (err_fd >= 0) set_blocking(err_fd, 0);
+    /* the starter waits for the end of this pipe: from here on the container's output is copied */
+    if (ready_fd >= 0) close(ready_fd);
 
     int status = -1;
     int64_t exited_at = 0;
