@@ -226,12 +226,16 @@ def _with_mac_address(engine, host: dict, networking: dict | None, mac: str | No
     as dockerd applies it — unless that endpoint's settings name one. The create body itself is left as it is."""
     from barque.network.sandbox import uses_bridge
 
-    if not mac or not uses_bridge(host):
+    if not mac:
+        return networking
+    mode = host.get("NetworkMode") or "default"
+    if mode == "host" or mode.startswith("container:"):
+        raise InvalidArgument("conflicting options: mac-address and the network mode")  # dockerd's runconfig
+    if not uses_bridge(host):
         return networking
     from barque.network.ipam import check_mac
 
     check_mac(mac)
-    mode = host.get("NetworkMode") or "default"
     mode = "bridge" if mode == "default" else mode
     try:
         net = engine.networks.get(mode)

@@ -268,6 +268,12 @@ def test_mac_address_of_the_create_is_the_default_endpoint_s(docker_client):
         assert out.strip() == b"02:42:ac:11:00:0a"
     finally:
         api.remove_container(cid, force=True)
+    import docker.errors
+
+    with pytest.raises(docker.errors.APIError) as e:
+        api.create_container("busybox", "true", mac_address="02:42:ac:11:00:0b",
+                             host_config=api.create_host_config(network_mode="host"))
+    assert e.value.status_code == 400 and "conflicting options: mac-address and the network mode" in str(e.value)
 
 
 def test_aliases_before_and_after_the_first_start(docker_client):
