@@ -65,8 +65,10 @@ def _results(junit: Path) -> tuple[dict[str, str], int]:
         module, _, cls = case.get("classname", "").rpartition(".")
         test = f"{module.rpartition('.')[2]}.py::{cls}::{case.get('name')}"
         bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-        if bad is not None:
-            failed[test] = (bad.get("message") or "").splitlines()[0][:300] if bad.get("message") else "?"
+        if bad is not None:  # its message, and where in docker-py's test it failed
+            where = [line for line in (bad.text or "").splitlines() if line.startswith("tests/")][-2:]
+            failed[test] = ((bad.get("message") or "?").splitlines() or ["?"])[0][:300] + "".join(
+                f"\n      at {line[:200]}" for line in where)
         elif case.find("skipped") is None:
             passed += 1
     return failed, passed
