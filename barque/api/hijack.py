@@ -4,6 +4,9 @@ that do not ask for an upgrade, `200 OK`) and the connection becomes a raw byte 
 After the status line and headers, the transport is taken from aiohttp's protocol: our own protocol receives the
 client's bytes (stdin) and — this is the care half-close needs — keeps the connection open when the client shuts
 down its writing side (`docker run -i` sends stdin's end that way and still reads the output).
+
+`attach/ws` serves the same sessions over a WebSocket: `WebSocketStream` gives an aiohttp WebSocketResponse the
+hijacked connection's interface (`read`, `write`, `gone`, `closed`, `close`), so one relay serves both.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 
 from aiohttp import web
 
-__all__ = ["Hijacked", "hijack", "RAW", "MULTIPLEXED"]
+__all__ = ["Hijacked", "hijack", "RAW", "MULTIPLEXED", "WebSocketStream"]
 
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -82,6 +85,82 @@ class Hijacked(asyncio.Protocol):
     def close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class WebSocketStream:
+    """A prepared WebSocketResponse as a client connection of the attach relay, as dockerd's `attach/ws` uses its
+    websocket.Conn: each write is one message — binary (API ≥ 1.28) or text (older: the bytes as they are, as Go's
+    x/net/websocket sends them) — and the client's messages, text or binary, are the container's stdin.
+
+    The client's messages are read all along (as a hijacked connection's protocol receives them), so a client that
+    goes away — a close frame, or its connection simply lost — is seen at once, also while the attach waits for the
+    container's start: `closed` is then done and `read()` gives b"". A WebSocket has no half-close: its close ends
+    the session."""
+
+    def __init__(self, ws, *, binary: bool) -> None:
+        from aiohttp import WSMsgType
+
+        self.ws = ws
+        self._opcode = WSMsgType.BINARY if binary else WSMsgType.TEXT
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.closed = asyncio.get_running_loop().create_future()
+        self._pump = asyncio.ensure_future(self._receive())
+        self._closing: asyncio.Future | None = None
+
+    async def _receive(self) -> None:
+        from aiohttp import WSMsgType
+
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg.type == WSMsgType.BINARY:
+                    self._queue.put_nowait(bytes(msg.data))
+                elif msg.type == WSMsgType.TEXT:
+                    self._queue.put_nowait(msg.data.encode())
+                else:  # CLOSE (aiohttp has answered it), CLOSING (our close), CLOSED, ERROR: the client has gone
+                    return
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(None)
+            self._queue.put_nowait(b"")
+
+    async def read(self) -> bytes:
+        return await self._queue.get()
+
+    async def write(self, data: bytes) -> None:
+        if self.gone:
+            raise ConnectionResetError("the client has gone")
+        try:
+            await self.ws.send_frame(bytes(data), self._opcode)
+        except ConnectionError:
+            raise
+        except Exception as e:  # noqa: BLE001 - aiohttp's "closing transport" and kin
+            raise ConnectionResetError(str(e)) from e
+
+    @property
+    def gone(self) -> bool:
+        return self.closed.done() or self.ws.closed
+
+    def close(self) -> None:
+        """Begin the closing handshake (a close frame, 1000); `aclose()` waits for its end."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+
+    async def _close(self) -> None:
+        try:
+            await self.ws.close()
+        except Exception:  # noqa: BLE001 - the client has gone meanwhile
+            pass
+        if not self._pump.done():
+            self._pump.cancel()
+        try:
+            await self._pump
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            pass
+
+    async def aclose(self) -> None:
+        self.close()
+        await asyncio.shield(self._closing)
 
 
 def upgrading(request: web.Request) -> bool:

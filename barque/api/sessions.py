@@ -3,7 +3,8 @@ waiters (`wait`, and `start` of a container someone is attached or waiting on).
 
 A monitor speaks frames with Docker's 8-byte header (barque/container/monitor.py): stdout (1) and stderr (2) frames
 are passed to a client without a TTY as they are — that *is* Docker's multiplexed stream — and unwrapped for one
-with a TTY; the exit frame (3) ends the session and wakes the waiters.
+with a TTY; the exit frame (3) ends the session and wakes the waiters. `attach/ws` (dockerd's MuxStreams false: the WebSocket's
+messages are the streams) is served the payloads alone whether or not there is a TTY: `relay(multiplexed=False)`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class PendingAttach:
     streams: dict                    # the hello: stdin, stdout, stderr
     tty: bool
     detach_keys: bytes
+    multiplexed: bool | None = None  # None: as the TTY says (not tty); attach/ws: False
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -116,9 +118,12 @@ def _split_detach(data: bytes, keys: bytes, matched: int) -> tuple[bytes, int, b
 
 
 async def relay(conn, sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = b"",
-                on_exit=None) -> dict | None:
-    """Join a hijacked client connection and a monitor connection until the container exits, the client goes, or
-    the client detaches. Returns the exit frame's content when the container exited."""
+                on_exit=None, multiplexed: bool | None = None) -> dict | None:
+    """Join a client connection (hijack.Hijacked, or hijack.WebSocketStream) and a monitor connection until the
+    container exits, the client goes, or the client detaches. Returns the exit frame's content when the container
+    exited. The output is Docker's multiplexed stream when `multiplexed` (by default: without a TTY), else the
+    payloads alone; detach keys are looked for in a TTY's input only (dockerd's copyEscapable)."""
+    mux = (not tty) if multiplexed is None else multiplexed
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     exit_info: dict | None = None
 
@@ -132,7 +137,7 @@ async def relay(conn, sock: socket.socket, *, tty: bool, stdin: bool, detach_key
                 return
             if kind in (OUT, ERR) and not conn.gone:
                 try:
-                    await conn.write(payload if tty else frame(kind, payload))
+                    await conn.write(frame(kind, payload) if mux else payload)
                 except ConnectionError:
                     return
 

@@ -45,26 +45,82 @@ async def attach(request: web.Request) -> web.StreamResponse:
     keys = detach_keys(request.query.get("detachKeys"))
     if not query_bool(request, "stream") and not query_bool(request, "logs"):
         raise BadParameter("at least one of stream or logs must be set")
-    if info["status"] == "paused":
-        raise ConflictError("You cannot attach to a paused container, unpause it first")
+    _refuse_paused(info)
     streams = {"stdin": query_bool(request, "stdin") and info["open_stdin"], "stdout": query_bool(request, "stdout"),
                "stderr": query_bool(request, "stderr")}
     resp, conn, _ = await hijack(request, _content_type(request, info["tty"]))
-    if query_bool(request, "logs"):
-        await _replay_logs(state, info, conn, streams)
-    if not query_bool(request, "stream"):
+    try:
+        await _serve(state, info, conn, streams, keys, logs=query_bool(request, "logs"),
+                     stream=query_bool(request, "stream"), multiplexed=None)
+    finally:
         conn.close()
-        return resp
+    return resp
+
+
+#: how long a closing handshake waits for the client's close frame (dockerd's x/net/websocket does not wait at all)
+WS_CLOSE_TIMEOUT = 2.0
+
+
+async def attach_ws(request: web.Request) -> web.StreamResponse:
+    """`GET /containers/{id}/attach/ws`: the attach over a WebSocket, as dockerd's wsContainersAttach. The container
+    is looked up (404), its detach keys parsed (400) and a paused one refused (409) before the upgrade; then the
+    output goes as the payloads alone — never Docker's multiplexed stream, TTY or not (dockerd's MuxStreams false) —
+    one message per chunk, binary from API 1.28 on and text before; the client's messages are the container's stdin.
+    Before API 1.42 the stdin/stdout/stderr parameters are not read: all three are attached. `logs` and `stream` are
+    as attach's (neither: an upgrade and at once a close). When the session ends — the container exits, the client
+    detaches, or the client goes — the server closes the WebSocket (1000)."""
+    from barque.api.hijack import WebSocketStream
+
+    state = state_of(request)
+    info = await state.read(brief, request.match_info["id"])
+    keys = detach_keys(request.query.get("detachKeys"))
+    _refuse_paused(info)
+    version = api_version(request)
+    if version >= (1, 42):
+        streams = {name: query_bool(request, name) for name in ("stdin", "stdout", "stderr")}
+    else:
+        streams = {"stdin": True, "stdout": True, "stderr": True}
+    streams["stdin"] = streams["stdin"] and info["open_stdin"]
+    ws = web.WebSocketResponse(timeout=WS_CLOSE_TIMEOUT, compress=False, max_msg_size=32 << 20)
+    if not ws.can_prepare(request).ok:
+        raise BadParameter("not websocket protocol")  # x/net/websocket's ErrNotWebSocket, its 400
+    await ws.prepare(request)
+    conn = WebSocketStream(ws, binary=version >= (1, 28))
+    try:
+        await _serve(state, info, conn, streams, keys, logs=query_bool(request, "logs"),
+                     stream=query_bool(request, "stream"), multiplexed=False)
+    finally:
+        await conn.aclose()
+    return ws
+
+
+def _refuse_paused(info: dict) -> None:
+    if info["status"] == "paused":
+        raise ConflictError("You cannot attach to a paused container, unpause it first")
+
+
+async def _serve(state, info: dict, conn, streams: dict, keys: bytes, *, logs: bool, stream: bool,
+                 multiplexed: bool | None) -> None:
+    """An attach's session on a client connection (hijacked or WebSocket), until it ends: the log so far (`logs`),
+    then (`stream`) the live output — from the monitor of a running container, or held until the start of one that
+    is not running. The caller closes the connection."""
+    if logs:
+        try:
+            await _replay_logs(state, info, conn, streams, multiplexed=(not info["tty"]) if multiplexed is None
+                               else multiplexed)
+        except ConnectionError:
+            return  # the client has gone
+    if not stream:
+        return
     if info["running"]:
         sock = connect_monitor(info["run_dir"], streams)
         if sock is None:
-            conn.close()
-            return resp
+            return
         await relay(conn, sock, tty=info["tty"], stdin=streams["stdin"], detach_keys=keys,
-                    on_exit=lambda e: state.exits.post(info["id"], e))
-        return resp
+                    on_exit=lambda e: state.exits.post(info["id"], e), multiplexed=multiplexed)
+        return
     # not running (created, or exited: Docker holds such an attach too): held until a start serves it
-    pending = PendingAttach(conn=conn, streams=streams, tty=info["tty"], detach_keys=keys)
+    pending = PendingAttach(conn=conn, streams=streams, tty=info["tty"], detach_keys=keys, multiplexed=multiplexed)
     state.pending_attach.setdefault(info["id"], []).append(pending)
     try:
         await asyncio.wait([pending.done, conn.closed], return_when=asyncio.FIRST_COMPLETED)
@@ -76,11 +132,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 del state.pending_attach[info["id"]]
     if pending.done.done() and pending.done.result() is not None:
         await pending.done.result()  # the session the start began
-    conn.close()
-    return resp
 
 
-async def _replay_logs(state, info: dict, conn, streams: dict) -> None:
+async def _replay_logs(state, info: dict, conn, streams: dict, *, multiplexed: bool) -> None:
     """`logs=1`: what the container printed so far, before the live stream."""
     if info["log_driver"] == "none" or not info["log_path"]:
         return
@@ -98,7 +152,7 @@ async def _replay_logs(state, info: dict, conn, streams: dict) -> None:
         kind = ERR if stream == "stderr" else OUT
         if not streams["stderr" if kind == ERR else "stdout"]:
             continue
-        await conn.write(data if info["tty"] else frame(kind, data))
+        await conn.write(frame(kind, data) if multiplexed else data)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
@@ -146,7 +200,8 @@ async def start(request: web.Request) -> web.StreamResponse:
         if first is not None:
             session = asyncio.ensure_future(relay(first.conn, ours, tty=first.tty, stdin=first.streams["stdin"],
                                                   detach_keys=first.detach_keys,
-                                                  on_exit=lambda e: state.exits.post(cid, e)))
+                                                  on_exit=lambda e: state.exits.post(cid, e),
+                                                  multiplexed=first.multiplexed))
             if not first.done.done():
                 first.done.set_result(session)
         else:
@@ -155,7 +210,8 @@ async def start(request: web.Request) -> web.StreamResponse:
         sock = connect_monitor(info["run_dir"], other.streams)
         if sock is not None and not other.done.done():
             other.done.set_result(asyncio.ensure_future(
-                relay(other.conn, sock, tty=other.tty, stdin=other.streams["stdin"], detach_keys=other.detach_keys)))
+                relay(other.conn, sock, tty=other.tty, stdin=other.streams["stdin"], detach_keys=other.detach_keys,
+                  multiplexed=other.multiplexed)))
         elif not other.done.done():
             other.done.set_result(None)
     return web.Response(status=204)
@@ -201,6 +257,7 @@ async def resize(request: web.Request) -> web.StreamResponse:
 
 ROUTES = [
     ("POST", "/containers/{id}/attach", attach),
+    ("GET", "/containers/{id}/attach/ws", attach_ws),
     ("POST", "/containers/{id}/start", start),
     ("POST", "/containers/{id}/resize", resize),
 ]
