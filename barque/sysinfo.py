@@ -7,6 +7,7 @@ import os
 import platform
 
 from barque import __version__
+from barque.container.create import DEFAULT_RUNTIME, RUNTIMES
 
 __all__ = ["system_info", "disk_usage"]
 
@@ -41,7 +42,7 @@ def system_info(engine) -> dict:
         "DockerRootDir": str(engine.root),
         "Name": platform.node(),
         "ServerVersion": __version__,
-        "DefaultRuntime": "barque-runtime",
+        "DefaultRuntime": DEFAULT_RUNTIME,
         "SecurityOptions": ["name=seccomp,profile=builtin"],
     }
 
@@ -268,7 +269,8 @@ def docker_info(engine, server_version: str) -> dict:
         "Labels": [],
         "ExperimentalBuild": False,
         "ServerVersion": server_version,
-        "Runtimes": {"barque-runtime": {"path": "barque-runtime"}},
+        # barque's one runtime, under Docker's default name (what containers' HostConfig.Runtime says) and its own
+        "Runtimes": {name: {"path": "barque-runtime"} for name in RUNTIMES},
         "DefaultRuntime": base["DefaultRuntime"],
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},

@@ -25,6 +25,7 @@ def _options(f):
         click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
         click.option("-w", "--workdir", default=None, help="Working directory inside the container."),
         click.option("-u", "--user", default=None, help="Username or UID (format: <name|uid>[:<group|gid>])."),
+        click.option("--group-add", "group_add", multiple=True, help="Add additional groups to join."),
         click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
         click.option("-h", "--hostname", default=None, help="Container host name."),
         click.option("--domainname", default=None, help="Container NIS domain name."),
@@ -86,7 +87,7 @@ def _options(f):
         click.option("--network-alias", "network_aliases", multiple=True,
                      help="Add network-scoped alias for the container."),
         click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)."),
-        click.option("--mac-address", default=None, help="Container MAC address (not supported by barque)."),
+        click.option("--mac-address", default=None, help="Container MAC address (e.g., 92:d0:c6:0a:29:33)."),
         click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--platform", default=None, help="Set platform if server is multi-platform capable."),
         click.option("--pull", default="missing", help="Pull image before running (\"always\", \"missing\", \"never\")."),
@@ -160,6 +161,8 @@ def body_from_flags(p: dict) -> dict:
     if p["shm_size"]:
         host["ShmSize"] = o.parse_bytes(p["shm_size"], "--shm-size")
     host["ReadonlyRootfs"] = p["read_only"]
+    if p["group_add"]:
+        host["GroupAdd"] = list(p["group_add"])
     host["CapAdd"] = list(p["cap_add"]) or None
     host["CapDrop"] = list(p["cap_drop"]) or None
     host["Privileged"] = p["privileged"]
@@ -251,9 +254,14 @@ def _network_flags(p: dict, body: dict, host: dict) -> None:
     extra = [_add_host_flag(v) for v in p["add_hosts"]]
     if extra:
         host["ExtraHosts"] = extra
-    if p["mac_address"]:
-        raise InvalidArgument("--mac-address is not supported: barque gives each endpoint the MAC address made from "
-                              "its IP address (02:42:…)")
+    if p["mac_address"]:  # the docker CLI's check; the engine applies it to the endpoint on the container's network
+        from barque.network.ipam import check_mac
+
+        try:
+            check_mac(p["mac_address"])
+        except InvalidArgument:
+            raise InvalidArgument(f"{p['mac_address']} is not a valid mac address") from None
+        body["MacAddress"] = p["mac_address"]
     endpoint: dict = {}
     if p["network_aliases"]:
         if (p["network"] or "default") in ("default", "bridge"):  # the docker CLI's own check (25+)

@@ -29,7 +29,7 @@ def test_info_through_the_cli_and_docker_py(api, docker, docker_client):
     docker("create", "--name", name, "busybox", "true")
     out = docker("info").stdout
     for line in (" Containers: 1", "  Stopped: 1", " Images: 1", " Server Version: 24.0.7", " Swarm: inactive",
-                 " Default Runtime: barque-runtime", " OSType: linux", f" Docker Root Dir: {api.barque.root}"):
+                 " Default Runtime: runc", " OSType: linux", f" Docker Root Dir: {api.barque.root}"):
         assert line in out.splitlines(), (line, out)
     assert docker("info", "--format", "{{.Swarm.LocalNodeState}} {{.Driver}}").stdout.split() == \
         ["inactive", api.barque.engine().driver_name]

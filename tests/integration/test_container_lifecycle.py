@@ -157,6 +157,8 @@ def test_image_defaults_and_overrides(bb):
     assert out == "via entrypoint\n"
     out = bb("run", "--rm", "-u", "nobody", "busybox", "id", "-un").stdout
     assert out == "nobody\n"
+    out = bb("run", "--rm", "-u", "1234:5678", "--group-add", "4321", "--group-add", "99", "busybox", "id", "-G").stdout
+    assert out.split()[0] == "5678" and sorted(out.split()[1:]) == ["4321", "99"]  # the kernel sorts them
 
 
 def test_env_file_and_labels(bb, tmp_path):

@@ -353,9 +353,19 @@ def test_flag_syntax_errors(lab_barque):
                                                 "a:b:c")):
         out = b("run", "--rm", *args, "busybox", "true", check=False)
         assert out.returncode == 125 and out.stderr.startswith(message + "\n"), (args, out.stderr)
-    out = b("run", "--rm", "--mac-address", "02:42:ac:11:00:09", "busybox", "true", check=False)
-    assert out.returncode == 125 and "--mac-address is not supported" in out.stderr
+    out = b("run", "--rm", "--mac-address", "02:42:ac:11:00:zz", "busybox", "true", check=False)
+    assert out.returncode == 125 and "02:42:ac:11:00:zz is not a valid mac address" in out.stderr
     assert b("ps", "-aq").stdout == ""
+
+
+def test_mac_address_flag(lab_barque):
+    """`--mac-address` (Config.MacAddress): the MAC of the container's interface on its network."""
+    out = lab_barque("run", "--rm", "--mac-address", "02:42:ac:11:00:09", "busybox", "cat",
+                     "/sys/class/net/eth0/address")
+    assert out.stdout.strip() == "02:42:ac:11:00:09"
+    out = lab_barque("run", "--rm", "--network", "host", "--mac-address", "02:42:ac:11:00:09", "busybox", "true",
+                     check=False)
+    assert out.returncode == 125 and "conflicting options: mac-address and the network mode" in out.stderr
 
 
 def test_add_host_and_network_alias_reach_the_container(lab_barque):
