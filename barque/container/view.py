@@ -13,8 +13,9 @@ server answering `GET /containers/json` many times a second keeps them and learn
   keeps the state "running", polled; its exit makes the state be read and reconciled again (store.reconcile);
 - a network namespace made or removed: a watch on the run root's netns directory.
 
-Anything the view cannot watch (the kernel's watch limit reached, no descriptors left) is read every time, as the
-store does: slower, never stale. A lost event (the inotify queue overflowed) forgets everything.
+Anything the view cannot watch (the kernel's watch limit reached, no descriptors left, no inotify instance to be
+had at all) is read every time, as the store does: slower, never stale. A lost event (the inotify queue overflowed)
+forgets everything. A read that fails (the database busy) leaves the view to read again at the next refresh.
 
 Callers hold `lock` while they use what `refresh` returned (the view is shared by the server's reader threads).
 """
@@ -28,6 +29,7 @@ import select
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Callable
 
 from barque.container.store import STATE_FILE, Container, proc_start, read_state, reconcile
 from barque.linux.inotify import (IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_MOVED_FROM,
@@ -50,7 +52,11 @@ class ContainerView:
         self._containers: list[Container] = []
         #: what the last database read gave besides the records (a listing's Prefetched): kept while it holds
         self.extra = None
-        self._ino = Inotify()
+        self._ino: Inotify | None = None
+        try:
+            self._ino = Inotify()
+        except OSError as e:  # EMFILE: the user's inotify instances (fs.inotify.max_user_instances) are all taken
+            log.warning("container states are not watched (%s): listings read them each time", e)
         self._dirs: dict[int, str] = {}  # watch → container ID
         self._watched: dict[str, int] = {}  # container ID → watch
         self._states: dict[str, dict] = {}  # container ID → its reconciled state, while no event says otherwise
@@ -66,7 +72,8 @@ class ContainerView:
         netns = Path(run_root) / "netns"
         try:
             netns.mkdir(parents=True, exist_ok=True, mode=0o711)  # as network/netns.py makes it
-            self._netns_wd = self._ino.add(netns, _NETNS_EVENTS)
+            if self._ino is not None:
+                self._netns_wd = self._ino.add(netns, _NETNS_EVENTS)
         except OSError as e:
             log.debug("network namespaces are not watched (%s): listings check them each time", e)
 
@@ -74,16 +81,20 @@ class ContainerView:
     def netns_watched(self) -> bool:
         return self._netns_wd >= 0
 
-    def refresh(self, engine) -> tuple[list[Container], bool]:
+    def refresh(self, engine, extra: Callable[[list[Container]], object] | None = None) -> tuple[list[Container], bool]:
         """The containers (newest first) with their current states set, and whether the database changed since the
-        last refresh (then `extra` must be made again by the caller). Call with `lock` held."""
+        last refresh; then `extra` (given the containers) is called again and its result kept as `self.extra`. Call
+        with `lock` held. When a read raises, the next refresh reads again."""
         self._take_events()
         version = self._db.execute("PRAGMA data_version").fetchone()[0]  # before the read: a later commit shows
         changed = version != self._version
         if changed:
-            self._version = version
+            self._version = None  # until everything below is read: a failure leaves nothing stale behind
             self._containers = engine.containers.list()
             self._forget({c.id for c in self._containers})
+            if extra is not None:
+                self.extra = extra(self._containers)
+            self._version = version
         for c in self._containers:
             c._state = self._state(c)
         return self._containers, changed
@@ -107,6 +118,8 @@ class ContainerView:
     def _watch(self, c: Container) -> bool:
         if c.id in self._watched:
             return True
+        if self._ino is None:
+            return False
         try:
             wd = self._ino.add(c.dir, _STATE_EVENTS)
         except OSError as e:  # ENOSPC: the kernel's max_user_watches; ENOENT: removed meanwhile
@@ -153,7 +166,7 @@ class ContainerView:
     # ---- events -------------------------------------------------------------------------------------------------
 
     def _take_events(self) -> None:
-        for event in self._ino.read():
+        for event in self._ino.read() if self._ino is not None else ():
             if event.mask & IN_Q_OVERFLOW:
                 log.debug("inotify queue overflowed: the view forgets every state")
                 for cid in list(self._states):
@@ -183,12 +196,14 @@ class ContainerView:
         for cid in [c for c in self._watched if c not in present]:
             wd = self._watched.pop(cid)
             self._dirs.pop(wd, None)
-            self._ino.remove(wd)
+            if self._ino is not None:
+                self._ino.remove(wd)
         for cid in [c for c in set(self._states) | set(self._pins) | set(self.rows) if c not in present]:
             self._drop(cid)
 
     def close(self) -> None:
         for cid in list(self._pins):
             self._unpin(cid)
-        self._ino.close()
+        if self._ino is not None:
+            self._ino.close()
         self._db.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -162,3 +163,46 @@ def test_past_its_descriptor_budget_a_running_state_is_read_every_time(store, sl
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert states(store)["a"]["Status"] == "exited"
+
+
+def test_without_an_inotify_instance_every_state_is_read_every_time(tmp_path, monkeypatch):
+    """No inotify instance to be had (EMFILE: fs.inotify.max_user_instances reached): listings still work, reading
+    each state every time, never stale."""
+    import barque.container.view as view_module
+
+    def refuse():
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(view_module, "Inotify", refuse)
+    db = Database(tmp_path / "barque.db")
+    s = SimpleNamespace(db=db, store=ContainerStore(db, tmp_path / "containers", tmp_path / "run" / "containers"),
+                        view=ContainerView(tmp_path / "barque.db", tmp_path / "run"))
+    s.engine = SimpleNamespace(containers=s.store)
+    try:
+        c = add(s, "a")
+        first = states(s)["a"]
+        assert not s.view.netns_watched and states(s)["a"] is not first
+        write_state(c.state_path, {**first, "Status": "exited", "ExitCode": 2})
+        assert states(s)["a"]["ExitCode"] == 2
+    finally:
+        s.view.close()
+        db.close()
+
+
+def test_a_refresh_that_fails_leaves_nothing_stale(store):
+    """A read of the database that raises (SQLite busy) must not leave the view believing it is current: the next
+    refresh reads the records, and makes `extra` again."""
+    add(store, "a")
+    with store.view.lock:
+        store.view.refresh(store.engine, lambda found: len(found))
+        assert store.view.extra == 1
+    add(store, "b")
+
+    def busy(found):
+        raise sqlite3.OperationalError("database is locked")
+
+    with store.view.lock, pytest.raises(sqlite3.OperationalError):
+        store.view.refresh(store.engine, busy)
+    with store.view.lock:
+        containers, changed = store.view.refresh(store.engine, lambda found: len(found))
+    assert changed and sorted(c.name for c in containers) == ["a", "b"] and store.view.extra == 2

@@ -65,9 +65,7 @@ def _listing(engine, view, flt: list[str], all_: bool, limit: int, size: bool, e
         # row is made again only when something it was made from changed — the record (the very object the store
         # reuses while the database text is unchanged), the state, the network namespace, the endpoints and
         # published ports; only STATUS ("Up 3 minutes") is made anew each time
-        everything, changed = view.refresh(engine)
-        if changed:
-            view.extra = Prefetched(engine) if everything else None
+        everything, _ = view.refresh(engine, lambda found: Prefetched(engine) if found else None)
         prefetched = view.extra
         chosen = filter_containers(engine, wanted, all_=all_, last=limit if limit > 0 else -1, among=everything)
         rows = view.rows
