@@ -3,6 +3,7 @@ the state files, pidfds of real processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -206,3 +207,27 @@ def test_a_refresh_that_fails_leaves_nothing_stale(store):
     with store.view.lock:
         containers, changed = store.view.refresh(store.engine, lambda found: len(found))
     assert changed and sorted(c.name for c in containers) == ["a", "b"] and store.view.extra == 2
+
+
+def test_a_sized_listing_measures_without_holding_the_view(store, monkeypatch):
+    """`docker ps --size` and `system df` walk each container's files: that happens once the view's lock is let go,
+    so other listings are not held up meanwhile (the rows are the same)."""
+    import barque.api.routes.containers as routes
+
+    for name in ("a", "b"):
+        store.store.add({"Id": secrets.token_hex(32), "Name": "/" + name, "Image": "sha256:" + "0" * 64, "Config": {},
+                         "HostConfig": {}, "_barque": {"snapshot": "container-" + name}})
+    held = []
+
+    def usage(snapshot):
+        held.append((snapshot, store.view.lock.locked()))
+        return SimpleNamespace(size=7)
+
+    monkeypatch.setattr(routes, "_row", lambda engine, c, prefetched: {"Id": c.id, "Names": ["/" + c.name],
+                                                                        "Status": ""})
+    engine = SimpleNamespace(containers=store.store, db=store.db, settings=SimpleNamespace(run_root=store.run),
+                             snapshotter=SimpleNamespace(usage=usage))
+    rows = routes._listing(engine, store.view, [], True, -1, True)
+    assert [(r["Names"], r["SizeRw"], r["Status"]) for r in rows] == [(["/b"], 7, "Created"), (["/a"], 7, "Created")]
+    assert held == [("container-b", False), ("container-a", False)]
+    assert json.loads(routes._listing(engine, store.view, [], True, -1, True, encode=True)) == rows

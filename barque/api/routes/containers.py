@@ -60,6 +60,7 @@ def _listing(engine, view, flt: list[str], all_: bool, limit: int, size: bool, e
 
     wanted = parse_ps_filters(flt)
     out = []
+    sized = []  # (row, STATUS, container): measured once the view is let go (a size walks the container's files)
     with view.lock:
         # the server's view of the containers (container/view.py): states and records kept current by events; a
         # row is made again only when something it was made from changed — the record (the very object the store
@@ -80,12 +81,14 @@ def _listing(engine, view, flt: list[str], all_: bool, limit: int, size: bool, e
                 hit = rows[c.id] = (rec, basis, item, json.dumps(item)[:-1])  # without its closing brace
             status = status_text(state)
             if size:  # never kept: the container writes when it likes
-                item = {**hit[2], "Status": status, **_size(engine, c)}
-                out.append(json.dumps(item) if encode else item)
+                sized.append((hit[2], status, c))
             elif encode:
                 out.append(f'{hit[3]}, "Status": {json.dumps(status)}}}')
             else:
                 out.append({**hit[2], "Status": status})
+    for row, status, c in sized:
+        item = {**row, "Status": status, **_size(engine, c)}
+        out.append(json.dumps(item) if encode else item)
     return ("[" + ", ".join(out) + "]\n").encode() if encode else out
 
 
