@@ -402,14 +402,16 @@ def merge_env(image_env: Sequence[str], run_env: Sequence[str]) -> list[str]:
 
 
 def process_env(defaults: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """Docker's ReplaceOrAppendEnvValues: each `K=V` of `overrides` replaces K in place or is appended; a bare `K`
-    removes K from `defaults` (and is itself left out)."""
+    """Docker's ReplaceOrAppendEnvValues, then runc's setenv of each entry in turn: each `K=V` of `overrides`
+    replaces K in place or is appended (a repeated K: its first place, its last value); a bare `K` removes K of
+    `defaults` only (and is itself left out) — one an earlier override appended stays, as with dockerd."""
     out: list[str | None] = list(defaults)
     where = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    removable = set(where)
     for entry in overrides:
         key, has_value, _ = entry.partition("=")
         if not has_value:
-            if key in where:
+            if key in removable:
                 out[where[key]] = None
             continue
         if key in where:

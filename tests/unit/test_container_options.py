@@ -260,7 +260,9 @@ def test_process_env_later_entry_wins_in_place_and_bare_key_unsets():
     assert o.process_env(defaults, ["A=1", "HOSTNAME", "B=2", "A=3", "PATH=/x", "Foo"]) == \
         ["PATH=/x", "TERM=xterm", "A=3", "B=2"]
     assert o.process_env(["A=1"], ["A", "A=2"]) == ["A=2"]
-    assert o.process_env([], ["B=1", "B"]) == []
+    # dockerd's bare K removes only a default: not a variable an earlier entry appended
+    assert o.process_env([], ["B=1", "B"]) == ["B=1"]
+    assert o.process_env(["A=0"], ["B=1", "B", "A", "B=2"]) == ["B=2"]
 
 
 # --- labels ----------------------------------------------------------------------------------------------------
