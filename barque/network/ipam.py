@@ -70,7 +70,8 @@ def check_mac(mac: str) -> str:
 
 def check_link_local(ips) -> list[str]:
     """IPAMConfig.LinkLocalIPs: addresses the endpoint has besides its own (Docker adds them to the interface,
-    IPv4 ones as /16). Each must be a link-local unicast address (169.254.0.0/16; IPv6 is not barque's)."""
+    IPv4 ones as /16). As dockerd checks them: each an address, not the unspecified one — whatever its range (the
+    name is what they are meant for, dockerd never checks it); IPv6 ones are not barque's."""
     out = []
     if ips is not None and (not isinstance(ips, list) or not all(isinstance(x, str) for x in ips)):
         raise InvalidArgument("IPAMConfig.LinkLocalIPs must be a list of addresses")
@@ -79,10 +80,10 @@ def check_link_local(ips) -> list[str]:
             ip = ipaddress.ip_address(text)
         except ValueError:
             raise InvalidArgument(f"invalid link-local IP address: {text}") from None
+        if ip.is_unspecified:
+            raise InvalidArgument(f"invalid link-local IP address: {text}")
         if ip.version == 6:
             raise InvalidArgument("IPv6 addresses are not supported by barque's networks")
-        if not ip.is_link_local or ip.is_multicast:
-            raise InvalidArgument(f"invalid link local IP address: {text}")
         out.append(str(ip))
     return out
 

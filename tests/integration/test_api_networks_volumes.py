@@ -379,10 +379,10 @@ def test_endpoint_mac_link_local_ips_and_driver_opts(docker_client, docker, api,
     other = docker_client.networks.create(unique("epnet2"))
     api_client.connect_container_to_network(cid, other.name, mac_address="02:42:ac:11:00:aa")
     assert "02:42:ac:11:00:aa" in docker("exec", cid, "cat", "/sys/class/net/eth2/address").stdout
-    # refused: a MAC that is not one, a multicast one, an address that is not link-local
+    # refused: a MAC that is not one, a multicast one, the unspecified address as a link-local one
     for ep, why in (({"MacAddress": "nope"}, "invalid MAC address: nope"),
                     ({"MacAddress": "03:00:00:00:00:01"}, "multicast"),
-                    ({"IPAMConfig": {"LinkLocalIPs": ["10.0.0.1"]}}, "invalid link local IP address: 10.0.0.1")):
+                    ({"IPAMConfig": {"LinkLocalIPs": ["0.0.0.0"]}}, "invalid link-local IP address: 0.0.0.0")):
         third = docker_client.networks.create(unique("epnet3"))
         status, body = call(api, "POST", f"/networks/{third.id}/connect", {"Container": cid, "EndpointConfig": ep})
         assert status == 400 and why in body["message"], body

@@ -306,8 +306,10 @@ def test_an_endpoint_keeps_its_mac_link_local_ips_and_driver_opts(store):
         ep = ipam.attach(conn, net, "a" * 64, mac="02-42-0A-0B-00-09", link_local=["169.254.1.2"],
                          driver_opts={"k": "v"})
         plain = ipam.attach(conn, net, "b" * 64)
+        # dockerd never checks that a "link-local" address is one: any address but the unspecified one is taken
+        anywhere = ipam.attach(conn, net, "d" * 64, link_local=["10.0.0.1"])
         for kw, why in (({"mac": "02:42:0a"}, "invalid MAC address"), ({"mac": "01:00:5e:00:00:01"}, "multicast"),
-                        ({"link_local": ["10.0.0.1"]}, "invalid link local IP address"),
+                        ({"link_local": ["0.0.0.0"]}, "invalid link-local IP address: 0.0.0.0"),
                         ({"link_local": ["nope"]}, "invalid link-local IP address: nope"),
                         ({"link_local": ["fe80::1"]}, "IPv6")):
             with pytest.raises(InvalidArgument, match=why):
@@ -315,5 +317,6 @@ def test_an_endpoint_keeps_its_mac_link_local_ips_and_driver_opts(store):
     assert ep["mac"] == "02:42:0a:0b:00:09"
     assert ep["record"]["MacAddress"] == "02:42:0a:0b:00:09" and ep["record"]["DriverOpts"] == {"k": "v"}
     assert ep["record"]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.1.2"]}
+    assert anywhere["record"]["IPAMConfig"] == {"LinkLocalIPs": ["10.0.0.1"]}
     assert plain["mac"] == ipam.mac_for(ipaddress.IPv4Address(plain["ip"])) and plain["record"]["IPAMConfig"] is None
     assert "MacAddress" not in plain["record"] and "DriverOpts" not in plain["record"]
