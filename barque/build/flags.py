@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from barque.errors import InvalidArgument
 
-__all__ = ["check_platform", "run_network", "extra_host", "NETWORK_MODES"]
-
-#: the modes named by a word ("bridge" is Docker's name for the default); also `container:NAME` and a network's
-#: name or ID
-NETWORK_MODES = ("default", "none", "host", "bridge")
-
+__all__ = ["check_platform", "run_network", "extra_host"]
 
 def check_platform(platform: str, what: str = "--platform") -> None:
     """Refused unless every platform named (comma-separated) is this machine's."""
