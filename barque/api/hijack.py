@@ -86,6 +86,9 @@ class Hijacked(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.close()
 
+    async def aclose(self) -> None:
+        self.close()
+
 
 class WebSocketStream:
     """A prepared WebSocketResponse as a client connection of the attach relay, as dockerd's `attach/ws` uses its

@@ -18,18 +18,36 @@ from pathlib import Path
 
 from barque.container.monitor import ERR, EXIT, HEADER, OUT, RESIZE, STDIN, STDIN_CLOSE
 
-__all__ = ["PendingAttach", "connect_monitor", "relay", "ExitBoard", "frame"]
+__all__ = ["PendingAttach", "serve_held", "connect_monitor", "relay", "ExitBoard", "frame"]
 
 
 @dataclass
 class PendingAttach:
-    """An attach to a container that has not started yet: it is served from the container's birth."""
-    conn: object                     # Hijacked
+    """An attach to a container that has not started yet: it is served from the container's birth.
+
+    It is registered before its client is answered (a client that starts the container as soon as its attach is
+    answered must find it there); `ready` then gives the client's connection (hijack.Hijacked or
+    hijack.WebSocketStream) once the answer and any `logs` are sent — None when the client went before — and the
+    session the start begins (`serve_held`) waits for it."""
     streams: dict                    # the hello: stdin, stdout, stderr
     tty: bool
     detach_keys: bytes
     multiplexed: bool | None = None  # None: as the TTY says (not tty); attach/ws: False
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    ready: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+async def serve_held(pending: PendingAttach, sock: socket.socket, on_exit=None) -> dict | None:
+    """The session of a held attach on its monitor connection `sock`, once the attach is ready. When its client has
+    gone meanwhile, the connection is still read to its exit frame for `on_exit` (the waiters)."""
+    conn = await pending.ready
+    if conn is None or conn.gone:
+        got = await wait_exit(sock)
+        if got is not None and on_exit is not None:
+            on_exit(got)
+        return None
+    return await relay(conn, sock, tty=pending.tty, stdin=pending.streams["stdin"], detach_keys=pending.detach_keys,
+                       on_exit=on_exit, multiplexed=pending.multiplexed)
 
 
 class ExitBoard:

@@ -226,3 +226,41 @@ def test_clients_that_go_away_leave_nothing_behind(api, docker):
     assert docker("inspect", "-f", "{{.State.Running}}", ticking).stdout == "true\n"  # it never noticed
     docker("rm", "-f", ticking, created)
     assert api.errors() == ""
+
+
+def test_a_start_right_after_the_attach_is_answered_finds_it_held(api, docker):
+    """The attach is held (or joined to the monitor) before its client is answered: a client that starts the
+    container the moment its attach is answered — docker-py's tests, `docker run` — never misses the output nor
+    waits for a start that has been. Over the WebSocket and over the hijacked connection, which share the core."""
+    async def over_ws(name: str) -> bytes:
+        async with _session(api) as s:
+            async with s.ws_connect(f"http://d/containers/{name}/attach/ws?stdout=1&stream=1&logs=1") as ws:
+                assert call(api, "POST", f"/containers/{name}/start")[0] == 204
+                msgs, end = await _collect(ws, timeout=15)
+                assert end.type == aiohttp.WSMsgType.CLOSE
+                return _payload(msgs)
+
+    def over_hijack(name: str) -> bytes:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(15)
+        s.connect(str(api.sock))
+        s.sendall(f"POST /containers/{name}/attach?stdout=1&stream=1&logs=1 HTTP/1.1\r\nHost: d\r\n"
+                  "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 101"), data
+        assert call(api, "POST", f"/containers/{name}/start")[0] == 204
+        data = data.partition(b"\r\n\r\n")[2]
+        while chunk := s.recv(4096):
+            data += chunk
+        s.close()
+        return data
+
+    for i in range(8):
+        name = _create(api, ["printf", "hi"])
+        assert asyncio.run(over_ws(name)) == b"hi"
+        name2 = _create(api, ["printf", "hi"])
+        assert over_hijack(name2) == b"\x01\x00\x00\x00\x00\x00\x00\x02hi"
+        docker("rm", name, name2)
+    assert api.errors() == ""

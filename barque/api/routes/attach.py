@@ -20,7 +20,7 @@ from barque.api.app import api_version, query_bool, query_int, state_of
 from barque.api.errors import ApiError, BadParameter, ConflictError
 from barque.api.hijack import MULTIPLEXED, RAW, hijack
 from barque.api.routes.containers import brief
-from barque.api.sessions import ERR, OUT, PendingAttach, connect_monitor, frame, relay, resize_frame
+from barque.api.sessions import ERR, OUT, PendingAttach, connect_monitor, frame, relay, resize_frame, serve_held
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
 
@@ -48,13 +48,16 @@ async def attach(request: web.Request) -> web.StreamResponse:
     _refuse_paused(info)
     streams = {"stdin": query_bool(request, "stdin") and info["open_stdin"], "stdout": query_bool(request, "stdout"),
                "stderr": query_bool(request, "stderr")}
-    resp, conn, _ = await hijack(request, _content_type(request, info["tty"]))
-    try:
-        await _serve(state, info, conn, streams, keys, logs=query_bool(request, "logs"),
-                     stream=query_bool(request, "stream"), multiplexed=None)
-    finally:
-        conn.close()
-    return resp
+    answered: list[web.StreamResponse] = []
+
+    async def upgrade():
+        resp, conn, _ = await hijack(request, _content_type(request, info["tty"]))
+        answered.append(resp)
+        return conn
+
+    await _serve(state, info, upgrade, streams, keys, logs=query_bool(request, "logs"),
+                 stream=query_bool(request, "stream"), multiplexed=None)
+    return answered[0]
 
 
 #: how long a closing handshake waits for the client's close frame (dockerd's x/net/websocket does not wait at all)
@@ -84,13 +87,13 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(timeout=WS_CLOSE_TIMEOUT, compress=False, max_msg_size=32 << 20)
     if not ws.can_prepare(request).ok:
         raise BadParameter("not websocket protocol")  # x/net/websocket's ErrNotWebSocket, its 400
-    await ws.prepare(request)
-    conn = WebSocketStream(ws, binary=version >= (1, 28))
-    try:
-        await _serve(state, info, conn, streams, keys, logs=query_bool(request, "logs"),
-                     stream=query_bool(request, "stream"), multiplexed=False)
-    finally:
-        await conn.aclose()
+
+    async def upgrade():
+        await ws.prepare(request)
+        return WebSocketStream(ws, binary=version >= (1, 28))
+
+    await _serve(state, info, upgrade, streams, keys, logs=query_bool(request, "logs"),
+                 stream=query_bool(request, "stream"), multiplexed=False)
     return ws
 
 
@@ -99,39 +102,54 @@ def _refuse_paused(info: dict) -> None:
         raise ConflictError("You cannot attach to a paused container, unpause it first")
 
 
-async def _serve(state, info: dict, conn, streams: dict, keys: bytes, *, logs: bool, stream: bool,
+async def _serve(state, info: dict, upgrade, streams: dict, keys: bytes, *, logs: bool, stream: bool,
                  multiplexed: bool | None) -> None:
-    """An attach's session on a client connection (hijacked or WebSocket), until it ends: the log so far (`logs`),
-    then (`stream`) the live output — from the monitor of a running container, or held until the start of one that
-    is not running. The caller closes the connection."""
-    if logs:
-        try:
-            await _replay_logs(state, info, conn, streams, multiplexed=(not info["tty"]) if multiplexed is None
-                               else multiplexed)
-        except ConnectionError:
-            return  # the client has gone
-    if not stream:
-        return
-    if info["running"]:
-        sock = connect_monitor(info["run_dir"], streams)
-        if sock is None:
-            return
-        await relay(conn, sock, tty=info["tty"], stdin=streams["stdin"], detach_keys=keys,
-                    on_exit=lambda e: state.exits.post(info["id"], e), multiplexed=multiplexed)
-        return
-    # not running (created, or exited: Docker holds such an attach too): held until a start serves it
-    pending = PendingAttach(conn=conn, streams=streams, tty=info["tty"], detach_keys=keys, multiplexed=multiplexed)
-    state.pending_attach.setdefault(info["id"], []).append(pending)
+    """An attach's session, until it ends: `upgrade()` answers the client and gives its connection (hijacked or
+    WebSocket); then the log so far (`logs`), then (`stream`) the live output — from the monitor of a running
+    container, or held until the start of one that is not running — and at the end the connection is closed.
+
+    What the live output comes from is joined *before* the client is answered, as dockerd attaches the streams
+    before it takes the connection: `docker run` and docker-py start the container as soon as the attach is
+    answered, and the start must find the attach held (or the monitor must already be sending to it) — else the
+    start serves nobody and the attach waits for a start that has been."""
+    sock = pending = conn = None
+    if stream and info["running"]:
+        sock = connect_monitor(info["run_dir"], streams)  # None: it has exited meanwhile
+    elif stream:  # not running (created, or exited: Docker holds such an attach too): held until a start serves it
+        pending = PendingAttach(streams=streams, tty=info["tty"], detach_keys=keys, multiplexed=multiplexed)
+        state.pending_attach.setdefault(info["id"], []).append(pending)
     try:
+        conn = await upgrade()
+        if logs:
+            try:
+                await _replay_logs(state, info, conn, streams, multiplexed=(not info["tty"]) if multiplexed is None
+                                   else multiplexed)
+            except ConnectionError:
+                return  # the client has gone
+        if sock is not None:
+            ours, sock = sock, None
+            await relay(conn, ours, tty=info["tty"], stdin=streams["stdin"], detach_keys=keys,
+                        on_exit=lambda e: state.exits.post(info["id"], e), multiplexed=multiplexed)
+            return
+        if pending is None:
+            return
+        pending.ready.set_result(conn)
         await asyncio.wait([pending.done, conn.closed], return_when=asyncio.FIRST_COMPLETED)
+        if pending.done.done() and pending.done.result() is not None:
+            await pending.done.result()  # the session the start began
     finally:
-        waiting = state.pending_attach.get(info["id"], [])
-        if pending in waiting:
-            waiting.remove(pending)
-            if not waiting:
-                del state.pending_attach[info["id"]]
-    if pending.done.done() and pending.done.result() is not None:
-        await pending.done.result()  # the session the start began
+        if sock is not None:
+            sock.close()
+        if pending is not None:
+            waiting = state.pending_attach.get(info["id"], [])
+            if pending in waiting:
+                waiting.remove(pending)
+                if not waiting:
+                    del state.pending_attach[info["id"]]
+            if not pending.ready.done():
+                pending.ready.set_result(None)  # gone before it was ready: a start's session only waits the exit
+        if conn is not None:
+            await conn.aclose()
 
 
 async def _replay_logs(state, info: dict, conn, streams: dict, *, multiplexed: bool) -> None:
@@ -198,10 +216,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     if ours is not None:
         ours.setblocking(False)
         if first is not None:
-            session = asyncio.ensure_future(relay(first.conn, ours, tty=first.tty, stdin=first.streams["stdin"],
-                                                  detach_keys=first.detach_keys,
-                                                  on_exit=lambda e: state.exits.post(cid, e),
-                                                  multiplexed=first.multiplexed))
+            session = _keep(serve_held(first, ours, on_exit=lambda e: state.exits.post(cid, e)))
             if not first.done.done():
                 first.done.set_result(session)
         else:
@@ -209,9 +224,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     for other in pending[1:]:  # more than one attach before the start: each its own connection
         sock = connect_monitor(info["run_dir"], other.streams)
         if sock is not None and not other.done.done():
-            other.done.set_result(asyncio.ensure_future(
-                relay(other.conn, sock, tty=other.tty, stdin=other.streams["stdin"], detach_keys=other.detach_keys,
-                  multiplexed=other.multiplexed)))
+            other.done.set_result(_keep(serve_held(other, sock)))
         elif not other.done.done():
             other.done.set_result(None)
     return web.Response(status=204)
@@ -228,12 +241,19 @@ def _watch_exit(state, cid: str, sock: socket.socket) -> None:
         if got is not None:
             state.exits.post(cid, got)
 
-    task = asyncio.ensure_future(watch())
+    _keep(watch())
+
+
+#: the server's own tasks (exit watchers, sessions of held attaches whose handler may have gone): asyncio keeps only
+#: weak references to tasks
+_TASKS: set = set()
+
+
+def _keep(coro) -> asyncio.Future:
+    task = asyncio.ensure_future(coro)
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
-
-
-_TASKS: set = set()
+    return task
 
 
 async def resize(request: web.Request) -> web.StreamResponse:
