@@ -129,7 +129,8 @@ def build_spec(record: dict, rootfs: Path, files: dict[str, Path], user_mounts: 
     uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
     process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     # Docker's CreateDaemonEnvironment: PATH, HOSTNAME, TERM for a TTY, the links' variables, then the container's
-    # Config.Env over them (a later entry wins, a bare K unsets); HOME from the user's passwd entry when not given
+    # Config.Env over them (a later entry wins, a bare K unsets one of these); HOME from the user's passwd entry
+    # when not given
     env = [defaults.DEFAULT_ENV_PATH, f"HOSTNAME={config.get('Hostname') or record['Id'][:12]}"]
     if config.get("Tty"):
         env.append("TERM=xterm")

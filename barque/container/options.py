@@ -395,7 +395,7 @@ def parse_env(values: Sequence[str], env_files: Sequence[str], host_env: Mapping
 def merge_env(image_env: Sequence[str], run_env: Sequence[str]) -> list[str]:
     """The container's Config.Env as Docker's daemon builds it (its create's `merge`): the run's entries as given,
     repeated keys and bare `K` included, then the image's variables the run did not name. What the process gets is
-    `process_env`'s: a later entry wins, a bare `K` unsets."""
+    `process_env`'s: a later entry wins, a bare `K` unsets a default one (PATH, HOSTNAME…)."""
     run = list(run_env)
     named = {e.partition("=")[0] for e in run}
     return run + [e for e in image_env if e.partition("=")[0] not in named]
