@@ -264,3 +264,26 @@ def test_a_start_right_after_the_attach_is_answered_finds_it_held(api, docker):
         assert over_hijack(name2) == b"\x01\x00\x00\x00\x00\x00\x00\x02hi"
         docker("rm", name, name2)
     assert api.errors() == ""
+
+
+def test_detach_keys_in_a_ttys_input_end_the_session_and_the_container_runs_on(api, docker):
+    name = unique("wsdetach")
+    docker("run", "-d", "-i", "-t", "--name", name, "busybox", "cat")
+
+    async def run(query: str, keys: bytes):
+        async with _session(api) as s:
+            async with s.ws_connect(f"http://d/containers/{name}/attach/ws?stdin=1&stdout=1&stream=1{query}") as ws:
+                await ws.send_bytes(b"abc\n")
+                data = b""
+                while data.count(b"abc") < 2:  # the TTY's echo and cat's
+                    data += (await asyncio.wait_for(ws.receive(), 15)).data
+                await ws.send_bytes(keys)
+                return await _collect(ws, timeout=15)
+
+    _, end = asyncio.run(run("", b"\x10\x11"))  # ctrl-p ctrl-q, Docker's default
+    assert end.type == aiohttp.WSMsgType.CLOSE and end.data == 1000
+    _, end = asyncio.run(run("&detachKeys=ctrl-x", b"\x18"))
+    assert end.type == aiohttp.WSMsgType.CLOSE
+    assert docker("inspect", "-f", "{{.State.Running}}", name).stdout == "true\n"
+    docker("rm", "-f", name)
+    assert api.errors() == ""
