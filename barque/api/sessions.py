@@ -3,8 +3,8 @@ waiters (`wait`, and `start` of a container someone is attached or waiting on).
 
 A monitor speaks frames with Docker's 8-byte header (barque/container/monitor.py): stdout (1) and stderr (2) frames
 are passed to a client without a TTY as they are — that *is* Docker's multiplexed stream — and unwrapped for one
-with a TTY; the exit frame (3) ends the session and wakes the waiters. `attach/ws` (dockerd's MuxStreams false: the WebSocket's
-messages are the streams) is served the payloads alone whether or not there is a TTY: `relay(multiplexed=False)`.
+with a TTY; the exit frame (3) ends the session and wakes the waiters. `attach/ws` (dockerd's MuxStreams false: the
+WebSocket's messages are the streams) is served the payloads alone, TTY or not: `relay(multiplexed=False)`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ container's start then passes the monitor a socket whose other end the server ke
 already sent — the monitor serves it from the container's first instruction. The same born socket carries the exit
 frame to anyone waiting (`wait?condition=next-exit|removed`), so a container that lives a millisecond is seen to
 exit, and with which code, even when --rm removes it at once.
+
+An attach is held (or joined to the monitor) before its client is answered: a client may start the container the
+moment the answer comes. `attach/ws` is the same attach over a WebSocket (attach_ws): the same session core, `_serve`.
 """
 
 from __future__ import annotations
