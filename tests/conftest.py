@@ -112,6 +112,23 @@ class Barque:
         ids = self("ps", "-aq", "--no-trunc", check=False, timeout=60).stdout.split()
         if ids:
             self("rm", "-f", "-v", *ids, check=False, timeout=120)
+        self.remove_networks()
+
+    def remove_networks(self) -> None:
+        """User-defined networks a test left: removed with their bridges, which would otherwise stay in the suite's
+        network namespace (and take the address pools later tests expect to be free)."""
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.root / 'barque.db'}?mode=ro", uri=True)
+        try:
+            left = conn.execute("SELECT count(*) FROM networks WHERE name NOT IN ('bridge', 'host', 'none')")
+            count = left.fetchone()[0]
+        except sqlite3.Error:
+            count = 0
+        finally:
+            conn.close()
+        if count:
+            self("network", "prune", "-f", check=False, timeout=120)
 
 
 def _cleanup_root(root: Path) -> None:

@@ -83,8 +83,11 @@ class ApiState:
             with self._view_lock:
                 if self._view is None:
                     from barque.container.view import ContainerView
+                    from barque.metadata.db import Database
 
-                    self._view = ContainerView(self.settings.root / "barque.db", self.settings.run_root)
+                    path = self.settings.root / "barque.db"
+                    Database(path).close()  # a fresh root: made (and migrated) as an engine would
+                    self._view = ContainerView(path, self.settings.run_root)
         return self._view
 
     def close(self) -> None:
