@@ -103,20 +103,46 @@ def _gone(fd: int) -> bool:
     return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in p.poll(0))
 
 
+#: inside os.fork's at-fork hooks (see _hangup_raises)
+_FORKING = [False]
+_FORK_HOOKS = [False]
+
+
+def _fork_began() -> None:
+    _FORKING[0] = True
+
+
+def _fork_ended() -> None:
+    _FORKING[0] = False
+
+
 @contextmanager
 def _hangup_raises(sock, stream: _Stream):
     """ClientGone in this (main) thread as soon as the peer closes `sock`: O_ASYNC makes the kernel send SIGIO on
     the socket's events (its hang-up included), and the handler checks for the hang-up. Raised once: the
-    clean-up it starts is not interrupted again."""
+    clean-up it starts is not interrupted again.
+
+    Not while the process forks (a RUN step's runner): an exception raised in os.fork's at-fork hooks — where a
+    pending signal's handler may run — is printed as "Exception ignored" and lost, and the build would run on
+    for nobody (a client that leaves right at a step's start). The handler then tries again 50 ms later (SIGALRM).
+    The hooks are registered here, after every module's: `before` hooks run in reverse order of registration,
+    the `after` ones in order, so the flag spans all the others."""
     fd = sock.fileno()
     armed = [True]
+    if not _FORK_HOOKS[0]:
+        _FORK_HOOKS[0] = True
+        os.register_at_fork(before=_fork_began, after_in_parent=_fork_ended, after_in_child=_fork_ended)
 
     def handler(signum, frame):
         if armed[0] and _gone(fd):
+            if _FORKING[0]:
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+                return
             armed[0] = False
             stream.gone = True
             raise ClientGone()
 
+    previous_alarm = signal.signal(signal.SIGALRM, handler)
     signal.signal(signal.SIGIO, handler)
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
@@ -131,6 +157,8 @@ def _hangup_raises(sock, stream: _Stream):
         armed[0] = False
         fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         signal.signal(signal.SIGIO, signal.SIG_IGN)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_alarm)
 
 
 def _docker_config(work, auths: dict) -> None:
