@@ -59,20 +59,10 @@ def top(ctx, container, ps_options):
 
 # ---- stats ----------------------------------------------------------------------------------------------------
 
-def _bytes_size(n: float) -> str:
-    """Docker's units.BytesSize: binary units, Go's %.4g (584KiB, 1.953MiB, 64MiB)."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-    i = 0
-    n = float(n)
-    while n >= 1024.0 and i < len(units) - 1:
-        n /= 1024.0
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
 def stats_row(c, ref: str, prev, cur, trunc: bool = True) -> dict:
     """One `stats` line as Docker's formatter names its fields (sorted, as `--format json` prints them)."""
     from barque.cli.format import human_size
+    from barque.oci.times import bytes_size
     from barque.container.stats import cpu_percent, mem_percent
 
     return {
@@ -81,7 +71,7 @@ def stats_row(c, ref: str, prev, cur, trunc: bool = True) -> dict:
         "Container": ref,
         "ID": c.id[:12] if trunc else c.id,
         "MemPerc": f"{mem_percent(cur):.2f}%",
-        "MemUsage": f"{_bytes_size(cur.mem_usage)} / {_bytes_size(cur.mem_limit)}",
+        "MemUsage": f"{bytes_size(cur.mem_usage)} / {bytes_size(cur.mem_limit)}",
         "Name": c.name or "--",
         "NetIO": f"{human_size(cur.net_rx, 3)} / {human_size(cur.net_tx, 3)}",
         "PIDs": str(cur.pids),

@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 from datetime import datetime, timezone
 
-__all__ = ["parse_time", "rfc3339", "human_duration", "human_size"]
+__all__ = ["parse_time", "rfc3339", "human_duration", "human_size", "bytes_size"]
 
 
 @lru_cache(maxsize=4096)  # listings ask for the same containers' times again and again
@@ -63,11 +63,19 @@ def human_size(n: float, precision: int = 3) -> str:
 
     `docker images` uses precision 3; `system df` and most others use units.HumanSize (precision 4).
     """
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    return _scaled(n, 1000.0, ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"), precision)
+
+
+def bytes_size(n: float) -> str:
+    """Docker's units.BytesSize: binary units, Go's %.4g (584KiB, 1.953MiB, 64MiB) — `docker stats`' memory."""
+    return _scaled(n, 1024.0, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"), 4)
+
+
+def _scaled(n: float, base: float, units: tuple[str, ...], precision: int) -> str:
     i = 0
     n = float(n)
-    while n >= 1000.0 and i < len(units) - 1:
-        n /= 1000.0
+    while n >= base and i < len(units) - 1:
+        n /= base
         i += 1
     s = f"{n:.{precision}g}"
     if "e" in s:  # Go's %g switches to exponent only past the precision; 100-999 with precision 2 is rare here

@@ -384,8 +384,9 @@ def test_ps_rows_are_the_containers_and_their_threads():
 
 
 def test_docker_reductions_and_layout():
-    from barque.cli.observe import _bytes_size, _tabwrite
+    from barque.cli.observe import _tabwrite
     from barque.container.stats import Sample, cpu_percent, memory_without_cache
+    from barque.oci.times import bytes_size
 
     assert memory_without_cache({"usage": 1000, "stats": {"total_inactive_file": 300}}) == 700   # v1
     assert memory_without_cache({"usage": 1000, "stats": {"inactive_file": 400}}) == 600         # v2
@@ -394,7 +395,7 @@ def test_docker_reductions_and_layout():
     b = Sample(cpu_total=2_000, system_total=20_000, online_cpus=4, running=True)
     assert cpu_percent(a, b) == pytest.approx(40.0)   # a tenth of the host's time on four CPUs
     assert cpu_percent(None, b) == 0.0
-    assert [_bytes_size(n) for n in (0, 516096, 64 << 20, 2048000, 25276514304)] == \
+    assert [bytes_size(n) for n in (0, 516096, 64 << 20, 2048000, 25276514304)] == \
         ["0B", "504KiB", "64MiB", "1.953MiB", "23.54GiB"]
     assert _tabwrite([["A", "BB", "C"], ["xxxxxxxxxx", "y", "z"]], 10) == \
         "A            BB        C\nxxxxxxxxxx   y         z"
