@@ -185,6 +185,26 @@ def http(sock_path, method: str, path: str, body: bytes | None = None, headers: 
     return int(lines[0].split()[1]), hdrs, rest
 
 
+def raw_request(api, head: str, timeout: float = 30) -> socket.socket:
+    """A connection to the API socket with `head` sent (the request line and headers, without the blank line that
+    ends them): for a test that reads an answer as it streams, or leaves mid-way."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(str(api.sock))
+    s.sendall(head.encode() + b"\r\n\r\n")
+    return s
+
+
+def read_until(s: socket.socket, marker: bytes) -> bytes:
+    """What arrives on `s` up to and with `marker`; the test fails if the connection ends before it."""
+    got = b""
+    while marker not in got:
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    return got
+
+
 def call(api, method: str, path: str, body=None) -> tuple[int, object]:
     """One request to the API socket with a JSON body (bytes are sent as they are): (status, the decoded JSON
     answer or None)."""

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 
 import aiohttp
 import pytest
 
-from tests.api_support import call, http
+from tests.api_support import call, http, raw_request, read_until
 from tests.api_support import api, docker  # noqa: F401 - fixtures
 from tests.conftest import unique
 
@@ -189,11 +188,7 @@ def test_clients_that_go_away_leave_nothing_behind(api, docker):
     created = _create(api, ["echo", "never started"])
 
     def vanish(path: str, wait_output: bool) -> None:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(30)
-        s.connect(str(api.sock))
-        head = "".join(f"{k}: {v}\r\n" for k, v in _UPGRADE.items())
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: d\r\n{head}\r\n".encode())
+        s = raw_request(api, f"GET {path} HTTP/1.1\r\nHost: d" + "".join(f"\r\n{k}: {v}" for k, v in _UPGRADE.items()))
         got = s.recv(4096)
         assert got.startswith(b"HTTP/1.1 101"), got
         if wait_output and b"tick" not in got:
@@ -241,14 +236,9 @@ def test_a_start_right_after_the_attach_is_answered_finds_it_held(api, docker):
                 return _payload(msgs)
 
     def over_hijack(name: str) -> bytes:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(15)
-        s.connect(str(api.sock))
-        s.sendall(f"POST /containers/{name}/attach?stdout=1&stream=1&logs=1 HTTP/1.1\r\nHost: d\r\n"
-                  "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += s.recv(4096)
+        s = raw_request(api, f"POST /containers/{name}/attach?stdout=1&stream=1&logs=1 HTTP/1.1\r\nHost: d\r\n"
+                             "Connection: Upgrade\r\nUpgrade: tcp", timeout=15)
+        data = read_until(s, b"\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 101"), data
         assert call(api, "POST", f"/containers/{name}/start")[0] == 204
         data = data.partition(b"\r\n\r\n")[2]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import socket
 import tarfile
@@ -15,7 +14,7 @@ import time
 
 import pytest
 
-from tests.api_support import http, operation_children
+from tests.api_support import http, operation_children, raw_request, read_until
 from tests.api_support import api, docker, docker_client  # noqa: F401 - fixtures
 from tests.conftest import FIXTURES, unique
 from tests.registry_support import registry_factory  # noqa: F401 - fixture
@@ -494,16 +493,9 @@ def test_a_client_that_goes_away_mid_pull_stops_the_pull(api, docker, registry_f
     image_id = docker("image", "inspect", "-f", "{{.Id}}", name).stdout.strip()
     docker("rmi", name, "busybox")  # the pull has its layer to download
     with StallingProxy(reg.url, keep=image_id.split(":")[1]) as proxy:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(30)
-        s.connect(str(api.sock))
-        s.sendall(f"POST /v1.43/images/create?fromImage={proxy.host}/stall/bb&tag=1 HTTP/1.1\r\nHost: d\r\n"
-                  "Content-Length: 0\r\n\r\n".encode())
-        got = b""
-        while b"Downloading" not in got:  # the layer is half there and the registry has gone quiet
-            chunk = s.recv(65536)
-            assert chunk, got
-            got += chunk
+        s = raw_request(api, f"POST /v1.43/images/create?fromImage={proxy.host}/stall/bb&tag=1 HTTP/1.1\r\n"
+                             "Host: d\r\nContent-Length: 0")
+        read_until(s, b"Downloading")  # the layer is half there and the registry has gone quiet
         s.close()
         # the pull stops now, not when the registry's read timeout (two minutes) would have stopped it
         assert settled(api, timeout=15), operation_children(api)
